@@ -1,0 +1,95 @@
+-- The audit trail: every grant, revoke, role and membership change, lifecycle transition and
+-- credential rotation, written by trigger in the same transaction as the change. Append-only:
+-- UPDATE, DELETE and TRUNCATE are refused to every role, the owner included.
+
+create table public.audit_log (
+  id bigint generated always as identity primary key,
+  occurred_at timestamptz not null default clock_timestamp(),
+  organization_id uuid,
+  actor_id uuid,
+  actor_role text not null,
+  action text not null,
+  entity_type text not null,
+  entity_id text not null,
+  before jsonb,
+  after jsonb,
+  reason text,
+  cause text not null default 'user_action'
+);
+comment on table public.audit_log is
+  'Append-only audit trail (who, when, before and after, reason, cause) written by triggers in the changing transaction.';
+create index audit_log_org_time_idx on public.audit_log (organization_id, occurred_at desc);
+create index audit_log_entity_idx on public.audit_log (entity_type, entity_id, occurred_at desc);
+alter table public.audit_log enable row level security;
+
+create function private.audit_log_refuse_change() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  raise exception using errcode = '42501', message = 'the audit trail is append-only',
+    hint = format('%s on public.audit_log is refused to every role', tg_op);
+end $$;
+comment on function private.audit_log_refuse_change() is 'Refuses UPDATE, DELETE and TRUNCATE on the audit trail.';
+
+create trigger audit_log_append_only before update or delete on public.audit_log
+  for each row execute function private.audit_log_refuse_change();
+create trigger audit_log_no_truncate before truncate on public.audit_log
+  for each statement execute function private.audit_log_refuse_change();
+
+-- Appends one audit row. The reason and cause of the change come from the transaction-local
+-- settings mcp.audit_reason and mcp.audit_cause that the RPCs set before they write.
+create function private.audit(
+  p_organization_id uuid, p_action text, p_entity_type text, p_entity_id text,
+  p_before jsonb, p_after jsonb, p_reason text default null
+) returns void
+language sql volatile security definer
+set search_path = ''
+as $$
+  insert into public.audit_log (organization_id, actor_id, actor_role, action, entity_type, entity_id, before, after, reason, cause)
+  values (p_organization_id, auth.uid(), coalesce(auth.role(), session_user::text), p_action, p_entity_type, p_entity_id,
+          p_before, p_after, coalesce(p_reason, nullif(current_setting('mcp.audit_reason', true), '')),
+          coalesce(nullif(current_setting('mcp.audit_cause', true), ''), 'user_action'))
+$$;
+comment on function private.audit(uuid, text, text, text, jsonb, jsonb, text) is 'Appends one row to the audit trail.';
+
+-- Row trigger: audits inserts, updates (only when a column other than updated_at changed) and deletes.
+-- tg_argv[0] is the entity type; the row must have organization_id.
+create function private.audit_row_change() returns trigger
+language plpgsql security definer
+set search_path = ''
+as $$
+declare
+  v_before jsonb := case when tg_op <> 'INSERT' then to_jsonb(old) end;
+  v_after jsonb := case when tg_op <> 'DELETE' then to_jsonb(new) end;
+  v_row jsonb := coalesce(v_after, v_before);
+begin
+  if tg_op = 'UPDATE' and (v_before - 'updated_at') = (v_after - 'updated_at') then
+    return new;
+  end if;
+  perform private.audit((v_row ->> 'organization_id')::uuid, tg_argv[0] || '.' || lower(tg_op), tg_argv[0],
+                        coalesce(v_row ->> 'id', concat_ws(':', v_row ->> 'organization_id', v_row ->> 'user_id')),
+                        v_before, v_after);
+  return coalesce(new, old);
+end $$;
+comment on function private.audit_row_change() is 'Trigger: appends the change of a row to the audit trail (tg_argv[0] = entity type).';
+
+-- Sets the reason and cause that the audit triggers record for the rest of the transaction.
+create function private.set_audit_context(p_reason text, p_cause text default 'user_action') returns void
+language sql volatile
+set search_path = ''
+as $$
+  select set_config('mcp.audit_reason', coalesce(p_reason, ''), true), set_config('mcp.audit_cause', coalesce(p_cause, 'user_action'), true);
+$$;
+comment on function private.set_audit_context(text, text) is 'Sets the audit reason and cause for the current transaction.';
+
+-- Keeps updated_at current on every table that has it.
+create function private.touch_updated_at() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  new.updated_at := now();
+  return new;
+end $$;
+comment on function private.touch_updated_at() is 'Trigger: sets updated_at to now().';

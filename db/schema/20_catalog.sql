@@ -1,0 +1,150 @@
+-- The catalog of MCP servers an organization can run, each with its tool manifest: every tool's
+-- name, description, input schema and annotations, and the sha256 of that definition's
+-- canonical JSON, computed here and nowhere else.
+
+create table public.mcp_server_catalog (
+  id uuid primary key default gen_random_uuid(),
+  name text not null unique check (name ~ '^[a-z0-9][a-z0-9-]{0,62}$'),
+  display_name text not null,
+  description text not null default '',
+  docker_image_url text not null,
+  version text not null,
+  transport_type text not null check (transport_type in ('stdio', 'sse', 'websocket', 'streamable_http')),
+  capabilities jsonb not null default '{}' check (jsonb_typeof(capabilities) = 'object'),
+  tool_manifest jsonb not null default '[]' check (jsonb_typeof(tool_manifest) = 'array'),
+  config_schema jsonb not null default '{"type": "object"}' check (jsonb_typeof(config_schema) = 'object'),
+  required_oauth_providers text[] not null default '{}',
+  is_active boolean not null default true,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now()
+);
+comment on table public.mcp_server_catalog is
+  'MCP servers that can be deployed, with their tool manifests (each tool hashed by the database) and configuration schema.';
+comment on column public.mcp_server_catalog.tool_manifest is
+  'Array of {name, description, inputSchema, annotations, sha256}; sha256 is set by trigger from the canonical JSON of the rest.';
+
+-- The definition of a tool that is pinned: what a client is shown and what shapes its calls.
+create function private.tool_definition(p_tool jsonb) returns jsonb
+language sql immutable
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'name', p_tool -> 'name',
+    'description', coalesce(p_tool -> 'description', '""'::jsonb),
+    'inputSchema', coalesce(p_tool -> 'inputSchema', '{}'::jsonb),
+    'annotations', coalesce(p_tool -> 'annotations', '{}'::jsonb))
+$$;
+comment on function private.tool_definition(jsonb) is 'The pinned part of a tool: name, description, inputSchema, annotations.';
+
+-- sha256 of the canonical JSON of a tool's definition. jsonb's text form is canonical: keys
+-- sorted, duplicates removed, whitespace normalised, so equal definitions hash equal.
+create function private.tool_sha256(p_tool jsonb) returns text
+language sql immutable
+set search_path = ''
+as $$
+  select encode(extensions.digest(convert_to(private.tool_definition(p_tool)::text, 'UTF8'), 'sha256'), 'hex')
+$$;
+comment on function private.tool_sha256(jsonb) is 'sha256 (hex) of the canonical JSON of a tool definition.';
+
+-- The manifest with each tool reduced to its definition plus its hash.
+create function private.hash_manifest(p_manifest jsonb) returns jsonb
+language sql immutable
+set search_path = ''
+as $$
+  select coalesce(jsonb_agg(private.tool_definition(t) || jsonb_build_object('sha256', private.tool_sha256(t)) order by t ->> 'name'), '[]')
+    from jsonb_array_elements(p_manifest) as t
+$$;
+comment on function private.hash_manifest(jsonb) is 'Adds the sha256 of each tool to a tool manifest.';
+
+create function private.catalog_before_write() returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if exists (select from jsonb_array_elements(new.tool_manifest) t
+              where jsonb_typeof(t -> 'name') is distinct from 'string' or t ->> 'name' = '') then
+    raise exception using errcode = '22023', message = 'every tool of the manifest needs a name';
+  end if;
+  new.tool_manifest := private.hash_manifest(new.tool_manifest);
+  return new;
+end $$;
+comment on function private.catalog_before_write() is 'Trigger: validates the tool manifest and hashes each tool.';
+
+create trigger mcp_server_catalog_hash before insert or update of tool_manifest on public.mcp_server_catalog
+  for each row execute function private.catalog_before_write();
+create trigger mcp_server_catalog_touch before update on public.mcp_server_catalog
+  for each row execute function private.touch_updated_at();
+alter table public.mcp_server_catalog enable row level security;
+
+-- Validates a JSON value against a JSON Schema subset (type, enum, properties, required,
+-- additionalProperties, items, min/maxLength, pattern, minimum/maximum, min/maxItems).
+-- Returns the first problem, naming the field by its path ($.args[0]), or null when valid.
+create function private.json_schema_error(p_schema jsonb, p_value jsonb, p_path text default '$') returns text
+language plpgsql immutable
+set search_path = ''
+as $$
+declare
+  v_type text := p_schema ->> 'type';
+  v_actual text := jsonb_typeof(p_value);
+  v_key text;
+  v_item jsonb;
+  v_i integer := 0;
+  v_error text;
+begin
+  if v_type is not null and not (v_type = v_actual
+       or (v_type = 'integer' and v_actual = 'number' and p_value::text ~ '^-?[0-9]+$')) then
+    return format('%s must be %s, not %s', p_path, v_type, v_actual);
+  end if;
+  if p_schema ? 'enum' and not (p_schema -> 'enum') @> jsonb_build_array(p_value) then
+    return format('%s must be one of %s', p_path, p_schema -> 'enum');
+  end if;
+  case v_actual
+  when 'string' then
+    if length(p_value #>> '{}') < coalesce((p_schema ->> 'minLength')::int, 0) then
+      return format('%s must have at least %s characters', p_path, p_schema ->> 'minLength');
+    elsif length(p_value #>> '{}') > coalesce((p_schema ->> 'maxLength')::int, 2147483647) then
+      return format('%s must have at most %s characters', p_path, p_schema ->> 'maxLength');
+    elsif p_schema ? 'pattern' and (p_value #>> '{}') !~ (p_schema ->> 'pattern') then
+      return format('%s must match %s', p_path, p_schema ->> 'pattern');
+    end if;
+  when 'number' then
+    if (p_value #>> '{}')::numeric < (p_schema ->> 'minimum')::numeric then
+      return format('%s must be at least %s', p_path, p_schema ->> 'minimum');
+    elsif (p_value #>> '{}')::numeric > (p_schema ->> 'maximum')::numeric then
+      return format('%s must be at most %s', p_path, p_schema ->> 'maximum');
+    end if;
+  when 'array' then
+    if jsonb_array_length(p_value) < coalesce((p_schema ->> 'minItems')::int, 0) then
+      return format('%s must have at least %s items', p_path, p_schema ->> 'minItems');
+    elsif jsonb_array_length(p_value) > coalesce((p_schema ->> 'maxItems')::int, 2147483647) then
+      return format('%s must have at most %s items', p_path, p_schema ->> 'maxItems');
+    end if;
+    if p_schema ? 'items' then
+      for v_item in select jsonb_array_elements(p_value) loop
+        v_error := private.json_schema_error(p_schema -> 'items', v_item, format('%s[%s]', p_path, v_i));
+        if v_error is not null then return v_error; end if;
+        v_i := v_i + 1;
+      end loop;
+    end if;
+  when 'object' then
+    select format('%s.%s is required', p_path, r) into v_error
+      from jsonb_array_elements_text(coalesce(p_schema -> 'required', '[]')) r
+     where not p_value ? r limit 1;
+    if v_error is not null then return v_error; end if;
+    for v_key, v_item in select key, value from jsonb_each(p_value) order by key loop
+      if p_schema -> 'properties' ? v_key then
+        v_error := private.json_schema_error(p_schema -> 'properties' -> v_key, v_item, p_path || '.' || v_key);
+      elsif p_schema -> 'additionalProperties' = 'false'::jsonb then
+        v_error := format('%s.%s is not an allowed field', p_path, v_key);
+      elsif jsonb_typeof(p_schema -> 'additionalProperties') = 'object' then
+        v_error := private.json_schema_error(p_schema -> 'additionalProperties', v_item, p_path || '.' || v_key);
+      end if;
+      if v_error is not null then return v_error; end if;
+    end loop;
+  else
+    null;
+  end case;
+  return null;
+end $$;
+comment on function private.json_schema_error(jsonb, jsonb, text) is
+  'First violation of a JSON Schema subset by a value, naming the field by its path; null when valid.';

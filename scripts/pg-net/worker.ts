@@ -1,0 +1,170 @@
+// The pg_net stand-in's sender: takes committed requests from net.http_request_queue, sends
+// them concurrently, each with its own timeout, and records the outcome in net._http_response
+// the way pg_net does. A request is deleted from the queue in the same statement that claims
+// it, so no request is ever sent twice, even with several workers or after a restart; a
+// worker killed mid-flight loses what it had claimed, as pg_net loses work on a crash.
+import pg from 'pg';
+
+export interface WorkerOptions {
+  databaseUrl: string;
+  /** Most requests in flight at once. */
+  concurrency?: number;
+  /** Poll interval; NOTIFY wakes the worker sooner. */
+  pollMs?: number;
+  log?: (line: string) => void;
+}
+
+export interface PgNetWorker {
+  stop(): Promise<void>;
+  /** Requests sent since start. */
+  readonly sent: number;
+}
+
+interface QueuedRequest {
+  id: string;
+  method: 'GET' | 'POST' | 'DELETE';
+  url: string;
+  headers: Record<string, string>;
+  body: Buffer | null;
+  timeout_milliseconds: number;
+}
+
+interface Outcome {
+  status_code: number | null;
+  content_type: string | null;
+  headers: Record<string, string> | null;
+  content: string | null;
+  timed_out: boolean;
+  error_msg: string | null;
+}
+
+const CLAIM_SQL = `
+  delete from net.http_request_queue q
+   where q.id in (select id from net.http_request_queue order by id limit $1 for update skip locked)
+  returning q.id::text, q.method::text, q.url, q.headers, q.body, q.timeout_milliseconds`;
+
+const RECORD_SQL = `
+  insert into net._http_response (id, status_code, content_type, headers, content, timed_out, error_msg)
+  values ($1, $2, $3, $4, $5, $6, $7)`;
+
+const TTL_SQL = `
+  delete from net._http_response
+   where created < now() - coalesce(nullif(current_setting('pg_net.ttl', true), ''), '6 hours')::interval`;
+
+export async function send(req: QueuedRequest): Promise<Outcome> {
+  const started = Date.now();
+  try {
+    const res = await fetch(req.url, {
+      method: req.method,
+      headers: req.headers,
+      body: req.body ? new Uint8Array(req.body) : undefined,
+      signal: AbortSignal.timeout(req.timeout_milliseconds),
+      redirect: 'follow',
+    });
+    const content = await res.text();
+    return {
+      status_code: res.status,
+      content_type: res.headers.get('content-type'),
+      headers: Object.fromEntries(res.headers.entries()),
+      content,
+      timed_out: false,
+      error_msg: null,
+    };
+  } catch (err) {
+    const e = err as Error & { cause?: { code?: string; message?: string } };
+    const timedOut = e.name === 'TimeoutError' || e.name === 'AbortError';
+    return {
+      status_code: null,
+      content_type: null,
+      headers: null,
+      content: null,
+      timed_out: timedOut,
+      error_msg: timedOut
+        ? `Timeout of ${req.timeout_milliseconds} ms reached. Total time: ${Date.now() - started} ms`
+        : `${e.cause?.code ?? e.name}: ${e.cause?.message ?? e.message}`,
+    };
+  }
+}
+
+export async function startPgNetWorker(opts: WorkerOptions): Promise<PgNetWorker> {
+  const concurrency = opts.concurrency ?? 64;
+  const pollMs = opts.pollMs ?? 250;
+  const log = opts.log ?? (() => {});
+  const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 4 });
+  const listener = new pg.Client({ connectionString: opts.databaseUrl });
+  let stopping = false;
+  let inFlight = 0;
+  let sent = 0;
+  let claiming: Promise<void> | null = null;
+  let again = false;
+  const idle: Array<() => void> = [];
+
+  const record = async (id: string, o: Outcome) => {
+    await pool.query(RECORD_SQL, [id, o.status_code, o.content_type, o.headers, o.content, o.timed_out, o.error_msg]);
+  };
+
+  const dispatch = (req: QueuedRequest) => {
+    inFlight++;
+    sent++;
+    void send(req)
+      .then((o) => record(req.id, o).then(() =>
+        log(`pg_net ${req.id} ${req.method} ${req.url} -> ${o.status_code ?? (o.timed_out ? 'timeout' : o.error_msg)}`)))
+      .catch((err: Error) => log(`pg_net ${req.id}: could not record the response: ${err.message}`))
+      .finally(() => {
+        inFlight--;
+        if (inFlight === 0) idle.splice(0).forEach((f) => f());
+        void claim();
+      });
+  };
+
+  // One claimer at a time; a wake-up during a claim triggers another pass afterwards.
+  const claimPass = async (): Promise<void> => {
+    try {
+      do {
+        again = false;
+        const free = concurrency - inFlight;
+        if (free <= 0) break;
+        const { rows } = await pool.query<QueuedRequest>(CLAIM_SQL, [free]);
+        // Claimed rows are gone from the queue: send them even when stopping, or they are lost.
+        rows.forEach(dispatch);
+        if (rows.length === free) again = true;
+      } while (again && !stopping);
+    } catch (err) {
+      log(`pg_net: claim failed: ${(err as Error).message}`);
+    }
+  };
+  const claim = (): Promise<void> => {
+    if (stopping) return Promise.resolve();
+    if (claiming) { again = true; return claiming; }
+    claiming = claimPass().finally(() => { claiming = null; });
+    return claiming;
+  };
+
+  const connectListener = async () => {
+    await listener.connect();
+    listener.on('notification', () => void claim());
+    await listener.query('listen pg_net_request');
+  };
+  await connectListener();
+  listener.on('error', (err) => log(`pg_net: listener lost: ${err.message}; polling only`));
+
+  const poll = setInterval(() => void claim(), pollMs);
+  const ttl = setInterval(() => {
+    pool.query(TTL_SQL).catch((err: Error) => log(`pg_net: ttl clean-up failed: ${err.message}`));
+  }, 60_000);
+  await pool.query(TTL_SQL);
+  void claim();
+
+  return {
+    get sent() { return sent; },
+    async stop() {
+      stopping = true;
+      clearInterval(poll);
+      clearInterval(ttl);
+      if (claiming) await claiming;
+      if (inFlight > 0) await new Promise<void>((resolve) => idle.push(resolve));
+      await listener.end().catch(() => {});
+      await pool.end();
+    },
+  };
+}

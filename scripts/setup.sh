@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the project needs and skips what is already there:
+# Debian packages for PostgreSQL 15 and its extensions, then the npm packages.
+source "$(dirname "$0")/lib.sh"
+
+debs=(postgresql-15 postgresql-contrib postgresql-15-pgtap postgresql-15-cron
+      postgresql-15-plpgsql-check libtap-parser-sourcehandler-pgtap-perl)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  step "installing Debian packages: ${missing[*]}"
+  [ "$(id -u)" = 0 ] || die "installing Debian packages needs root" "run as root, or: sudo apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || die "apt-get update failed" "check the network access to Debian's mirrors"
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+    || die "apt-get install ${missing[*]} failed" "run it by hand to see apt's message"
+  # Debian's postgresql package creates and starts a cluster on 5432; the project does not use it.
+  command -v pg_ctlcluster >/dev/null && pg_ctlcluster 15 main stop >/dev/null 2>&1 || true
+else
+  step "Debian packages present (${#debs[@]})"
+fi
+
+cd "$ROOT"
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  step "installing npm packages (npm ci)"
+  npm ci --no-audit --no-fund --loglevel=error || die "npm ci failed" "run 'npm ci' to see npm's message"
+else
+  step "npm packages present"
+fi

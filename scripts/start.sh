@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Starts the local system: PostgreSQL 15 with the schema on port 54322, the pg_net worker, the
+# local DTMA on port 30000, and a demo organization a newcomer can follow (scripts/demo.sql).
+# A second run reuses what is there; `npm run stop` stops it all.
+source "$(dirname "$0")/lib.sh"
+export DTMA_PORT="${DTMA_PORT:-30000}"
+token_file="$LOCAL_DIR/dtma-token"
+
+bash "$ROOT/scripts/setup.sh"
+bash "$ROOT/scripts/stack.sh" start
+bash "$ROOT/scripts/db.sh" all
+
+export DATABASE_URL="$DB_URL"
+svc_start pg-net-worker "grep -q 'sending queued' '$LOCAL_DIR/pg-net-worker.log'" \
+  npx --no-install tsx scripts/pg-net/main.ts
+if [ -f "$ROOT/scripts/dtma/main.ts" ]; then
+  [ -s "$token_file" ] || (umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > "$token_file")
+  DTMA_TOKEN="$(cat "$token_file")" svc_start dtma "curl -sf http://127.0.0.1:$DTMA_PORT/health" \
+    env DTMA_TOKEN="$(cat "$token_file")" DTMA_STATE_FILE="$LOCAL_DIR/dtma-state.json" npx --no-install tsx scripts/dtma/main.ts
+fi
+if [ -f "$ROOT/scripts/demo.sql" ]; then
+  step "demo data (scripts/demo.sql)"
+  psql_db -v dtma_url="http://127.0.0.1:$DTMA_PORT" -v dtma_token="$(cat "$token_file" 2>/dev/null)" -f "$ROOT/scripts/demo.sql" >/dev/null
+fi
+
+cat <<TXT
+
+The stack is up.
+  database     $DB_URL
+  psql         psql '$DB_URL'
+  pg_net       worker log: ${LOCAL_DIR#$ROOT/}/pg-net-worker.log
+  local DTMA   http://127.0.0.1:$DTMA_PORT (token in ${token_file#$ROOT/}; log: ${LOCAL_DIR#$ROOT/}/dtma.log)
+  stop         npm run stop
+TXT

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Stops what scripts/start.sh started.
+source "$(dirname "$0")/lib.sh"
+svc_stop dtma
+svc_stop pg-net-worker
+bash "$ROOT/scripts/stack.sh" stop

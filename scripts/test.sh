@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs every test on a fresh database of its own (port 54329 unless TEST_DB_PORT is set), so the
+# stack of scripts/start.sh is left alone: set-up, build with `supabase db push`, the lint and
+# advisors gates, pgTAP through pg_prove, then vitest against the real pg_net worker and local DTMA.
+export DB_PORT="${TEST_DB_PORT:-54329}"
+export MCP_LOCAL_DIR="${MCP_LOCAL_DIR:-$(cd "$(dirname "$0")/.." && pwd)/.local/test}"
+# A throwaway database: durability is not what these tests measure.
+export PG_EXTRA_CONF="fsync = off
+synchronous_commit = off
+full_page_writes = off"
+source "$(dirname "$0")/lib.sh"
+started=$(date +%s)
+
+bash "$ROOT/scripts/setup.sh"
+export DTMA_PORT="${TEST_DTMA_PORT:-30029}" DTMA_TOKEN="test-dtma-token-$RANDOM$RANDOM"
+
+cleanup() {
+  svc_stop dtma >/dev/null 2>&1 || true
+  svc_stop pg-net-worker >/dev/null 2>&1 || true
+  bash "$ROOT/scripts/stack.sh" stop >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+bash "$ROOT/scripts/stack.sh" reset
+bash "$ROOT/scripts/db.sh" all
+node "$ROOT/scripts/gates.mjs" "$DB_URL"
+
+step "pgTAP: applying db/tests/_setup.sql, then pg_prove db/tests/*.test.sql"
+psql_db -f "$ROOT/db/tests/_setup.sql" >/dev/null
+if ! PGPASSWORD="$DB_PASSWORD" PGOPTIONS='--client-min-messages=warning' pg_prove --dbname "$DB_NAME" \
+     --host 127.0.0.1 --port "$DB_PORT" --username postgres --timer $(cd "$ROOT" && ls db/tests/*.test.sql | sed "s#^#$ROOT/#"); then
+  die "pgTAP failed" "run one file with: PGPASSWORD=$DB_PASSWORD pg_prove -h 127.0.0.1 -p $DB_PORT -U postgres -d $DB_NAME db/tests/<file>"
+fi
+
+export DATABASE_URL="$DB_URL"
+svc_start pg-net-worker "grep -q 'sending queued' '$LOCAL_DIR/pg-net-worker.log'" \
+  npx --no-install tsx scripts/pg-net/main.ts
+if [ -f "$ROOT/scripts/dtma/main.ts" ]; then
+  svc_start dtma "curl -sf http://127.0.0.1:$DTMA_PORT/health" \
+    env DTMA_STATE_FILE="$LOCAL_DIR/dtma-state.json" npx --no-install tsx scripts/dtma/main.ts
+  export DTMA_URL="http://127.0.0.1:$DTMA_PORT"
+fi
+
+step "vitest"
+(cd "$ROOT" && npx --no-install vitest run) || die "vitest failed" "run: npx vitest run <file> with the stack of scripts/test.sh"
+
+step "all tests passed in $(( $(date +%s) - started )) s"
