@@ -21,3 +21,8 @@ create schema if not exists private;
 revoke all on schema private from public;
 grant usage on schema private to authenticated, service_role;
 comment on schema private is 'Internal helpers of the MCP control plane; not exposed through PostgREST.';
+
+-- Nothing is executable by default: every function grants EXECUTE to the roles that need it.
+-- (Supabase grants functions in public to anon by default; the project opts out.)
+alter default privileges revoke execute on functions from public;
+alter default privileges in schema public revoke execute on functions from anon;

@@ -108,7 +108,7 @@ create table public.mcp_tool_drift (
   approved_by uuid references auth.users (id) on delete set null,
   foreign key (server_instance_id, organization_id)
     references public.account_tool_instances (id, organization_id) on delete cascade,
-  unique (server_instance_id, tool_name, presented_sha256)
+  constraint mcp_tool_drift_presented_key unique (server_instance_id, tool_name, presented_sha256)
 );
 comment on table public.mcp_tool_drift is
   'Tool definitions a server presented that differ from its pinned manifest; denied until approved by an admin.';

@@ -3,6 +3,9 @@
 -- helpers that let a test act as a user, as anon or as service_role the way PostgREST does.
 create extension if not exists pgtap with schema extensions;
 create extension if not exists dblink with schema extensions;
+-- The project revokes EXECUTE by default (db/schema/00_extensions.sql); tests call pgTAP as
+-- any role.
+grant execute on all functions in schema extensions to anon, authenticated, service_role;
 
 create schema if not exists tests;
 grant usage on schema tests to anon, authenticated, service_role;

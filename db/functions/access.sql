@@ -1,0 +1,457 @@
+-- Access API: grant, revoke and validate an agent's access to MCP servers and their tools.
+-- Validity is computed at check time (active, not revoked, not expired, server running), so
+-- expiry needs no clean-up job and a revoke takes effect at once.
+
+-- The agent, if the caller may act for it: its owner (still a member, not a viewer), an admin
+-- or owner of its organization, or a service caller. Otherwise 42501, whether or not it exists.
+create function private.require_agent_manager(p_agent_id uuid) returns public.agents
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+  v_agent public.agents;
+begin
+  select a.* into v_agent from public.agents a where a.id = p_agent_id;
+  if found and (private.is_service_caller() or exists (
+       select from public.organization_members m
+        where m.organization_id = v_agent.organization_id and m.user_id = auth.uid()
+          and (m.role <= 'admin' or (m.role = 'member' and v_agent.user_id = m.user_id)))) then
+    return v_agent;
+  end if;
+  raise exception using errcode = '42501', message = format('not allowed to act for agent %s', p_agent_id),
+    hint = 'only the agent''s owner and the admins of its organization may';
+end $$;
+comment on function private.require_agent_manager(uuid) is
+  'Returns the agent if the caller is its owner, an admin of its organization or a service caller; else raises 42501.';
+
+-- The tools of a pinned manifest that a grant's scope allows.
+create function private.scope_allows(p_scope public.mcp_permission_scope, p_allowed_tools text[], p_tool jsonb) returns boolean
+language sql immutable
+set search_path = ''
+as $$
+  select case p_scope
+    when 'full_access' then true
+    when 'read_only' then coalesce(p_tool -> 'annotations' -> 'readOnlyHint' = 'true'::jsonb, false)
+    when 'custom' then (p_tool ->> 'name') = any (p_allowed_tools)
+  end
+$$;
+comment on function private.scope_allows(public.mcp_permission_scope, text[], jsonb) is
+  'Whether a scope (with its allowed tools) allows a tool of the pinned manifest.';
+
+create function public.validate_agent_mcp_access(p_agent_id uuid, p_server_instance_id uuid) returns boolean
+language plpgsql stable security definer
+set search_path = ''
+as $$
+begin
+  perform private.require_agent_manager(p_agent_id);
+  return exists (
+    select from public.agent_mcp_server_access g
+      join public.account_tool_instances i on i.id = g.server_instance_id
+     where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id
+       and g.revoked_at is null and g.is_active and (g.expires_at is null or g.expires_at > now())
+       and i.status = 'running');
+end $$;
+comment on function public.validate_agent_mcp_access(uuid, uuid) is
+  'Whether the agent may use the MCP server now: a live, unexpired grant on a running server.';
+
+create function public.validate_agent_mcp_access(
+  p_agent_id uuid, p_server_instance_id uuid, p_tool_name text, p_tool_definition jsonb default null
+) returns boolean
+language plpgsql stable security definer
+set search_path = ''
+as $$
+begin
+  perform private.require_agent_manager(p_agent_id);
+  return exists (
+    select from public.agent_mcp_server_access g
+      join public.account_tool_instances i on i.id = g.server_instance_id
+      cross join lateral jsonb_array_elements(i.pinned_manifest) t
+     where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id
+       and g.revoked_at is null and g.is_active and (g.expires_at is null or g.expires_at > now())
+       and i.status = 'running'
+       and t ->> 'name' = p_tool_name
+       and private.scope_allows(g.permission_scope, g.allowed_tools, t)
+       and (p_tool_definition is null or private.tool_sha256(p_tool_definition) = t ->> 'sha256'));
+end $$;
+comment on function public.validate_agent_mcp_access(uuid, uuid, text, jsonb) is
+  'Whether the agent may call this tool now: server access, scope, allowed tools, and (when given) the presented definition matches the pinned hash.';
+
+create function public.get_agent_mcp_servers(p_agent_id uuid)
+returns table (
+  server_instance_id uuid, server_name text, mcp_server_type text, endpoint_url text, mcp_endpoint_path text,
+  mcp_transport_type public.mcp_transport_type, status public.mcp_server_status, health_status public.mcp_health_status,
+  permission_scope public.mcp_permission_scope, allowed_tools text[], expires_at timestamptz, priority integer,
+  capabilities jsonb, grant_id uuid, granted_at timestamptz
+)
+language plpgsql stable security definer
+set search_path = ''
+as $$
+begin
+  perform private.require_agent_manager(p_agent_id);
+  return query
+    select i.id, i.display_name, i.mcp_server_type, i.endpoint_url, i.mcp_endpoint_path, i.mcp_transport_type, i.status,
+           i.health_status, g.permission_scope,
+           array(select t ->> 'name' from jsonb_array_elements(i.pinned_manifest) t
+                  where private.scope_allows(g.permission_scope, g.allowed_tools, t) order by 1),
+           g.expires_at, i.priority, i.mcp_server_capabilities, g.id, g.granted_at
+      from public.agent_mcp_server_access g
+      join public.account_tool_instances i on i.id = g.server_instance_id
+     where g.agent_id = p_agent_id and g.revoked_at is null and g.is_active
+       and (g.expires_at is null or g.expires_at > now()) and i.status = 'running'
+     order by i.priority desc, i.display_name;
+end $$;
+comment on function public.get_agent_mcp_servers(uuid) is
+  'The MCP servers the agent may use now, with the tools its grant allows (effective list), highest priority first.';
+
+create function public.grant_agent_mcp_access(
+  p_agent_id uuid,
+  p_server_instance_id uuid,
+  p_permission_scope public.mcp_permission_scope,
+  p_allowed_tools text[] default null,
+  p_expires_at timestamptz default null
+) returns uuid
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  v_agent public.agents := private.require_agent_manager(p_agent_id);
+  v_instance public.account_tool_instances;
+  v_unknown text;
+  v_id uuid;
+begin
+  select i.* into v_instance from public.account_tool_instances i where i.id = p_server_instance_id;
+  if not found then
+    raise exception using errcode = 'P0002', message = format('MCP server %s not found', p_server_instance_id);
+  end if;
+  if v_instance.organization_id <> v_agent.organization_id then
+    raise exception using errcode = '42501', message = 'the agent and the MCP server belong to different organizations';
+  end if;
+  perform private.require_org_role(v_instance.organization_id, 'member');
+  if v_instance.status in ('removing', 'removed') then
+    raise exception using errcode = '55000', message = format('the MCP server is %s', v_instance.status);
+  end if;
+  if p_permission_scope is null then
+    raise exception using errcode = '22023', message = 'p_permission_scope is required (read_only, full_access or custom)';
+  end if;
+  if p_permission_scope = 'custom' then
+    if coalesce(cardinality(p_allowed_tools), 0) = 0 then
+      raise exception using errcode = '22023', message = 'a custom grant needs p_allowed_tools';
+    end if;
+    select x into v_unknown from unnest(p_allowed_tools) x
+     where not exists (select from jsonb_array_elements(v_instance.pinned_manifest) t where t ->> 'name' = x) limit 1;
+    if v_unknown is not null then
+      raise exception using errcode = '22023', message = format('p_allowed_tools: %L is not a tool of this server', v_unknown);
+    end if;
+  elsif p_allowed_tools is not null then
+    raise exception using errcode = '22023', message = format('p_allowed_tools is only for the custom scope, not %s', p_permission_scope);
+  end if;
+  if p_expires_at is not null and p_expires_at <= now() then
+    raise exception using errcode = '22023', message = 'p_expires_at must be in the future';
+  end if;
+
+  perform private.set_audit_context('superseded by a new grant');
+  update public.agent_mcp_server_access g
+     set revoked_at = now(), revoked_by = auth.uid(), is_active = false, revoke_reason = 'superseded by a new grant'
+   where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id and g.revoked_at is null;
+  perform private.set_audit_context(null);
+  insert into public.agent_mcp_server_access (organization_id, agent_id, server_instance_id, permission_scope,
+         allowed_tools, expires_at, granted_by)
+  values (v_agent.organization_id, p_agent_id, p_server_instance_id, p_permission_scope,
+          (select array_agg(distinct x order by x) from unnest(p_allowed_tools) x), p_expires_at, auth.uid())
+  returning id into v_id;
+  return v_id;
+end $$;
+comment on function public.grant_agent_mcp_access(uuid, uuid, public.mcp_permission_scope, text[], timestamptz) is
+  'Grants an agent access to an MCP server of its organization (the agent''s owner or an admin, who may use the server). Supersedes a live grant. Returns the grant id.';
+
+create function public.revoke_agent_mcp_access(p_agent_id uuid, p_server_instance_id uuid) returns boolean
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  v_reason text := coalesce(nullif(current_setting('mcp.audit_reason', true), ''), 'revoked');
+begin
+  perform private.require_agent_manager(p_agent_id);
+  update public.agent_mcp_server_access g
+     set revoked_at = now(), revoked_by = auth.uid(), is_active = false, revoke_reason = v_reason
+   where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id and g.revoked_at is null;
+  return found;
+end $$;
+comment on function public.revoke_agent_mcp_access(uuid, uuid) is
+  'Revokes the agent''s live grant on the MCP server, at once. Returns false when there was none.';
+
+create function public.get_available_mcp_servers(p_user_id uuid)
+returns table (
+  server_instance_id uuid, organization_id uuid, organization_name text, server_name text, mcp_server_type text,
+  status public.mcp_server_status, health_status public.mcp_health_status, mcp_transport_type public.mcp_transport_type,
+  endpoint_url text, tool_count integer, caller_role public.org_role
+)
+language plpgsql stable security definer
+set search_path = ''
+as $$
+begin
+  perform private.require_self(p_user_id);
+  return query
+    select i.id, i.organization_id, o.name, i.display_name, i.mcp_server_type, i.status, i.health_status,
+           i.mcp_transport_type, i.endpoint_url, jsonb_array_length(i.pinned_manifest), m.role
+      from public.organization_members m
+      join public.organizations o on o.id = m.organization_id
+      join public.account_tool_instances i on i.organization_id = m.organization_id
+     where m.user_id = p_user_id and m.role <= 'member' and i.status <> 'removed'
+     order by o.name, i.priority desc, i.display_name;
+end $$;
+comment on function public.get_available_mcp_servers(uuid) is
+  'MCP servers of the organizations where the user is a member or stronger: what their agents can be granted.';
+
+create function public.validate_mcp_access(agent_id uuid, mcp_server_instance_id uuid, user_id uuid default auth.uid())
+returns boolean
+language plpgsql stable security definer
+set search_path = ''
+as $$
+begin
+  perform private.require_self(validate_mcp_access.user_id);
+  if not exists (select from public.agents a
+                   join public.organization_members m on m.organization_id = a.organization_id
+                  where a.id = validate_mcp_access.agent_id and a.is_active and m.user_id = validate_mcp_access.user_id
+                    and (m.role <= 'admin' or (m.role = 'member' and a.user_id = m.user_id))) then
+    return false;
+  end if;
+  return exists (
+    select from public.agent_mcp_server_access g
+      join public.account_tool_instances i on i.id = g.server_instance_id
+     where g.agent_id = validate_mcp_access.agent_id and g.server_instance_id = validate_mcp_access.mcp_server_instance_id
+       and g.revoked_at is null and g.is_active and (g.expires_at is null or g.expires_at > now())
+       and i.status = 'running');
+end $$;
+comment on function public.validate_mcp_access(uuid, uuid, uuid) is
+  'Whether the user (the caller) may act for the agent and the agent may use the MCP server now.';
+
+create function public.get_organization_mcp_configs(org_id uuid, agent_id uuid) returns jsonb
+language plpgsql stable security definer
+set search_path = ''
+as $$
+declare
+  v_agent public.agents := private.require_agent_manager(get_organization_mcp_configs.agent_id);
+begin
+  if v_agent.organization_id <> org_id then
+    raise exception using errcode = '42501', message = 'the agent does not belong to this organization';
+  end if;
+  return coalesce((
+    select jsonb_agg(jsonb_build_object(
+             'server_instance_id', s.server_instance_id, 'name', s.server_name, 'type', s.mcp_server_type,
+             'endpoint_url', s.endpoint_url, 'transport', s.mcp_transport_type, 'permission_scope', s.permission_scope,
+             'allowed_tools', to_jsonb(s.allowed_tools), 'expires_at', s.expires_at, 'priority', s.priority,
+             'capabilities', s.capabilities,
+             'timeout_ms', coalesce((c.connection_config ->> 'timeoutMs')::int, 10000),
+             'max_retries', coalesce((c.connection_config ->> 'maxRetries')::int, 1),
+             'enabled', coalesce((c.connection_config ->> 'enabled')::boolean, true))
+           order by s.priority desc, s.server_name)
+      from public.get_agent_mcp_servers(get_organization_mcp_configs.agent_id) s
+      left join public.agent_mcp_connections c
+        on c.agent_id = get_organization_mcp_configs.agent_id and c.server_instance_id = s.server_instance_id), '[]'::jsonb);
+end $$;
+comment on function public.get_organization_mcp_configs(uuid, uuid) is
+  'The connection configurations of every MCP server the agent may use now, in its organization.';
+
+-- What a live server presents, filtered by the grant: each tool allowed or not, with the reason.
+-- A definition whose hash differs from the pinned one is recorded in mcp_tool_drift and audited.
+create function public.filter_agent_mcp_tools(p_agent_id uuid, p_server_instance_id uuid, p_tools jsonb)
+returns table (tool_name text, allowed boolean, reason text, presented_sha256 text)
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  v_agent public.agents := private.require_agent_manager(p_agent_id);
+  v_grant public.agent_mcp_server_access;
+  v_instance public.account_tool_instances;
+begin
+  if jsonb_typeof(p_tools) is distinct from 'array' then
+    raise exception using errcode = '22023', message = 'p_tools must be the array of tools the server presented';
+  end if;
+  select i.* into v_instance from public.account_tool_instances i
+   where i.id = p_server_instance_id and i.organization_id = v_agent.organization_id;
+  select g.* into v_grant from public.agent_mcp_server_access g
+   where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id and g.revoked_at is null and g.is_active
+     and (g.expires_at is null or g.expires_at > now());
+
+  -- Record first sightings (and count repeats) of definitions that differ from the pinned ones.
+  with presented as (
+    select p ->> 'name' as name, p as definition, private.tool_sha256(p) as sha
+      from jsonb_array_elements(p_tools) p
+  ), drifted as (
+    select pr.name, pr.definition, pr.sha, t ->> 'sha256' as pinned
+      from presented pr
+      join jsonb_array_elements(v_instance.pinned_manifest) t on t ->> 'name' = pr.name
+     where t ->> 'sha256' <> pr.sha
+  ), upserted as (
+    insert into public.mcp_tool_drift as d (organization_id, server_instance_id, tool_name, pinned_sha256, presented_sha256, presented_definition)
+    select v_instance.organization_id, v_instance.id, dr.name, dr.pinned, dr.sha, private.tool_definition(dr.definition) from drifted dr
+    on conflict on constraint mcp_tool_drift_presented_key
+      do update set last_seen_at = now(), seen_count = d.seen_count + 1
+    returning d.tool_name, d.pinned_sha256, d.presented_sha256, d.seen_count
+  )
+  insert into public.audit_log (organization_id, actor_id, actor_role, action, entity_type, entity_id, before, after, reason, cause)
+  select v_instance.organization_id, auth.uid(), coalesce(auth.role(), session_user::text), 'tool.drift_denied', 'mcp_instance',
+         v_instance.id::text, jsonb_build_object('tool', u.tool_name, 'sha256', u.pinned_sha256),
+         jsonb_build_object('tool', u.tool_name, 'sha256', u.presented_sha256, 'agent_id', p_agent_id),
+         'the presented tool definition differs from the pinned one', 'tool_pinning'
+    from upserted u where u.seen_count = 1;
+
+  return query
+    select p ->> 'name',
+           r.reason = 'allowed',
+           r.reason,
+           private.tool_sha256(p)
+      from jsonb_array_elements(p_tools) p
+      left join lateral (select t from jsonb_array_elements(v_instance.pinned_manifest) t where t ->> 'name' = p ->> 'name') pin on true
+      cross join lateral (select case
+          when v_grant.id is null or v_instance.status is distinct from 'running' then 'no_live_grant'
+          when pin.t is null then 'not_in_pinned_manifest'
+          when (pin.t ->> 'sha256') <> private.tool_sha256(p) then 'definition_changed'
+          when not private.scope_allows(v_grant.permission_scope, v_grant.allowed_tools, pin.t) then
+            case v_grant.permission_scope when 'read_only' then 'not_read_only' else 'not_in_allowed_tools' end
+          else 'allowed' end as reason) r;
+end $$;
+comment on function public.filter_agent_mcp_tools(uuid, uuid, jsonb) is
+  'Filters the tools a server presented by the agent''s grant and the pinned hashes; records and audits changed definitions.';
+
+create function public.upsert_agent_mcp_connection(p_agent_id uuid, p_server_instance_id uuid, p_connection_config jsonb default '{}'::jsonb)
+returns uuid
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  v_agent public.agents := private.require_agent_manager(p_agent_id);
+  v_id uuid;
+begin
+  if not exists (select from public.account_tool_instances i
+                  where i.id = p_server_instance_id and i.organization_id = v_agent.organization_id) then
+    raise exception using errcode = '42501', message = 'the MCP server is not in the agent''s organization';
+  end if;
+  insert into public.agent_mcp_connections (organization_id, agent_id, server_instance_id, connection_config)
+  values (v_agent.organization_id, p_agent_id, p_server_instance_id, coalesce(p_connection_config, '{}'::jsonb))
+  on conflict (agent_id, server_instance_id) do update set connection_config = excluded.connection_config
+  returning id into v_id;
+  return v_id;
+end $$;
+comment on function public.upsert_agent_mcp_connection(uuid, uuid, jsonb) is
+  'Creates or updates how an agent connects to an MCP server (connection_config validated). Returns the connection id.';
+
+create function public.record_agent_mcp_connection_usage(
+  p_agent_id uuid, p_server_instance_id uuid, p_success boolean, p_duration_ms integer, p_error text default null
+) returns void
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  v_agent public.agents := private.require_agent_manager(p_agent_id);
+begin
+  if p_duration_ms is null or p_duration_ms < 0 then
+    raise exception using errcode = '22023', message = 'p_duration_ms must be zero or more';
+  end if;
+  insert into public.agent_mcp_connections as c (organization_id, agent_id, server_instance_id, status, last_connected_at,
+         last_error, total_requests, failed_requests, total_duration_ms, last_used_at)
+  select v_agent.organization_id, p_agent_id, i.id, case when p_success then 'connected' else 'error' end::public.mcp_connection_status,
+         case when p_success then now() end, p_error, 1, case when p_success then 0 else 1 end, p_duration_ms, now()
+    from public.account_tool_instances i where i.id = p_server_instance_id and i.organization_id = v_agent.organization_id
+  on conflict (agent_id, server_instance_id) do update
+     set status = excluded.status, last_connected_at = coalesce(excluded.last_connected_at, c.last_connected_at),
+         last_error = excluded.last_error, total_requests = c.total_requests + 1,
+         failed_requests = c.failed_requests + excluded.failed_requests,
+         total_duration_ms = c.total_duration_ms + excluded.total_duration_ms, last_used_at = now();
+  if not found then
+    raise exception using errcode = '42501', message = 'the MCP server is not in the agent''s organization';
+  end if;
+end $$;
+comment on function public.record_agent_mcp_connection_usage(uuid, uuid, boolean, integer, text) is
+  'Counts one request of an agent to an MCP server (success, duration) in its connection statistics.';
+
+create function public.grant_agent_toolbox_access(p_agent_id uuid, p_toolbox_id uuid) returns uuid
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  v_agent public.agents := private.require_agent_manager(p_agent_id);
+  v_id uuid;
+begin
+  if not exists (select from public.account_tool_environments t where t.id = p_toolbox_id and t.organization_id = v_agent.organization_id) then
+    raise exception using errcode = '42501', message = 'the toolbox is not in the agent''s organization';
+  end if;
+  perform private.require_org_role(v_agent.organization_id, 'admin');
+  select a.id into v_id from public.agent_toolbox_access a
+   where a.agent_id = p_agent_id and a.account_tool_environment_id = p_toolbox_id and a.revoked_at is null;
+  if v_id is null then
+    insert into public.agent_toolbox_access (organization_id, agent_id, account_tool_environment_id, granted_by)
+    values (v_agent.organization_id, p_agent_id, p_toolbox_id, auth.uid()) returning id into v_id;
+  end if;
+  return v_id;
+end $$;
+comment on function public.grant_agent_toolbox_access(uuid, uuid) is 'Attaches an agent to a toolbox of its organization (admins). Returns the attachment id.';
+
+create function public.revoke_agent_toolbox_access(p_agent_id uuid, p_toolbox_id uuid) returns boolean
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  v_agent public.agents := private.require_agent_manager(p_agent_id);
+begin
+  perform private.require_org_role(v_agent.organization_id, 'admin');
+  update public.agent_toolbox_access a set revoked_at = now(), revoked_by = auth.uid()
+   where a.agent_id = p_agent_id and a.account_tool_environment_id = p_toolbox_id and a.revoked_at is null;
+  return found;
+end $$;
+comment on function public.revoke_agent_toolbox_access(uuid, uuid) is 'Detaches an agent from a toolbox (admins). False when it was not attached.';
+
+-- For admins in psql: who can use what in an organization, at a glance.
+create function public.organization_access_overview(p_organization_id uuid)
+returns table (
+  agent text, agent_owner text, server text, scope public.mcp_permission_scope, tools text[],
+  expires_at timestamptz, state text, granted_by text, granted_at timestamptz
+)
+language plpgsql stable security definer
+set search_path = ''
+as $$
+begin
+  perform private.require_org_role(p_organization_id, 'admin');
+  return query
+    select a.name, ou.email::text, i.display_name, g.permission_scope,
+           array(select t ->> 'name' from jsonb_array_elements(i.pinned_manifest) t
+                  where private.scope_allows(g.permission_scope, g.allowed_tools, t) order by 1),
+           g.expires_at,
+           case when g.revoked_at is not null then 'revoked'
+                when g.expires_at is not null and g.expires_at <= now() then 'expired'
+                when i.status <> 'running' then 'server ' || i.status
+                else 'valid' end,
+           gu.email::text, g.granted_at
+      from public.agent_mcp_server_access g
+      join public.agents a on a.id = g.agent_id
+      join public.account_tool_instances i on i.id = g.server_instance_id
+      left join auth.users ou on ou.id = a.user_id
+      left join auth.users gu on gu.id = g.granted_by
+     where g.organization_id = p_organization_id
+       and (g.revoked_at is null or g.revoked_at > now() - interval '30 days')
+     order by a.name, i.display_name, g.granted_at desc;
+end $$;
+comment on function public.organization_access_overview(uuid) is
+  'Admins: every grant of the organization (live, expired, or revoked in the last 30 days) with its effective tools and state.';
+
+do $$
+declare
+  f text;
+begin
+  foreach f in array array[
+    'public.validate_agent_mcp_access(uuid, uuid)', 'public.validate_agent_mcp_access(uuid, uuid, text, jsonb)',
+    'public.get_agent_mcp_servers(uuid)', 'public.grant_agent_mcp_access(uuid, uuid, public.mcp_permission_scope, text[], timestamptz)',
+    'public.revoke_agent_mcp_access(uuid, uuid)', 'public.get_available_mcp_servers(uuid)',
+    'public.validate_mcp_access(uuid, uuid, uuid)', 'public.get_organization_mcp_configs(uuid, uuid)',
+    'public.filter_agent_mcp_tools(uuid, uuid, jsonb)', 'public.upsert_agent_mcp_connection(uuid, uuid, jsonb)',
+    'public.record_agent_mcp_connection_usage(uuid, uuid, boolean, integer, text)',
+    'public.grant_agent_toolbox_access(uuid, uuid)', 'public.revoke_agent_toolbox_access(uuid, uuid)',
+    'public.organization_access_overview(uuid)']
+  loop
+    execute format('revoke execute on function %s from public, anon', f);
+    execute format('grant execute on function %s to authenticated, service_role', f);
+  end loop;
+end $$;
+revoke execute on function private.require_agent_manager(uuid) from public, anon;
+grant execute on function private.scope_allows(public.mcp_permission_scope, text[], jsonb) to authenticated, service_role;

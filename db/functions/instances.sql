@@ -1,0 +1,149 @@
+-- MCP server instances API: manage_mcp_servers (create, update, delete, deploy, stop, restart)
+-- and the approval of changed tool definitions. Lifecycle actions go through the state
+-- machine (private.apply_instance_event); what DTMA is asked to do follows from the new status.
+
+create function private.server_config_schema(p_action text) returns jsonb
+language sql immutable
+set search_path = ''
+as $$
+  select case p_action
+    when 'create' then '{"type": "object", "additionalProperties": false, "required": ["toolbox_id", "catalog_name", "instance_name"],
+      "properties": {
+        "toolbox_id": {"type": "string", "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"},
+        "catalog_name": {"type": "string", "minLength": 1},
+        "instance_name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
+        "display_name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "configuration": {"type": "object"},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 1000}}}'::jsonb
+    else '{"type": "object", "additionalProperties": false,
+      "properties": {
+        "display_name": {"type": "string", "minLength": 1, "maxLength": 200},
+        "configuration": {"type": "object"},
+        "priority": {"type": "integer", "minimum": 0, "maximum": 1000}}}'::jsonb
+  end
+$$;
+comment on function private.server_config_schema(text) is 'JSON Schema of manage_mcp_servers.server_config for create and for update.';
+
+-- The public view of an instance, as manage_mcp_servers returns it.
+create function private.instance_json(p_instance_id uuid) returns jsonb
+language sql stable security definer
+set search_path = ''
+as $$
+  select to_jsonb(i) - 'pinned_manifest' || jsonb_build_object('tool_count', jsonb_array_length(i.pinned_manifest))
+    from public.account_tool_instances i where i.id = p_instance_id
+$$;
+comment on function private.instance_json(uuid) is 'An instance as JSON, without its pinned manifest.';
+
+create function public.manage_mcp_servers(
+  action text,
+  organization_id uuid,
+  server_config jsonb default '{}'::jsonb,
+  server_id uuid default null
+) returns jsonb
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  v_action text := lower(manage_mcp_servers.action);
+  v_org uuid := manage_mcp_servers.organization_id;
+  v_config jsonb := coalesce(manage_mcp_servers.server_config, '{}'::jsonb);
+  v_id uuid := manage_mcp_servers.server_id;
+  v_error text;
+  v_catalog public.mcp_server_catalog;
+begin
+  if v_action is null or v_action not in ('create', 'update', 'delete', 'deploy', 'stop', 'restart') then
+    raise exception using errcode = '22023', message = format('unknown action %L', manage_mcp_servers.action),
+      hint = 'one of create, update, delete, deploy, stop, restart';
+  end if;
+  if v_org is null then
+    raise exception using errcode = '22023', message = 'organization_id is required';
+  end if;
+  perform private.require_org_role(v_org, 'admin');
+
+  if v_action in ('create', 'update') then
+    v_error := private.json_schema_error(private.server_config_schema(v_action), v_config, 'server_config');
+    if v_error is not null then
+      raise exception using errcode = '22023', message = format('invalid server_config: %s', v_error);
+    end if;
+  end if;
+
+  if v_action = 'create' then
+    if not exists (select from public.account_tool_environments t
+                    where t.id = (v_config ->> 'toolbox_id')::uuid and t.organization_id = v_org) then
+      raise exception using errcode = 'P0002', message = format('toolbox %s not found in this organization', v_config ->> 'toolbox_id');
+    end if;
+    select * into v_catalog from public.mcp_server_catalog c where c.name = v_config ->> 'catalog_name' and c.is_active;
+    if not found then
+      raise exception using errcode = 'P0002', message = format('catalog entry %L not found', v_config ->> 'catalog_name');
+    end if;
+    begin
+      insert into public.account_tool_instances (organization_id, account_tool_environment_id, catalog_id,
+             instance_name_on_toolbox, display_name, configuration, priority, created_by)
+      values (v_org, (v_config ->> 'toolbox_id')::uuid, v_catalog.id, v_config ->> 'instance_name',
+              coalesce(v_config ->> 'display_name', v_catalog.display_name), coalesce(v_config -> 'configuration', '{}'::jsonb),
+              coalesce((v_config ->> 'priority')::int, 100), auth.uid())
+      returning id into v_id;
+    exception when unique_violation then
+      raise exception using errcode = '23505',
+        message = format('an MCP server named %L already exists on this toolbox', v_config ->> 'instance_name');
+    end;
+    return private.instance_json(v_id);
+  end if;
+
+  if v_id is null then
+    raise exception using errcode = '22023', message = format('server_id is required for %s', v_action);
+  end if;
+  if not exists (select from public.account_tool_instances i where i.id = v_id and i.organization_id = v_org) then
+    raise exception using errcode = 'P0002', message = format('MCP server %s not found in this organization', v_id);
+  end if;
+
+  case v_action
+  when 'update' then
+    update public.account_tool_instances i
+       set display_name = coalesce(v_config ->> 'display_name', i.display_name),
+           configuration = coalesce(v_config -> 'configuration', i.configuration),
+           priority = coalesce((v_config ->> 'priority')::int, i.priority)
+     where i.id = v_id;
+  when 'delete' then perform private.apply_instance_event(v_id, 'remove');
+  when 'deploy' then perform private.apply_instance_event(v_id, 'deploy');
+  when 'stop' then perform private.apply_instance_event(v_id, 'stop');
+  when 'restart' then perform private.apply_instance_event(v_id, 'restart');
+  end case;
+  return private.instance_json(v_id);
+end $$;
+comment on function public.manage_mcp_servers(text, uuid, jsonb, uuid) is
+  'Admins manage MCP server instances: create (server_config: toolbox_id, catalog_name, instance_name, display_name?, configuration?, priority?), update, delete, deploy, stop, restart. Returns the instance.';
+
+create function public.approve_mcp_tool_definition(p_server_instance_id uuid, p_tool_name text, p_presented_sha256 text)
+returns void
+language plpgsql volatile security definer
+set search_path = ''
+as $$
+declare
+  v_drift public.mcp_tool_drift;
+  v_manifest jsonb;
+begin
+  select d.* into v_drift from public.mcp_tool_drift d
+   where d.server_instance_id = p_server_instance_id and d.tool_name = p_tool_name and d.presented_sha256 = p_presented_sha256;
+  if not found then
+    raise exception using errcode = 'P0002', message = 'no such presented tool definition to approve';
+  end if;
+  perform private.require_org_role(v_drift.organization_id, 'admin');
+  select i.pinned_manifest into v_manifest from public.account_tool_instances i where i.id = p_server_instance_id for update;
+  v_manifest := coalesce((select jsonb_agg(t) from jsonb_array_elements(v_manifest) t where t ->> 'name' <> p_tool_name), '[]'::jsonb)
+                || jsonb_build_array(private.tool_definition(v_drift.presented_definition) || jsonb_build_object('sha256', v_drift.presented_sha256));
+  update public.account_tool_instances i
+     set pinned_manifest = v_manifest, manifest_approved_at = now(), manifest_approved_by = auth.uid()
+   where i.id = p_server_instance_id;
+  update public.mcp_tool_drift d set approved_at = now(), approved_by = auth.uid() where d.id = v_drift.id;
+  perform private.audit(v_drift.organization_id, 'tool.approved', 'mcp_instance', p_server_instance_id::text,
+                        jsonb_build_object('tool', p_tool_name, 'sha256', v_drift.pinned_sha256),
+                        jsonb_build_object('tool', p_tool_name, 'sha256', p_presented_sha256));
+end $$;
+comment on function public.approve_mcp_tool_definition(uuid, text, text) is
+  'Admins approve a changed tool definition a server presented: it becomes the pinned one.';
+
+revoke execute on function public.manage_mcp_servers(text, uuid, jsonb, uuid),
+  public.approve_mcp_tool_definition(uuid, text, text) from public, anon;
+grant execute on function public.manage_mcp_servers(text, uuid, jsonb, uuid),
+  public.approve_mcp_tool_definition(uuid, text, text) to authenticated, service_role;

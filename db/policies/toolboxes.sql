@@ -1,0 +1,7 @@
+-- Toolboxes: members read their organization's toolboxes (the token is in Vault, not here);
+-- writes only through create_toolbox and delete_toolbox.
+revoke all on public.account_tool_environments from anon;
+revoke insert, update, delete, truncate, references, trigger on public.account_tool_environments from authenticated;
+
+create policy account_tool_environments_read on public.account_tool_environments for select to authenticated
+  using (organization_id in (select private.my_org_ids('viewer')));
