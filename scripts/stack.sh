@@ -34,6 +34,9 @@ shared_buffers = 512MB
 shared_preload_libraries = 'pg_cron,plpgsql_check'
 cron.database_name = '$DB_NAME'
 cron.timezone = 'UTC'
+# Jobs run in background workers: no connection, no password needed.
+cron.use_background_workers = on
+max_worker_processes = 16
 timezone = 'UTC'
 log_min_messages = warning
 log_line_prefix = '%m [%p] %q%u@%d '

@@ -11,8 +11,9 @@ bash "$ROOT/scripts/stack.sh" start
 bash "$ROOT/scripts/db.sh" all
 
 export DATABASE_URL="$DB_URL"
+# The local worker harvests DTMA responses as they land (pg_cron 1.4 ticks only by the minute).
 svc_start pg-net-worker "grep -q 'sending queued' '$LOCAL_DIR/pg-net-worker.log'" \
-  npx --no-install tsx scripts/pg-net/main.ts
+  env PG_NET_AFTER_SQL='select public.harvest_dtma_responses()' npx --no-install tsx scripts/pg-net/main.ts
 if [ -f "$ROOT/scripts/dtma/main.ts" ]; then
   [ -s "$token_file" ] || (umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > "$token_file")
   DTMA_TOKEN="$(cat "$token_file")" svc_start dtma "curl -sf http://127.0.0.1:$DTMA_PORT/health" \

@@ -33,8 +33,9 @@ if ! PGPASSWORD="$DB_PASSWORD" PGOPTIONS='--client-min-messages=warning' pg_prov
 fi
 
 export DATABASE_URL="$DB_URL"
+# The local worker harvests DTMA responses as they land (pg_cron 1.4 ticks only by the minute).
 svc_start pg-net-worker "grep -q 'sending queued' '$LOCAL_DIR/pg-net-worker.log'" \
-  npx --no-install tsx scripts/pg-net/main.ts
+  env PG_NET_AFTER_SQL='select public.harvest_dtma_responses()' npx --no-install tsx scripts/pg-net/main.ts
 if [ -f "$ROOT/scripts/dtma/main.ts" ]; then
   svc_start dtma "curl -sf http://127.0.0.1:$DTMA_PORT/health" \
     env DTMA_STATE_FILE="$LOCAL_DIR/dtma-state.json" npx --no-install tsx scripts/dtma/main.ts

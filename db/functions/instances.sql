@@ -104,10 +104,10 @@ begin
            configuration = coalesce(v_config -> 'configuration', i.configuration),
            priority = coalesce((v_config ->> 'priority')::int, i.priority)
      where i.id = v_id;
-  when 'delete' then perform private.apply_instance_event(v_id, 'remove');
-  when 'deploy' then perform private.apply_instance_event(v_id, 'deploy');
-  when 'stop' then perform private.apply_instance_event(v_id, 'stop');
-  when 'restart' then perform private.apply_instance_event(v_id, 'restart');
+  when 'delete' then perform private.request_lifecycle(v_id, 'remove');
+  when 'deploy' then perform private.request_lifecycle(v_id, 'deploy');
+  when 'stop' then perform private.request_lifecycle(v_id, 'stop');
+  when 'restart' then perform private.request_lifecycle(v_id, 'restart');
   end case;
   return private.instance_json(v_id);
 end $$;

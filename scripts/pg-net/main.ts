@@ -10,6 +10,7 @@ const quiet = process.env.PG_NET_QUIET === '1';
 const worker = await startPgNetWorker({
   databaseUrl,
   concurrency: Number(process.env.PG_NET_CONCURRENCY ?? 64),
+  afterResponsesSql: process.env.PG_NET_AFTER_SQL || undefined,
   log: quiet ? undefined : (line) => console.log(`${new Date().toISOString()} ${line}`),
 });
 console.log(`pg-net-worker: sending queued requests of ${databaseUrl.replace(/:[^:@/]*@/, ':***@')}`);

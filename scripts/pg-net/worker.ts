@@ -12,6 +12,12 @@ export interface WorkerOptions {
   /** Poll interval; NOTIFY wakes the worker sooner. */
   pollMs?: number;
   log?: (line: string) => void;
+  /**
+   * Local convenience: SQL run (at most every afterMs) once responses were recorded, e.g. the
+   * DTMA harvest, so the local stack reacts within a second where pg_cron 1.4 ticks by the minute.
+   */
+  afterResponsesSql?: string;
+  afterMs?: number;
 }
 
 export interface PgNetWorker {
@@ -99,8 +105,17 @@ export async function startPgNetWorker(opts: WorkerOptions): Promise<PgNetWorker
   let again = false;
   const idle: Array<() => void> = [];
 
+  let afterTimer: NodeJS.Timeout | null = null;
+  const runAfter = () => {
+    if (!opts.afterResponsesSql || afterTimer || stopping) return;
+    afterTimer = setTimeout(() => {
+      afterTimer = null;
+      pool.query(opts.afterResponsesSql!).catch((err: Error) => log(`pg_net: after-responses SQL failed: ${err.message}`));
+    }, opts.afterMs ?? 100);
+  };
   const record = async (id: string, o: Outcome) => {
     await pool.query(RECORD_SQL, [id, o.status_code, o.content_type, o.headers, o.content, o.timed_out, o.error_msg]);
+    runAfter();
   };
 
   const dispatch = (req: QueuedRequest) => {
@@ -161,6 +176,7 @@ export async function startPgNetWorker(opts: WorkerOptions): Promise<PgNetWorker
       stopping = true;
       clearInterval(poll);
       clearInterval(ttl);
+      if (afterTimer) clearTimeout(afterTimer);
       if (claiming) await claiming;
       if (inFlight > 0) await new Promise<void>((resolve) => idle.push(resolve));
       await listener.end().catch(() => {});
