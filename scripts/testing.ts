@@ -53,3 +53,28 @@ export async function recordingServer(
     close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
   };
 }
+
+/** Runs one statement as a signed-in user, in one transaction, the way PostgREST does. */
+export async function asUser(pool: pg.Pool, userId: string, sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
+  const client = await pool.connect();
+  try {
+    await client.query('begin');
+    await client.query(`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)`,
+      [JSON.stringify({ sub: userId, role: 'authenticated', aud: 'authenticated' })]);
+    const result = await client.query(sql, params);
+    await client.query('commit');
+    return result;
+  } catch (err) {
+    await client.query('rollback').catch(() => {});
+    throw err;
+  } finally {
+    client.release();
+  }
+}
+
+/** A user in auth.users with a unique e-mail; returns its id. */
+export async function createUser(pool: pg.Pool, label: string): Promise<string> {
+  const { rows } = await pool.query<{ id: string }>(
+    `insert into auth.users (email) values ($1 || '-' || gen_random_uuid() || '@example.com') returning id`, [label]);
+  return rows[0].id;
+}

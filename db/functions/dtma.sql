@@ -48,7 +48,8 @@ begin
   v_url := v_toolbox.dtma_base_url || v_req.path;
   v_headers := jsonb_build_object(
     'Authorization', 'Bearer ' || coalesce(private.toolbox_token(v_req.toolbox_id), ''),
-    'Idempotency-Key', v_req.idempotency_key,
+    -- The same for every attempt of this request, and for no other request.
+    'Idempotency-Key', format('%s:%s', v_req.idempotency_key, v_req.id),
     'X-Attempt', (v_req.attempt + 1)::text);
   v_net := case v_req.method
     when 'GET' then net.http_get(url => v_url, headers => v_headers, timeout_milliseconds => v_req.timeout_ms)
@@ -89,7 +90,7 @@ comment on function private.dtma_send_ready(integer) is 'Sends the due queued DT
 -- instance). A request with the key of an open one is not queued again: its id is returned.
 create function private.dtma_enqueue(
   p_toolbox_id uuid, p_instance_id uuid, p_operation text, p_method text, p_path text, p_body jsonb,
-  p_idempotency_key text, p_max_attempts integer default 5, p_timeout_ms integer default 10000
+  p_idempotency_key text, p_max_attempts integer default null, p_timeout_ms integer default null
 ) returns bigint
 language plpgsql volatile security definer
 set search_path = ''
@@ -105,7 +106,8 @@ begin
   insert into public.dtma_requests (organization_id, toolbox_id, instance_id, operation, method, path, body,
          idempotency_key, max_attempts, timeout_ms)
   values (v_org, p_toolbox_id, p_instance_id, p_operation, p_method, p_path, p_body, p_idempotency_key,
-          p_max_attempts, p_timeout_ms)
+          coalesce(p_max_attempts, private.dtma_setting('max_attempts')::int),
+          coalesce(p_timeout_ms, private.dtma_setting('request_timeout_ms')::int))
   on conflict (idempotency_key) where state in ('queued', 'sent') do nothing
   returning id into v_id;
   if v_id is null then
@@ -333,7 +335,7 @@ comment on function private.dtma_on_status(public.dtma_requests, boolean, text) 
 -- the request fails, the instance goes to failed and keeps the last error. Scheduled with
 -- pg_cron and callable directly; returns what it did.
 create function public.harvest_dtma_responses(
-  p_limit integer default 500, p_lost_after interval default '30 seconds', p_backoff_base interval default '2 seconds'
+  p_limit integer default 500, p_lost_after interval default null, p_backoff_base interval default null
 ) returns jsonb
 language plpgsql volatile security definer
 set search_path = ''
@@ -351,6 +353,8 @@ declare
   v_retried integer := 0;
   v_lost integer := 0;
   v_in_flight integer := 0;
+  v_lost_after interval := coalesce(p_lost_after, private.dtma_setting('lost_after')::interval);
+  v_backoff interval := coalesce(p_backoff_base, private.dtma_setting('backoff_base')::interval);
 begin
   if not private.is_service_caller() then
     raise exception using errcode = '42501', message = 'only service_role harvests DTMA responses';
@@ -363,13 +367,13 @@ begin
     v_code := null;
     v_cause := 'dtma_response';
     if not found then
-      if now() < v_req.sent_at + make_interval(secs => v_req.timeout_ms / 1000.0) + p_lost_after then
+      if now() < v_req.sent_at + make_interval(secs => v_req.timeout_ms / 1000.0) + v_lost_after then
         v_in_flight := v_in_flight + 1;
         continue;
       end if;
       v_outcome := 'transient';
       v_cause := 'timeout';
-      v_error := format('lost: no response %s after the %s ms timeout', p_lost_after, v_req.timeout_ms);
+      v_error := format('lost: no response %s after the %s ms timeout', v_lost_after, v_req.timeout_ms);
       v_lost := v_lost + 1;
     else
       v_code := v_res.status_code;
@@ -400,7 +404,7 @@ begin
     if v_outcome = 'transient' and v_req.attempt < v_req.max_attempts then
       update public.dtma_requests r
          set state = 'queued', last_status_code = v_code, last_error = v_error,
-             next_attempt_at = now() + p_backoff_base * power(2, v_req.attempt - 1)
+             next_attempt_at = now() + v_backoff * power(2, v_req.attempt - 1)
        where r.id = v_req.id;
       v_retried := v_retried + 1;
       continue;
@@ -420,7 +424,7 @@ begin
                             'in_flight', v_in_flight, 'sent', private.dtma_send_ready(p_limit));
 end $$;
 comment on function public.harvest_dtma_responses(integer, interval, interval) is
-  'Service: applies pg_net''s responses to outstanding DTMA requests (retries with backoff, lost after timeout + p_lost_after), sends what is due. Returns counts.';
+  'Service: applies pg_net''s responses to outstanding DTMA requests (retries with backoff, lost after timeout + p_lost_after; defaults in private.dtma_config), sends what is due. Returns counts.';
 
 -- Queues a GET /mcp/status for every toolbox with something deployed (not retried: the next
 -- poll is the retry). Scheduled with pg_cron.

@@ -39,3 +39,23 @@ create index dtma_requests_instance_idx on public.dtma_requests (instance_id, or
 create index dtma_requests_toolbox_idx on public.dtma_requests (toolbox_id, organization_id);
 create index dtma_requests_org_idx on public.dtma_requests (organization_id, created_at desc);
 alter table public.dtma_requests enable row level security;
+
+-- Tunables of the DTMA outbox (private: not exposed through the API).
+create table private.dtma_config (
+  key text primary key,
+  value text not null,
+  description text not null
+);
+comment on table private.dtma_config is 'Tunables of the DTMA outbox: backoff, lost margin, request timeout, attempts.';
+revoke all on private.dtma_config from public;
+insert into private.dtma_config (key, value, description) values
+  ('backoff_base', '2 seconds', 'first retry delay; doubles with each attempt'),
+  ('lost_after', '30 seconds', 'a request with no response this long after its timeout is lost'),
+  ('request_timeout_ms', '10000', 'pg_net timeout of lifecycle requests'),
+  ('max_attempts', '5', 'attempts before a lifecycle request fails');
+
+create function private.dtma_setting(p_key text) returns text
+language sql stable security definer
+set search_path = ''
+as $$ select c.value from private.dtma_config c where c.key = p_key $$;
+comment on function private.dtma_setting(text) is 'A DTMA outbox tunable from private.dtma_config.';

@@ -46,7 +46,7 @@ select is((select q.method::text from net.http_request_queue q where q.id = (sel
 select is((select q.headers ->> 'Authorization' from net.http_request_queue q where q.id = (select net_request_id from pg_temp.req(:'inst'))),
           'Bearer toolbox-secret-token-0123456789', 'with the toolbox''s bearer token from Vault');
 select is((select q.headers ->> 'Idempotency-Key' from net.http_request_queue q where q.id = (select net_request_id from pg_temp.req(:'inst'))),
-          'deploy:' || :'inst', 'with an idempotency key');
+          'deploy:' || :'inst' || ':' || (select id from pg_temp.req(:'inst')), 'with an idempotency key, one per request');
 select is((select body from pg_temp.req(:'inst')) ->> 'groupId', 'mcp-' || :'inst', 'one group per instance');
 select is((select convert_from(q.body, 'UTF8')::jsonb #>> '{servers,0,dockerImageUrl}' from net.http_request_queue q
             where q.id = (select net_request_id from pg_temp.req(:'inst'))),
