@@ -10,6 +10,12 @@ DB_NAME="${DB_NAME:-postgres}"
 DB_PASSWORD="${DB_PASSWORD:-postgres}"
 PGDATA_DIR="$LOCAL_DIR/pg-$DB_PORT"
 PG_LOG="$LOCAL_DIR/pg-$DB_PORT.log"
+# When run as root from a folder the postgres OS user cannot reach (a parent without o+x),
+# the cluster lives under /var/lib/postgresql instead, one folder per checkout and port.
+if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$ROOT" 2>/dev/null; then
+  PGDATA_DIR="/var/lib/postgresql/mcp-control-plane/$(printf '%s' "$LOCAL_DIR" | md5sum | cut -c1-12)/pg-$DB_PORT"
+  PG_LOG="$PGDATA_DIR.log"
+fi
 DB_URL="postgresql://postgres:${DB_PASSWORD}@127.0.0.1:${DB_PORT}/${DB_NAME}?sslmode=disable"
 export PGCONNECT_TIMEOUT=5
 
@@ -27,6 +33,8 @@ as_pg() {
 }
 
 psql_db() { psql "$DB_URL" -v ON_ERROR_STOP=1 -X -q "$@"; }
+
+http_ok() { node -e "fetch(process.argv[1]).then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))" "$1"; }
 
 pg_running() { as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; }
 

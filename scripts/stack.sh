@@ -12,6 +12,7 @@ init_cluster() {
   step "creating cluster in $PGDATA_DIR (port $DB_PORT)"
   mkdir -p "$LOCAL_DIR" "$PGDATA_DIR"
   chmod 755 "$LOCAL_DIR"
+  [ "$PGDATA_DIR" = "$LOCAL_DIR/pg-$DB_PORT" ] || info "the postgres user cannot reach $ROOT: data in $PGDATA_DIR"
   local pwfile; pwfile="$(mktemp)"
   printf '%s\n' "$DB_PASSWORD" > "$pwfile"
   if [ "$(id -u)" = 0 ]; then chown postgres:postgres "$PGDATA_DIR" "$pwfile"; fi
@@ -54,7 +55,7 @@ start_cluster() {
     die "port $DB_PORT is taken by another process" "stop it, or choose another port: DB_PORT=<port> $0 start"
   fi
   step "starting postgres on port $DB_PORT"
-  [ "$(id -u)" = 0 ] && { touch "$PG_LOG"; chown postgres:postgres "$PG_LOG"; }
+  if [ "$(id -u)" = 0 ]; then touch "$PG_LOG"; chown postgres:postgres "$PG_LOG"; fi
   as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t 60 start >/dev/null \
     || die "postgres did not start" "read $PG_LOG"
 }

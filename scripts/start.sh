@@ -14,15 +14,11 @@ export DATABASE_URL="$DB_URL"
 # The local worker harvests DTMA responses as they land (pg_cron 1.4 ticks only by the minute).
 svc_start pg-net-worker "grep -q 'sending queued' '$LOCAL_DIR/pg-net-worker.log'" \
   env PG_NET_AFTER_SQL='select public.harvest_dtma_responses()' npx --no-install tsx scripts/pg-net/main.ts
-if [ -f "$ROOT/scripts/dtma/main.ts" ]; then
-  [ -s "$token_file" ] || (umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > "$token_file")
-  DTMA_TOKEN="$(cat "$token_file")" svc_start dtma "curl -sf http://127.0.0.1:$DTMA_PORT/health" \
-    env DTMA_TOKEN="$(cat "$token_file")" DTMA_STATE_FILE="$LOCAL_DIR/dtma-state.json" npx --no-install tsx scripts/dtma/main.ts
-fi
-if [ -f "$ROOT/scripts/demo.sql" ]; then
-  step "demo data (scripts/demo.sql)"
-  psql_db -v dtma_url="http://127.0.0.1:$DTMA_PORT" -v dtma_token="$(cat "$token_file" 2>/dev/null)" -f "$ROOT/scripts/demo.sql" >/dev/null
-fi
+[ -s "$token_file" ] || (umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > "$token_file")
+svc_start dtma "http_ok http://127.0.0.1:$DTMA_PORT/health" \
+  env DTMA_TOKEN="$(cat "$token_file")" DTMA_STATE_FILE="$LOCAL_DIR/dtma-state.json" npx --no-install tsx scripts/dtma/main.ts
+step "demo data (scripts/demo.sql)"
+psql_db -v dtma_url="http://127.0.0.1:$DTMA_PORT" -v dtma_token="$(cat "$token_file")" -f "$ROOT/scripts/demo.sql" >/dev/null
 
 cat <<TXT
 

@@ -36,11 +36,10 @@ export DATABASE_URL="$DB_URL"
 # The local worker harvests DTMA responses as they land (pg_cron 1.4 ticks only by the minute).
 svc_start pg-net-worker "grep -q 'sending queued' '$LOCAL_DIR/pg-net-worker.log'" \
   env PG_NET_AFTER_SQL='select public.harvest_dtma_responses()' npx --no-install tsx scripts/pg-net/main.ts
-if [ -f "$ROOT/scripts/dtma/main.ts" ]; then
-  svc_start dtma "curl -sf http://127.0.0.1:$DTMA_PORT/health" \
-    env DTMA_STATE_FILE="$LOCAL_DIR/dtma-state.json" npx --no-install tsx scripts/dtma/main.ts
-  export DTMA_URL="http://127.0.0.1:$DTMA_PORT"
-fi
+rm -f "$LOCAL_DIR/dtma-state.json"
+svc_start dtma "http_ok http://127.0.0.1:$DTMA_PORT/health" \
+  env DTMA_STATE_FILE="$LOCAL_DIR/dtma-state.json" npx --no-install tsx scripts/dtma/main.ts
+export DTMA_URL="http://127.0.0.1:$DTMA_PORT"
 
 step "vitest"
 (cd "$ROOT" && npx --no-install vitest run) || die "vitest failed" "run: npx vitest run <file> with the stack of scripts/test.sh"
