@@ -30,18 +30,24 @@ const byDomainOrder = (dir) =>
     .map(({ f }) => f);
 
 const plan = [
-  ...schemaFiles.map((f) => ['schema', f]),
-  ...byDomainOrder('db/functions').map((f) => ['functions', f]),
-  ...byDomainOrder('db/policies').map((f) => ['policies', f]),
+  ...schemaFiles.map((f) => ['schema', f, Number(/^(\d+)_/.exec(f)[1])]),
+  ...byDomainOrder('db/functions').map((f) => ['functions', f, orderOf.get(f.replace(/\.sql$/, ''))]),
+  ...byDomainOrder('db/policies').map((f) => ['policies', f, orderOf.get(f.replace(/\.sql$/, ''))]),
 ];
 
 rmSync(out, { recursive: true, force: true });
 mkdirSync(out, { recursive: true });
-plan.forEach(([kind, f], i) => {
-  // Stable versions: the position in the plan, so a rebuild names the same file the same way.
-  const version = `20260101${String((i + 1) * 10).padStart(6, '0')}`;
+// Stable versions: kind (1 schema, 2 functions, 3 policies), the domain's number, then a tie-break;
+// adding a domain never renames the migrations of the others.
+const kindDigit = { schema: 1, functions: 2, policies: 3 };
+const seen = new Map();
+for (const [kind, f, n] of plan) {
+  const key = `${kind}:${n}`;
+  const tie = seen.get(key) ?? 0;
+  seen.set(key, tie + 1);
+  const version = `20260101${kindDigit[kind]}${String(n).padStart(3, '0')}${String(tie).padStart(2, '0')}`;
   const name = `${version}_${kind}_${f.replace(/^\d+_/, '').replace(/\.sql$/, '')}.sql`;
   const body = readFileSync(join(root, 'db', kind, f), 'utf8');
   writeFileSync(join(out, name), `-- generated from db/${kind}/${f} by scripts/build-migrations.mjs: edit that file, not this one\n${body}`);
-});
+}
 console.log(`built ${plan.length} migrations in supabase/migrations from db/`);

@@ -7,8 +7,20 @@ export DTMA_PORT="${DTMA_PORT:-30000}"
 token_file="$LOCAL_DIR/dtma-token"
 
 bash "$ROOT/scripts/setup.sh"
-bash "$ROOT/scripts/stack.sh" start
+# The local database follows db/: when the SQL changed since it was built, it is rebuilt
+# (migrations are not edited in place on a real project; locally the demo data is recreated).
+hash_file="$LOCAL_DIR/pg-$DB_PORT.schema-hash"
+node "$ROOT/scripts/build-migrations.mjs" >/dev/null
+schema_hash="$(cat "$ROOT"/db/compat/*.sql "$ROOT"/supabase/migrations/*.sql | md5sum | cut -c1-32)"
+if [ -f "$PGDATA_DIR/PG_VERSION" ] && [ "$(cat "$hash_file" 2>/dev/null)" != "$schema_hash" ]; then
+  step "db/ changed since the local database was built: rebuilding it"
+  svc_stop pg-net-worker
+  bash "$ROOT/scripts/stack.sh" reset
+else
+  bash "$ROOT/scripts/stack.sh" start
+fi
 bash "$ROOT/scripts/db.sh" all
+echo "$schema_hash" > "$hash_file"
 
 export DATABASE_URL="$DB_URL"
 # The local worker harvests DTMA responses as they land (pg_cron 1.4 ticks only by the minute).
