@@ -134,6 +134,8 @@ begin
   perform private.set_audit_context(p_reason);
   update public.organization_members m set role = p_role
    where m.organization_id = p_organization_id and m.user_id = p_user_id;
+  -- The reason is this change's only, not that of later writes in the same transaction.
+  perform private.set_audit_context(null);
 end $$;
 comment on function public.change_organization_member_role(uuid, uuid, public.org_role, text) is
   'Changes a member''s role (admins and owners; only owners touch owners; the last owner stays).';
@@ -160,6 +162,7 @@ begin
   end if;
   perform private.set_audit_context(p_reason);
   delete from public.organization_members m where m.organization_id = p_organization_id and m.user_id = p_user_id;
+  perform private.set_audit_context(null);
 end $$;
 comment on function public.remove_organization_member(uuid, uuid, text) is
   'Removes a member (admins and owners, or the member themself); the last owner cannot leave.';

@@ -12,3 +12,6 @@ create policy agent_mcp_server_access_read on public.agent_mcp_server_access for
   using (organization_id in (select private.my_org_ids('viewer')));
 create policy agent_mcp_connections_read on public.agent_mcp_connections for select to authenticated
   using (organization_id in (select private.my_org_ids('viewer')));
+
+-- The connection_config trigger runs with the writer's rights: service_role needs the helpers it calls.
+grant execute on function private.json_schema_error(jsonb, jsonb, text), private.connection_config_schema() to service_role;

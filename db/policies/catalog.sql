@@ -4,3 +4,6 @@ revoke insert, update, delete, truncate, references, trigger on public.mcp_serve
 
 create policy mcp_server_catalog_read on public.mcp_server_catalog for select to authenticated
   using (is_active);
+
+-- The hashing trigger runs with the writer's rights: service_role needs the helpers it calls.
+grant execute on function private.tool_definition(jsonb), private.tool_sha256(jsonb), private.hash_manifest(jsonb) to service_role;

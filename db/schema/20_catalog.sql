@@ -60,10 +60,18 @@ create function private.catalog_before_write() returns trigger
 language plpgsql
 set search_path = ''
 as $$
+declare
+  v_duplicate text;
 begin
   if exists (select from jsonb_array_elements(new.tool_manifest) t
               where jsonb_typeof(t -> 'name') is distinct from 'string' or t ->> 'name' = '') then
     raise exception using errcode = '22023', message = 'every tool of the manifest needs a name';
+  end if;
+  -- Grants name tools (allowed_tools) and pins are looked up by name: a name must be unique.
+  select t ->> 'name' into v_duplicate from jsonb_array_elements(new.tool_manifest) t
+   group by t ->> 'name' having count(*) > 1 limit 1;
+  if v_duplicate is not null then
+    raise exception using errcode = '22023', message = format('the manifest has two tools named %L', v_duplicate);
   end if;
   new.tool_manifest := private.hash_manifest(new.tool_manifest);
   return new;

@@ -46,6 +46,8 @@ comment on column public.account_tool_instances.priority is 'Weight of this serv
 create unique index account_tool_instances_name_idx
   on public.account_tool_instances (account_tool_environment_id, instance_name_on_toolbox) where status <> 'removed';
 create index account_tool_instances_org_idx on public.account_tool_instances (organization_id, status);
+-- The toolbox foreign key's own index (the partial name index above cannot serve its lookups).
+create index account_tool_instances_toolbox_idx on public.account_tool_instances (account_tool_environment_id, organization_id);
 create index account_tool_instances_catalog_idx on public.account_tool_instances (catalog_id);
 create index account_tool_instances_created_by_idx on public.account_tool_instances (created_by);
 create index account_tool_instances_approved_by_idx on public.account_tool_instances (manifest_approved_by);

@@ -1,0 +1,68 @@
+-- Hygiene of the whole schema, walked from the catalogs so that nothing added later slips
+-- through: each test lists the offenders and expects none, so a failure names the culprit.
+-- The project's functions are those of schemas public and private that no extension owns.
+begin;
+select plan(11);
+
+create temp view project_functions as
+  select p.oid, n.nspname, p.oid::regprocedure as signature, p.prosecdef, p.proconfig, p.proacl, p.proowner
+    from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+   where n.nspname in ('public', 'private')
+     and not exists (select from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e');
+
+create temp view public_relations as
+  select c.oid, c.oid::regclass as relation, c.relkind, c.relrowsecurity, c.reloptions
+    from pg_class c join pg_namespace n on n.oid = c.relnamespace
+   where n.nspname = 'public' and c.relkind in ('r', 'p', 'v', 'm')
+     and not exists (select from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'e');
+
+select isnt_empty($$select from project_functions where nspname = 'public'$$, 'the walk sees the functions of public');
+select isnt_empty($$select from project_functions where nspname = 'private'$$, 'and those of private');
+
+-- Definer functions run with their owner's rights: a caller's search_path must not reach them.
+select is_empty($$select signature from project_functions
+                   where prosecdef and not coalesce('search_path=""' = any (proconfig), false)$$,
+                'every SECURITY DEFINER function sets search_path = ''''');
+
+-- Nothing is executable by anon or by PUBLIC (a null proacl means the default: PUBLIC may execute).
+-- No function must be: an exception would be listed here, and there is none.
+select is_empty($$select signature from project_functions where has_function_privilege('anon', oid, 'execute')$$,
+                'no function of public or private is executable by anon');
+select is_empty($$select signature from project_functions f
+                   where exists (select from aclexplode(coalesce(f.proacl, acldefault('f', f.proowner))) a
+                                  where a.grantee = 0 and a.privilege_type = 'EXECUTE')$$,
+                'no function of public or private is executable by PUBLIC');
+
+-- Admins read the API in psql (\df+, \d+).
+select is_empty($$select signature from project_functions where obj_description(oid, 'pg_proc') is null$$,
+                'every function of public and private has a comment');
+select is_empty($$select relation from public_relations where obj_description(oid, 'pg_class') is null$$,
+                'every table and view of public has a comment');
+
+-- RLS everywhere the API reaches; views run with the caller's rights (a materialized view cannot).
+select is_empty($$select relation from public_relations where relkind in ('r', 'p') and not relrowsecurity$$,
+                'every table of public has row level security enabled');
+select is_empty($$select relation, relkind from public_relations
+                   where relkind = 'm'
+                      or (relkind = 'v' and not exists (select from unnest(reloptions) o where o ~* '^security_invoker=(true|on|yes|1)$'))$$,
+                'every view of public is security_invoker (and there is no materialized view)');
+
+-- DESIGN.md section 5: every column a foreign key uses leads some index, so that a lookup or a
+-- cascade from the referenced row does not scan the table. A partial index serves only if its
+-- predicate is that very column being not null (which every foreign-key lookup implies).
+select is_empty($$select c.conrelid::regclass as relation, c.conname, a.attname
+                    from pg_constraint c
+                    join pg_namespace n on n.oid = c.connamespace
+                    cross join lateral unnest(c.conkey) k(attnum)
+                    join pg_attribute a on a.attrelid = c.conrelid and a.attnum = k.attnum
+                   where c.contype = 'f' and n.nspname = 'public'
+                     and not exists (select from pg_index i
+                                      where i.indrelid = c.conrelid and i.indkey[0] = k.attnum
+                                        and (i.indpred is null
+                                             or pg_get_expr(i.indpred, i.indrelid) = format('(%I IS NOT NULL)', a.attname)))$$,
+                'every column used by a foreign key in public leads an index');
+select isnt_empty($$select from pg_constraint c join pg_namespace n on n.oid = c.connamespace where c.contype = 'f' and n.nspname = 'public'$$,
+                  'the walk sees the foreign keys of public');
+
+select * from finish();
+rollback;
