@@ -38,21 +38,37 @@ $$;
 comment on function private.scope_allows(public.mcp_permission_scope, text[], jsonb) is
   'Whether a scope (with its allowed tools) allows a tool of the pinned manifest.';
 
+-- The grants that make an agent able to use a server now: live (not revoked), unexpired, on a
+-- running server, for an active agent whose owner is still a member (or stronger) of its
+-- organization. The one definition of validity; every check below reads it.
+create function private.valid_grants(p_agent_id uuid) returns setof public.agent_mcp_server_access
+language sql stable security definer
+set search_path = ''
+as $$
+  select g.*
+    from public.agent_mcp_server_access g
+    join public.account_tool_instances i on i.id = g.server_instance_id
+    join public.agents a on a.id = g.agent_id
+   where g.agent_id = p_agent_id
+     and g.revoked_at is null and g.is_active and (g.expires_at is null or g.expires_at > now())
+     and i.status = 'running'
+     and a.is_active
+     and exists (select from public.organization_members m
+                  where m.organization_id = a.organization_id and m.user_id = a.user_id and m.role <= 'member')
+$$;
+comment on function private.valid_grants(uuid) is
+  'The agent''s grants valid now: live, unexpired, server running, agent active, owner still a member.';
+
 create function public.validate_agent_mcp_access(p_agent_id uuid, p_server_instance_id uuid) returns boolean
 language plpgsql stable security definer
 set search_path = ''
 as $$
 begin
   perform private.require_agent_manager(p_agent_id);
-  return exists (
-    select from public.agent_mcp_server_access g
-      join public.account_tool_instances i on i.id = g.server_instance_id
-     where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id
-       and g.revoked_at is null and g.is_active and (g.expires_at is null or g.expires_at > now())
-       and i.status = 'running');
+  return exists (select from private.valid_grants(p_agent_id) g where g.server_instance_id = p_server_instance_id);
 end $$;
 comment on function public.validate_agent_mcp_access(uuid, uuid) is
-  'Whether the agent may use the MCP server now: a live, unexpired grant on a running server.';
+  'Whether the agent may use the MCP server now: a live, unexpired grant on a running server, for an active agent whose owner is a member.';
 
 create function public.validate_agent_mcp_access(
   p_agent_id uuid, p_server_instance_id uuid, p_tool_name text, p_tool_definition jsonb default null
@@ -63,12 +79,10 @@ as $$
 begin
   perform private.require_agent_manager(p_agent_id);
   return exists (
-    select from public.agent_mcp_server_access g
+    select from private.valid_grants(p_agent_id) g
       join public.account_tool_instances i on i.id = g.server_instance_id
       cross join lateral jsonb_array_elements(i.pinned_manifest) t
-     where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id
-       and g.revoked_at is null and g.is_active and (g.expires_at is null or g.expires_at > now())
-       and i.status = 'running'
+     where g.server_instance_id = p_server_instance_id
        and t ->> 'name' = p_tool_name
        and private.scope_allows(g.permission_scope, g.allowed_tools, t)
        and (p_tool_definition is null or private.tool_sha256(p_tool_definition) = t ->> 'sha256'));
@@ -94,10 +108,8 @@ begin
            array(select t ->> 'name' from jsonb_array_elements(i.pinned_manifest) t
                   where private.scope_allows(g.permission_scope, g.allowed_tools, t) order by 1),
            g.expires_at, i.priority, i.mcp_server_capabilities, g.id, g.granted_at
-      from public.agent_mcp_server_access g
+      from private.valid_grants(p_agent_id) g
       join public.account_tool_instances i on i.id = g.server_instance_id
-     where g.agent_id = p_agent_id and g.revoked_at is null and g.is_active
-       and (g.expires_at is null or g.expires_at > now()) and i.status = 'running'
      order by i.priority desc, i.display_name;
 end $$;
 comment on function public.get_agent_mcp_servers(uuid) is
@@ -216,12 +228,8 @@ begin
                     and (m.role <= 'admin' or (m.role = 'member' and a.user_id = m.user_id))) then
     return false;
   end if;
-  return exists (
-    select from public.agent_mcp_server_access g
-      join public.account_tool_instances i on i.id = g.server_instance_id
-     where g.agent_id = validate_mcp_access.agent_id and g.server_instance_id = validate_mcp_access.mcp_server_instance_id
-       and g.revoked_at is null and g.is_active and (g.expires_at is null or g.expires_at > now())
-       and i.status = 'running');
+  return exists (select from private.valid_grants(validate_mcp_access.agent_id) g
+                  where g.server_instance_id = validate_mcp_access.mcp_server_instance_id);
 end $$;
 comment on function public.validate_mcp_access(uuid, uuid, uuid) is
   'Whether the user (the caller) may act for the agent and the agent may use the MCP server now.';
@@ -270,9 +278,7 @@ begin
   end if;
   select i.* into v_instance from public.account_tool_instances i
    where i.id = p_server_instance_id and i.organization_id = v_agent.organization_id;
-  select g.* into v_grant from public.agent_mcp_server_access g
-   where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id and g.revoked_at is null and g.is_active
-     and (g.expires_at is null or g.expires_at > now());
+  select g.* into v_grant from private.valid_grants(p_agent_id) g where g.server_instance_id = p_server_instance_id;
 
   -- Record first sightings (and count repeats) of definitions that differ from the pinned ones.
   with presented as (
@@ -453,5 +459,5 @@ begin
     execute format('grant execute on function %s to authenticated, service_role', f);
   end loop;
 end $$;
-revoke execute on function private.require_agent_manager(uuid) from public, anon;
+revoke execute on function private.require_agent_manager(uuid), private.valid_grants(uuid) from public, anon;
 grant execute on function private.scope_allows(public.mcp_permission_scope, text[], jsonb) to authenticated, service_role;

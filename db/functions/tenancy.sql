@@ -33,6 +33,16 @@ as $$
 $$;
 comment on function private.my_org_ids(public.org_role) is 'Ids of the organizations where the caller holds at least the given role.';
 
+-- Whether a user is a member (or stronger) of an organization: an agent's owner must be.
+create function private.is_org_member(p_organization_id uuid, p_user_id uuid) returns boolean
+language sql stable security definer
+set search_path = ''
+as $$
+  select exists (select from public.organization_members m
+                  where m.organization_id = p_organization_id and m.user_id = p_user_id and m.role <= 'member')
+$$;
+comment on function private.is_org_member(uuid, uuid) is 'Whether the user is a member, admin or owner of the organization.';
+
 -- Refuses (42501) unless the caller holds at least the given role, or acts for the platform.
 create function private.require_org_role(p_organization_id uuid, p_at_least public.org_role) returns void
 language plpgsql stable security definer
@@ -167,10 +177,10 @@ end $$;
 comment on function public.remove_organization_member(uuid, uuid, text) is
   'Removes a member (admins and owners, or the member themself); the last owner cannot leave.';
 
-revoke execute on function private.is_service_caller(), private.org_role(uuid), private.my_org_ids(public.org_role),
+revoke execute on function private.is_service_caller(), private.org_role(uuid), private.my_org_ids(public.org_role), private.is_org_member(uuid, uuid),
   private.require_org_role(uuid, public.org_role), private.require_self(uuid) from public, anon;
-grant execute on function private.is_service_caller(), private.org_role(uuid), private.my_org_ids(public.org_role)
-  to authenticated, service_role;
+grant execute on function private.is_service_caller(), private.org_role(uuid), private.my_org_ids(public.org_role),
+  private.is_org_member(uuid, uuid) to authenticated, service_role;
 revoke execute on function public.create_organization(text, text), public.add_organization_member(uuid, uuid, public.org_role),
   public.change_organization_member_role(uuid, uuid, public.org_role, text), public.remove_organization_member(uuid, uuid, text)
   from public, anon;

@@ -18,7 +18,7 @@ create policy agents_update on public.agents for update to authenticated
   using ((user_id = (select auth.uid()) and organization_id in (select private.my_org_ids('member')))
          or organization_id in (select private.my_org_ids('admin')))
   with check ((user_id = (select auth.uid()) and organization_id in (select private.my_org_ids('member')))
-              or organization_id in (select private.my_org_ids('admin')));
+              or (organization_id in (select private.my_org_ids('admin')) and private.is_org_member(organization_id, user_id)));
 create policy agents_delete on public.agents for delete to authenticated
   using ((user_id = (select auth.uid()) and organization_id in (select private.my_org_ids('member')))
          or organization_id in (select private.my_org_ids('admin')));

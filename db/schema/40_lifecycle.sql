@@ -101,6 +101,7 @@ begin
          health_status = case when v_to in ('running', 'unhealthy') then i.health_status else 'unknown' end
    where i.id = p_instance_id;
   perform set_config('mcp.lifecycle_event', '', true);
+  perform set_config('mcp.audit_cause', '', true);
   return v_to;
 end $$;
 comment on function private.apply_instance_event(uuid, text, text, text) is
