@@ -5,7 +5,7 @@
 -- approves it, and validity (expiry, revocation, server status) is decided at check time. Every
 -- grant and revoke lands in the audit trail, which nobody can rewrite.
 begin;
-select plan(85);
+select plan(90);
 
 select tests.create_user('olga@acme.test') as olga \gset
 select tests.create_user('adam@acme.test') as adam \gset
@@ -290,6 +290,19 @@ select public.change_organization_member_role(:'acme', :'max', 'viewer');
 select tests.authenticate_as(:'max');
 select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, 'read_only')$$, :'max_agent', :'mem'), '42501', null,
                  'a viewer cannot grant, even to an agent they own (42501)');
+
+-- Validity also needs an active agent whose owner is still a member (or stronger).
+select tests.authenticate_as_service_role();
+select ok(not public.validate_agent_mcp_access(:'max_agent', :'every'),
+          'the grant of an agent whose owner was demoted to viewer no longer validates, even for service_role');
+select tests.authenticate_as(:'olga');
+select public.grant_agent_mcp_access(:'mia_agent', :'every', 'full_access') as g_every \gset
+select ok(public.validate_agent_mcp_access(:'mia_agent', :'every'), 'an owner grants Mia''s agent the running server');
+update public.agents set is_active = false where id = :'mia_agent';
+select ok(not public.validate_agent_mcp_access(:'mia_agent', :'every'), 'a deactivated agent validates false');
+select is_empty(format('select * from public.get_agent_mcp_servers(%L)', :'mia_agent'), 'and has no servers');
+select throws_ok(format('update public.agents set user_id = %L where id = %L', :'sam', :'mia_agent'), '42501', null,
+                 'an owner cannot hand an agent to someone outside the organization (42501)');
 
 -- The audit trail: a row for every grant and every revoke, and nobody can rewrite it.
 select tests.clear_authentication();
