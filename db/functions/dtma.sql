@@ -417,7 +417,14 @@ begin
     if v_outcome = 'ok' then v_succeeded := v_succeeded + 1; else v_failed := v_failed + 1; end if;
     perform set_config('mcp.dtma_cause', v_cause, true);
     if to_regprocedure(format('private.dtma_on_%s(public.dtma_requests, boolean, text)', v_req.operation)) is not null then
-      execute format('select private.%I($1, $2, $3)', 'dtma_on_' || v_req.operation) using v_req, v_outcome = 'ok', v_error;
+      -- A handler that fails must not stall the batch: its effects roll back, the reason is kept.
+      begin
+        execute format('select private.%I($1, $2, $3)', 'dtma_on_' || v_req.operation) using v_req, v_outcome = 'ok', v_error;
+      exception when others then
+        update public.dtma_requests r
+           set last_error = left(concat_ws('; ', r.last_error, format('handler failed: %s (%s)', sqlerrm, sqlstate)), 2000)
+         where r.id = v_req.id;
+      end;
     end if;
   end loop;
   return jsonb_build_object('succeeded', v_succeeded, 'failed', v_failed, 'retried', v_retried, 'lost', v_lost,

@@ -50,6 +50,8 @@ create table public.agent_mcp_server_access (
   constraint custom_scope_lists_tools check ((permission_scope = 'custom') = (allowed_tools is not null)),
   constraint allowed_tools_not_empty check (allowed_tools is null or cardinality(allowed_tools) > 0),
   constraint revoked_after_granted check (revoked_at is null or revoked_at >= granted_at),
+  -- Deactivation is revocation: it always has its point in time.
+  constraint active_until_revoked check (is_active = (revoked_at is null)),
   constraint expires_after_granted check (expires_at is null or expires_at > granted_at)
 );
 comment on table public.agent_mcp_server_access is

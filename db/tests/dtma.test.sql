@@ -3,7 +3,7 @@
 -- Vault, idempotency key, body), and the harvest applies every kind of response. Responses are
 -- inserted into net._http_response by the test, as pg_net's worker would record them.
 begin;
-select plan(59);
+select plan(62);
 
 select tests.create_user('dtma-owner@example.com') as owner \gset
 select tests.create_user('dtma-member@example.com') as member \gset
@@ -66,6 +66,13 @@ select tests.clear_authentication();
 select is((select count(*) from net.http_request_queue), :'queued_before'::bigint, 'nothing more was queued for pg_net');
 select is((select count(*)::int from public.dtma_requests where instance_id = :'inst'), 1, 'still one DTMA request');
 
+-- admins read the outbox, but not the bodies (a rotation's body carries a credential)
+select tests.authenticate_as(:'owner');
+select is((select operation from public.dtma_requests where instance_id = :'inst'), 'deploy', 'the owner reads the outbox');
+select throws_ok('select body from public.dtma_requests', '42501', null, 'but not the request bodies');
+select tests.authenticate_as(:'member');
+select is_empty('select id from public.dtma_requests', 'a member sees no DTMA requests');
+
 -- the harvest is for service callers only
 select tests.authenticate_as(:'owner');
 select throws_ok('select public.harvest_dtma_responses()', '42501', null, 'an owner cannot harvest');
@@ -124,7 +131,9 @@ select is((select endpoint_url from public.account_tool_instances where id = :'i
           'http://127.0.0.1:30999/mcp/servers/mem-1/mcp', 'with its MCP endpoint');
 
 -- health poll: unhealthy, healthy again, drift (DTMA no longer runs it), toolbox unresponsive
-select is(public.poll_dtma_status(), 1, 'the health poll queues one status request per toolbox');
+select public.poll_dtma_status();
+select is((select count(*)::int from public.dtma_requests where toolbox_id = :'toolbox' and operation = 'status'), 1,
+          'the health poll queues one status request for the toolbox');
 select set_config('tests.toolbox', :'toolbox', true);
 create function pg_temp.status_req() returns public.dtma_requests language sql as $$
   select * from public.dtma_requests where toolbox_id = current_setting('tests.toolbox')::uuid and operation = 'status'
