@@ -248,12 +248,14 @@ begin
     select jsonb_agg(jsonb_build_object(
              'server_instance_id', s.server_instance_id, 'name', s.server_name, 'type', s.mcp_server_type,
              'endpoint_url', s.endpoint_url, 'transport', s.mcp_transport_type, 'permission_scope', s.permission_scope,
-             'allowed_tools', to_jsonb(s.allowed_tools), 'expires_at', s.expires_at, 'priority', s.priority,
+             'allowed_tools', to_jsonb(s.allowed_tools), 'expires_at', s.expires_at,
+             -- The agent's own connection priority, where set, outweighs the server's.
+             'priority', coalesce((c.connection_config ->> 'priority')::int, s.priority),
              'capabilities', s.capabilities,
              'timeout_ms', coalesce((c.connection_config ->> 'timeoutMs')::int, 10000),
              'max_retries', coalesce((c.connection_config ->> 'maxRetries')::int, 1),
              'enabled', coalesce((c.connection_config ->> 'enabled')::boolean, true))
-           order by s.priority desc, s.server_name)
+           order by coalesce((c.connection_config ->> 'priority')::int, s.priority) desc, s.server_name)
       from public.get_agent_mcp_servers(get_organization_mcp_configs.agent_id) s
       left join public.agent_mcp_connections c
         on c.agent_id = get_organization_mcp_configs.agent_id and c.server_instance_id = s.server_instance_id), '[]'::jsonb);

@@ -461,7 +461,8 @@ comment on function public.poll_dtma_status() is 'Service: queues a health poll 
 select cron.schedule('mcp-dtma-harvest', '* * * * *', 'select public.harvest_dtma_responses()');
 select cron.schedule('mcp-dtma-health', '* * * * *', 'select public.poll_dtma_status()');
 
-revoke execute on function public.deploy_mcp_server_to_dtma(uuid), public.harvest_dtma_responses(integer, interval, interval),
-  public.poll_dtma_status() from public, anon;
+revoke execute on function public.deploy_mcp_server_to_dtma(uuid) from public, anon;
+revoke execute on function public.harvest_dtma_responses(integer, interval, interval), public.poll_dtma_status()
+  from public, anon, authenticated;
 grant execute on function public.deploy_mcp_server_to_dtma(uuid) to authenticated, service_role;
 grant execute on function public.harvest_dtma_responses(integer, interval, interval), public.poll_dtma_status() to service_role;

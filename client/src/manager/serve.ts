@@ -1,0 +1,91 @@
+/**
+ * Serves a fetch handler (the mcp-server-manager) with Node's http module, for local use and
+ * tests; on Supabase the same handler runs under Deno.serve. As a command:
+ *
+ *   DATABASE_URL=postgresql://... JWT_SECRET=... npx tsx client/src/manager/serve.ts
+ *
+ * serves the manager on MANAGER_PORT (default 54330), each request acting as the bearer of its
+ * JWT through the direct transport (verified with JWT_SECRET).
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { pathToFileURL } from 'node:url';
+import pg from 'pg';
+import { directTransport } from '../direct-transport.ts';
+import { createManagerHandler } from './handler.ts';
+
+export interface ServedHandler {
+  url: string;
+  close(): Promise<void>;
+}
+
+async function toRequest(req: IncomingMessage, base: string): Promise<Request> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of req) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (Array.isArray(value)) for (const v of value) headers.append(name, v);
+    else if (value !== undefined) headers.set(name, value);
+  }
+  const method = req.method ?? 'GET';
+  const hasBody = method !== 'GET' && method !== 'HEAD' && chunks.length > 0;
+  return new Request(new URL(req.url ?? '/', base), { method, headers, body: hasBody ? Buffer.concat(chunks) : undefined });
+}
+
+async function send(res: ServerResponse, response: Response): Promise<void> {
+  res.statusCode = response.status;
+  response.headers.forEach((value, name) => res.setHeader(name, value));
+  res.end(Buffer.from(await response.arrayBuffer()));
+}
+
+/** Serves handler on host:port (port 0 picks a free one). */
+export async function serveHandler(handler: (req: Request) => Promise<Response>, options: { port?: number; host?: string } = {}): Promise<ServedHandler> {
+  const host = options.host ?? '127.0.0.1';
+  const server = http.createServer((req, res) => {
+    toRequest(req, `http://${host}`)
+      .then(handler)
+      .then((response) => send(res, response))
+      .catch((error: unknown) => {
+        console.error('serve: request failed', error);
+        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { code: 'XX000', message: 'internal error' } }));
+      });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, host, resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://${host}:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** The manager over a pool, each request acting as the bearer of its JWT. */
+export function managerForPool(pool: pg.Pool, jwtSecret: string): (req: Request) => Promise<Response> {
+  return createManagerHandler({ transportFor: (jwt) => directTransport({ pool, jwt, jwtSecret }) });
+}
+
+async function main(): Promise<void> {
+  const databaseUrl = process.env.DATABASE_URL ?? 'postgresql://postgres:postgres@127.0.0.1:54322/postgres';
+  const jwtSecret = process.env.JWT_SECRET;
+  if (!jwtSecret) {
+    console.error('serve: JWT_SECRET is required (the secret the access tokens are signed with)');
+    process.exit(2);
+  }
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });
+  const served = await serveHandler(managerForPool(pool, jwtSecret), { port: Number(process.env.MANAGER_PORT ?? 54330) });
+  console.log(`mcp-server-manager listening on ${served.url}`);
+  const stop = (): void => {
+    void served.close().then(() => pool.end()).then(() => process.exit(0));
+  };
+  process.on('SIGINT', stop);
+  process.on('SIGTERM', stop);
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
