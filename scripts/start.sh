@@ -15,6 +15,9 @@ schema_hash="$(cat "$ROOT"/db/compat/*.sql "$ROOT"/supabase/migrations/*.sql | m
 if [ -f "$PGDATA_DIR/PG_VERSION" ] && [ "$(cat "$hash_file" 2>/dev/null)" != "$schema_hash" ]; then
   step "db/ changed since the local database was built: rebuilding it"
   svc_stop pg-net-worker
+  # The DTMA's servers belonged to the old database: start it afresh too.
+  svc_stop dtma
+  rm -f "$LOCAL_DIR/dtma-state.json"
   bash "$ROOT/scripts/stack.sh" reset
 else
   bash "$ROOT/scripts/stack.sh" start
