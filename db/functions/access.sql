@@ -12,10 +12,12 @@ declare
   v_agent public.agents;
 begin
   select a.* into v_agent from public.agents a where a.id = p_agent_id;
-  if found and (private.is_service_caller() or exists (
+  -- Membership first: the common caller (the owner's runtime) never pays the service check.
+  if found and (exists (
        select from public.organization_members m
         where m.organization_id = v_agent.organization_id and m.user_id = auth.uid()
-          and (m.role <= 'admin' or (m.role = 'member' and v_agent.user_id = m.user_id)))) then
+          and (m.role <= 'admin' or (m.role = 'member' and v_agent.user_id = m.user_id)))
+     or private.is_service_caller()) then
     return v_agent;
   end if;
   raise exception using errcode = '42501', message = format('not allowed to act for agent %s', p_agent_id),
@@ -24,40 +26,53 @@ end $$;
 comment on function private.require_agent_manager(uuid) is
   'Returns the agent if the caller is its owner, an admin of its organization or a service caller; else raises 42501.';
 
--- The tools of a pinned manifest that a grant's scope allows.
+-- Whether a scope (with its allowed tools) allows a tool of the pinned manifest.
 create function private.scope_allows(p_scope public.mcp_permission_scope, p_allowed_tools text[], p_tool jsonb) returns boolean
 language sql immutable
 set search_path = ''
 as $$
   select case p_scope
     when 'full_access' then true
-    when 'read_only' then coalesce(p_tool -> 'annotations' -> 'readOnlyHint' = 'true'::jsonb, false)
+    when 'read_only' then private.tool_is_read_only(p_tool)
     when 'custom' then (p_tool ->> 'name') = any (p_allowed_tools)
   end
 $$;
+-- The same rule over an instance's stored tool-name lists: the effective tools of a grant.
+create function private.effective_tools(
+  p_scope public.mcp_permission_scope, p_allowed_tools text[], p_tool_names text[], p_read_only_tool_names text[]
+) returns text[]
+language sql immutable
+set search_path = ''
+as $$
+  select case p_scope
+    when 'full_access' then p_tool_names
+    when 'read_only' then p_read_only_tool_names
+    when 'custom' then array(select x from unnest(p_tool_names) x where x = any (p_allowed_tools) order by x)
+  end
+$$;
+comment on function private.effective_tools(public.mcp_permission_scope, text[], text[], text[]) is
+  'The tools a grant allows, from the instance''s stored pinned tool names.';
+
 comment on function private.scope_allows(public.mcp_permission_scope, text[], jsonb) is
   'Whether a scope (with its allowed tools) allows a tool of the pinned manifest.';
 
 -- The grants that make an agent able to use a server now: live (not revoked), unexpired, on a
 -- running server, for an active agent whose owner is still a member (or stronger) of its
--- organization. The one definition of validity; every check below reads it.
-create function private.valid_grants(p_agent_id uuid) returns setof public.agent_mcp_server_access
-language sql stable security definer
-set search_path = ''
-as $$
+-- organization. The one definition of validity; every check below reads it. A view, so the
+-- planner inlines it onto the live-grant index (a function would be planned blind per call).
+create view private.valid_grants with (security_invoker = true) as
   select g.*
     from public.agent_mcp_server_access g
     join public.account_tool_instances i on i.id = g.server_instance_id
     join public.agents a on a.id = g.agent_id
-   where g.agent_id = p_agent_id
-     and g.revoked_at is null and g.is_active and (g.expires_at is null or g.expires_at > now())
+   where g.revoked_at is null and g.is_active and (g.expires_at is null or g.expires_at > now())
      and i.status = 'running'
      and a.is_active
      and exists (select from public.organization_members m
-                  where m.organization_id = a.organization_id and m.user_id = a.user_id and m.role <= 'member')
-$$;
-comment on function private.valid_grants(uuid) is
-  'The agent''s grants valid now: live, unexpired, server running, agent active, owner still a member.';
+                  where m.organization_id = a.organization_id and m.user_id = a.user_id and m.role <= 'member');
+comment on view private.valid_grants is
+  'Grants valid now: live, unexpired, server running, agent active, owner still a member. For definer functions only.';
+revoke all on private.valid_grants from public, anon, authenticated, service_role;
 
 create function public.validate_agent_mcp_access(p_agent_id uuid, p_server_instance_id uuid) returns boolean
 language plpgsql stable security definer
@@ -65,7 +80,7 @@ set search_path = ''
 as $$
 begin
   perform private.require_agent_manager(p_agent_id);
-  return exists (select from private.valid_grants(p_agent_id) g where g.server_instance_id = p_server_instance_id);
+  return exists (select from private.valid_grants g where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id);
 end $$;
 comment on function public.validate_agent_mcp_access(uuid, uuid) is
   'Whether the agent may use the MCP server now: a live, unexpired grant on a running server, for an active agent whose owner is a member.';
@@ -79,10 +94,10 @@ as $$
 begin
   perform private.require_agent_manager(p_agent_id);
   return exists (
-    select from private.valid_grants(p_agent_id) g
+    select from private.valid_grants g
       join public.account_tool_instances i on i.id = g.server_instance_id
       cross join lateral jsonb_array_elements(i.pinned_manifest) t
-     where g.server_instance_id = p_server_instance_id
+     where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id
        and t ->> 'name' = p_tool_name
        and private.scope_allows(g.permission_scope, g.allowed_tools, t)
        and (p_tool_definition is null or private.tool_sha256(p_tool_definition) = t ->> 'sha256'));
@@ -105,11 +120,11 @@ begin
   return query
     select i.id, i.display_name, i.mcp_server_type, i.endpoint_url, i.mcp_endpoint_path, i.mcp_transport_type, i.status,
            i.health_status, g.permission_scope,
-           array(select t ->> 'name' from jsonb_array_elements(i.pinned_manifest) t
-                  where private.scope_allows(g.permission_scope, g.allowed_tools, t) order by 1),
+           private.effective_tools(g.permission_scope, g.allowed_tools, i.pinned_tool_names, i.pinned_read_only_tool_names),
            g.expires_at, i.priority, i.mcp_server_capabilities, g.id, g.granted_at
-      from private.valid_grants(p_agent_id) g
+      from private.valid_grants g
       join public.account_tool_instances i on i.id = g.server_instance_id
+     where g.agent_id = p_agent_id
      order by i.priority desc, i.display_name;
 end $$;
 comment on function public.get_agent_mcp_servers(uuid) is
@@ -228,8 +243,8 @@ begin
                     and (m.role <= 'admin' or (m.role = 'member' and a.user_id = m.user_id))) then
     return false;
   end if;
-  return exists (select from private.valid_grants(validate_mcp_access.agent_id) g
-                  where g.server_instance_id = validate_mcp_access.mcp_server_instance_id);
+  return exists (select from private.valid_grants g
+                  where g.agent_id = validate_mcp_access.agent_id and g.server_instance_id = validate_mcp_access.mcp_server_instance_id);
 end $$;
 comment on function public.validate_mcp_access(uuid, uuid, uuid) is
   'Whether the user (the caller) may act for the agent and the agent may use the MCP server now.';
@@ -280,7 +295,7 @@ begin
   end if;
   select i.* into v_instance from public.account_tool_instances i
    where i.id = p_server_instance_id and i.organization_id = v_agent.organization_id;
-  select g.* into v_grant from private.valid_grants(p_agent_id) g where g.server_instance_id = p_server_instance_id;
+  select g.* into v_grant from private.valid_grants g where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id;
 
   -- Record first sightings (and count repeats) of definitions that differ from the pinned ones.
   with presented as (
@@ -461,5 +476,6 @@ begin
     execute format('grant execute on function %s to authenticated, service_role', f);
   end loop;
 end $$;
-revoke execute on function private.require_agent_manager(uuid), private.valid_grants(uuid) from public, anon;
-grant execute on function private.scope_allows(public.mcp_permission_scope, text[], jsonb) to authenticated, service_role;
+revoke execute on function private.require_agent_manager(uuid) from public, anon;
+grant execute on function private.scope_allows(public.mcp_permission_scope, text[], jsonb),
+  private.effective_tools(public.mcp_permission_scope, text[], text[], text[]) to authenticated, service_role;

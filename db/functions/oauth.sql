@@ -15,9 +15,10 @@ declare
   v_agent public.agents;
 begin
   select a.* into v_agent from public.agents a where a.id = p_agent_id;
-  if found and (private.is_service_caller() or (v_agent.user_id = auth.uid() and exists (
+  if found and ((v_agent.user_id = auth.uid() and exists (
        select from public.organization_members m
-        where m.organization_id = v_agent.organization_id and m.user_id = v_agent.user_id and m.role <= 'member'))) then
+        where m.organization_id = v_agent.organization_id and m.user_id = v_agent.user_id and m.role <= 'member'))
+     or private.is_service_caller()) then
     return v_agent;
   end if;
   raise exception using errcode = '42501', message = format('not the runtime of agent %s', p_agent_id),

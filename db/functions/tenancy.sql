@@ -4,13 +4,18 @@
 -- The caller acts for the platform: a service_role JWT, or an administrator's own database
 -- session (a superuser with no JWT claims, as in psql).
 create function private.is_service_caller() returns boolean
-language sql stable security definer
+language plpgsql stable security definer
 set search_path = ''
 as $$
-  select coalesce(auth.role() = 'service_role', false)
-      or (auth.jwt() is null
-          and coalesce((select r.rolsuper from pg_catalog.pg_roles r where r.rolname = session_user), false))
-$$;
+begin
+  if coalesce(auth.role() = 'service_role', false) then
+    return true;
+  end if;
+  if auth.jwt() is not null then
+    return false;
+  end if;
+  return coalesce((select r.rolsuper from pg_catalog.pg_roles r where r.rolname = session_user), false);
+end $$;
 comment on function private.is_service_caller() is 'True for service_role and for a superuser session without JWT claims.';
 
 -- The caller's role in an organization, or null.

@@ -56,6 +56,24 @@ as $$
 $$;
 comment on function private.hash_manifest(jsonb) is 'Adds the sha256 of each tool to a tool manifest.';
 
+-- Whether a tool is annotated read-only (readOnlyHint: true): what the read_only scope allows.
+create function private.tool_is_read_only(p_tool jsonb) returns boolean
+language sql immutable
+set search_path = ''
+as $$ select coalesce(p_tool -> 'annotations' -> 'readOnlyHint' = 'true'::jsonb, false) $$;
+comment on function private.tool_is_read_only(jsonb) is 'Whether the tool is annotated readOnlyHint: true.';
+
+-- The names of a manifest's tools (only the read-only ones when asked), sorted.
+create function private.manifest_tool_names(p_manifest jsonb, p_read_only boolean) returns text[]
+language sql immutable
+set search_path = ''
+as $$
+  select coalesce(array_agg(t ->> 'name' order by t ->> 'name'), '{}')
+    from jsonb_array_elements(p_manifest) t
+   where not p_read_only or private.tool_is_read_only(t)
+$$;
+comment on function private.manifest_tool_names(jsonb, boolean) is 'Sorted tool names of a manifest, optionally only the read-only ones.';
+
 create function private.catalog_before_write() returns trigger
 language plpgsql
 set search_path = ''

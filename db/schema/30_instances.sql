@@ -27,6 +27,9 @@ create table public.account_tool_instances (
   endpoint_url text,
   last_error text,
   pinned_manifest jsonb not null default '[]' check (jsonb_typeof(pinned_manifest) = 'array'),
+  -- Derived once per pinning, not per check: what full_access and read_only allow.
+  pinned_tool_names text[] generated always as (private.manifest_tool_names(pinned_manifest, false)) stored,
+  pinned_read_only_tool_names text[] generated always as (private.manifest_tool_names(pinned_manifest, true)) stored,
   manifest_approved_at timestamptz,
   manifest_approved_by uuid references auth.users (id) on delete set null,
   priority integer not null default 100 check (priority between 0 and 1000),
