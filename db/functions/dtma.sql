@@ -248,28 +248,32 @@ set search_path = ''
 as $$ select private.dtma_on_deploy(p_request, p_ok, p_error) $$;
 comment on function private.dtma_on_restart(public.dtma_requests, boolean, text) is 'Harvest handler: a restart is a deployment.';
 
-create function private.dtma_on_stop(p_request public.dtma_requests, p_ok boolean, p_error text) returns void
+-- Completes a stop or a removal: when the instance is still in p_while, moves it by p_ok_event
+-- or p_failed_event; an instance that has moved on meanwhile is left as it is.
+create function private.dtma_finish(p_request public.dtma_requests, p_ok boolean, p_error text,
+                                    p_while public.mcp_server_status, p_ok_event text, p_failed_event text) returns void
 language plpgsql volatile security definer
 set search_path = ''
 as $$
 begin
-  if exists (select from public.account_tool_instances i where i.id = p_request.instance_id and i.status = 'stopping') then
-    perform private.apply_instance_event(p_request.instance_id, case when p_ok then 'stopped' else 'stop_failed' end,
+  if exists (select from public.account_tool_instances i where i.id = p_request.instance_id and i.status = p_while) then
+    perform private.apply_instance_event(p_request.instance_id, case when p_ok then p_ok_event else p_failed_event end,
       coalesce(nullif(current_setting('mcp.dtma_cause', true), ''), 'dtma_response'), p_error);
   end if;
 end $$;
+comment on function private.dtma_finish(public.dtma_requests, boolean, text, public.mcp_server_status, text, text) is
+  'Harvest helper: applies the outcome of a stop or removal to an instance still waiting for it.';
+
+create function private.dtma_on_stop(p_request public.dtma_requests, p_ok boolean, p_error text) returns void
+language sql volatile security definer
+set search_path = ''
+as $$ select private.dtma_finish(p_request, p_ok, p_error, 'stopping', 'stopped', 'stop_failed') $$;
 comment on function private.dtma_on_stop(public.dtma_requests, boolean, text) is 'Harvest handler: a stop succeeded (stopped) or failed.';
 
 create function private.dtma_on_remove(p_request public.dtma_requests, p_ok boolean, p_error text) returns void
-language plpgsql volatile security definer
+language sql volatile security definer
 set search_path = ''
-as $$
-begin
-  if exists (select from public.account_tool_instances i where i.id = p_request.instance_id and i.status = 'removing') then
-    perform private.apply_instance_event(p_request.instance_id, case when p_ok then 'removed' else 'remove_failed' end,
-      coalesce(nullif(current_setting('mcp.dtma_cause', true), ''), 'dtma_response'), p_error);
-  end if;
-end $$;
+as $$ select private.dtma_finish(p_request, p_ok, p_error, 'removing', 'removed', 'remove_failed') $$;
 comment on function private.dtma_on_remove(public.dtma_requests, boolean, text) is 'Harvest handler: a removal succeeded (removed) or failed.';
 
 -- Health poll outcome: the toolbox answers (active) or not (unresponsive); each instance's
