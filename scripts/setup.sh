@@ -24,8 +24,10 @@ fi
 
 cd "$ROOT"
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  step "installing npm packages (npm ci)"
-  npm ci --no-audit --no-fund --loglevel=error || die "npm ci failed" "run 'npm ci' to see npm's message"
+  # `npm install`, not `npm ci`: npm 11 leaves other platforms' optional packages (rollup's)
+  # out of the lock file and `npm ci` then refuses it. The lock still pins every version.
+  step "installing npm packages (npm install from package-lock.json)"
+  npm install --no-audit --no-fund --loglevel=error || die "npm install failed" "run 'npm install' to see npm's message"
 else
   step "npm packages present"
 fi
