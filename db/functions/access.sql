@@ -2,8 +2,18 @@
 -- Validity is computed at check time (active, not revoked, not expired, server running), so
 -- expiry needs no clean-up job and a revoke takes effect at once.
 
--- The agent, if the caller may act for it: its owner (still a member, not a viewer), an admin
--- or owner of its organization, or a service caller. Otherwise 42501, whether or not it exists.
+-- Who may act for an agent: its owner while a member (not a viewer), and the admins and owners
+-- of its organization. The one definition of that rule (service callers are added by callers).
+create view private.agent_managers with (security_invoker = true) as
+  select a.id as agent_id, m.user_id
+    from public.agents a
+    join public.organization_members m on m.organization_id = a.organization_id
+   where m.role <= 'admin' or (m.role = 'member' and m.user_id = a.user_id);
+comment on view private.agent_managers is 'Pairs (agent, user) where the user may act for the agent. For definer functions only.';
+revoke all on private.agent_managers from public, anon, authenticated, service_role;
+
+-- The agent, if the caller may act for it (see private.agent_managers) or is a service caller.
+-- Otherwise 42501, whether or not the agent exists.
 create function private.require_agent_manager(p_agent_id uuid) returns public.agents
 language plpgsql stable security definer
 set search_path = ''
@@ -13,11 +23,8 @@ declare
 begin
   select a.* into v_agent from public.agents a where a.id = p_agent_id;
   -- Membership first: the common caller (the owner's runtime) never pays the service check.
-  if found and (exists (
-       select from public.organization_members m
-        where m.organization_id = v_agent.organization_id and m.user_id = auth.uid()
-          and (m.role <= 'admin' or (m.role = 'member' and v_agent.user_id = m.user_id)))
-     or private.is_service_caller()) then
+  if found and (exists (select from private.agent_managers am where am.agent_id = p_agent_id and am.user_id = auth.uid())
+                or private.is_service_caller()) then
     return v_agent;
   end if;
   raise exception using errcode = '42501', message = format('not allowed to act for agent %s', p_agent_id),
@@ -78,9 +85,19 @@ create function public.validate_agent_mcp_access(p_agent_id uuid, p_server_insta
 language plpgsql stable security definer
 set search_path = ''
 as $$
+declare
+  v_may boolean;
+  v_valid boolean;
 begin
-  perform private.require_agent_manager(p_agent_id);
-  return exists (select from private.valid_grants g where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id);
+  -- The hot path: who may ask and what the answer is, in one statement.
+  select exists (select from private.agent_managers am where am.agent_id = p_agent_id and am.user_id = auth.uid()),
+         exists (select from private.valid_grants g where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id)
+    into v_may, v_valid;
+  if not v_may and not private.is_service_caller() then
+    raise exception using errcode = '42501', message = format('not allowed to act for agent %s', p_agent_id),
+      hint = 'only the agent''s owner and the admins of its organization may';
+  end if;
+  return v_valid;
 end $$;
 comment on function public.validate_agent_mcp_access(uuid, uuid) is
   'Whether the agent may use the MCP server now: a live, unexpired grant on a running server, for an active agent whose owner is a member.';
@@ -237,10 +254,8 @@ set search_path = ''
 as $$
 begin
   perform private.require_self(validate_mcp_access.user_id);
-  if not exists (select from public.agents a
-                   join public.organization_members m on m.organization_id = a.organization_id
-                  where a.id = validate_mcp_access.agent_id and a.is_active and m.user_id = validate_mcp_access.user_id
-                    and (m.role <= 'admin' or (m.role = 'member' and a.user_id = m.user_id))) then
+  if not exists (select from private.agent_managers am
+                  where am.agent_id = validate_mcp_access.agent_id and am.user_id = validate_mcp_access.user_id) then
     return false;
   end if;
   return exists (select from private.valid_grants g
