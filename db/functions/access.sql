@@ -93,9 +93,9 @@ begin
   select exists (select from private.agent_managers am where am.agent_id = p_agent_id and am.user_id = auth.uid()),
          exists (select from private.valid_grants g where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id)
     into v_may, v_valid;
-  if not v_may and not private.is_service_caller() then
-    raise exception using errcode = '42501', message = format('not allowed to act for agent %s', p_agent_id),
-      hint = 'only the agent''s owner and the admins of its organization may';
+  if not v_may then
+    -- Not a manager: the one refusal rule decides (service callers pass, others get 42501).
+    perform private.require_agent_manager(p_agent_id);
   end if;
   return v_valid;
 end $$;
