@@ -23,7 +23,7 @@ revoke all on vault.secrets from public;
 
 -- The root key, read from the server's data directory; only this definer function can read it.
 create function vault._root_key() returns text
-language plpgsql stable security definer set search_path = ''
+language plpgsql stable security definer set search_path = pg_catalog, pg_temp
 as $$
 begin
   return btrim(pg_catalog.pg_read_file('vault_root.key'), E' \n');
@@ -34,7 +34,7 @@ end $$;
 revoke all on function vault._root_key() from public;
 
 create function vault._encrypt(p_plain text, p_nonce bytea) returns text
-language sql stable security definer set search_path = ''
+language sql stable security definer set search_path = pg_catalog, pg_temp
 as $$
   select pg_catalog.encode(extensions.pgp_sym_encrypt(p_plain, vault._root_key() || pg_catalog.encode(p_nonce, 'hex'),
                                                       'cipher-algo=aes256'), 'base64')
@@ -42,7 +42,7 @@ $$;
 revoke all on function vault._encrypt(text, bytea) from public;
 
 create function vault._decrypt(p_cipher text, p_nonce bytea) returns text
-language sql stable security definer set search_path = ''
+language sql stable security definer set search_path = pg_catalog, pg_temp
 as $$
   select extensions.pgp_sym_decrypt(pg_catalog.decode(p_cipher, 'base64'), vault._root_key() || pg_catalog.encode(p_nonce, 'hex'))
 $$;
@@ -54,7 +54,7 @@ create function vault.create_secret(
   new_description text default '',
   new_key_id uuid default null
 ) returns uuid
-language plpgsql volatile security definer set search_path = ''
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_nonce bytea := extensions.gen_random_bytes(16);
@@ -73,7 +73,7 @@ create function vault.update_secret(
   new_description text default null,
   new_key_id uuid default null
 ) returns void
-language plpgsql volatile security definer set search_path = ''
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_nonce bytea := extensions.gen_random_bytes(16);

@@ -58,7 +58,7 @@ $$;
 
 create function net._enqueue(p_method net.http_method, p_url text, p_headers jsonb, p_body bytea, p_timeout integer)
 returns bigint
-language plpgsql volatile security definer set search_path = ''
+language plpgsql volatile security definer set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_id bigint;
@@ -83,7 +83,7 @@ create function net.http_get(
   headers jsonb default '{}'::jsonb,
   timeout_milliseconds integer default 5000
 ) returns bigint
-language sql volatile security definer set search_path = ''
+language sql volatile security definer set search_path = pg_catalog, pg_temp
 as $$
   select net._enqueue('GET', net._urlencode_params(url, params), headers, null, timeout_milliseconds)
 $$;
@@ -95,7 +95,7 @@ create function net.http_post(
   headers jsonb default '{"Content-Type": "application/json"}'::jsonb,
   timeout_milliseconds integer default 5000
 ) returns bigint
-language sql volatile security definer set search_path = ''
+language sql volatile security definer set search_path = pg_catalog, pg_temp
 as $$
   select net._enqueue('POST', net._urlencode_params(url, params),
                       '{"Content-Type": "application/json"}'::jsonb || coalesce(headers, '{}'::jsonb),
@@ -109,7 +109,7 @@ create function net.http_delete(
   timeout_milliseconds integer default 5000,
   body jsonb default null
 ) returns bigint
-language sql volatile security definer set search_path = ''
+language sql volatile security definer set search_path = pg_catalog, pg_temp
 as $$
   select net._enqueue('DELETE', net._urlencode_params(url, params),
                       case when body is null then headers

@@ -16,7 +16,7 @@ revoke all on private.agent_managers from public, anon, authenticated, service_r
 -- Otherwise 42501, whether or not the agent exists.
 create function private.require_agent_manager(p_agent_id uuid) returns public.agents
 language plpgsql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_agent public.agents;
@@ -36,7 +36,7 @@ comment on function private.require_agent_manager(uuid) is
 -- Whether a scope (with its allowed tools) allows a tool of the pinned manifest.
 create function private.scope_allows(p_scope public.mcp_permission_scope, p_allowed_tools text[], p_tool jsonb) returns boolean
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select case p_scope
     when 'full_access' then true
@@ -49,7 +49,7 @@ create function private.effective_tools(
   p_scope public.mcp_permission_scope, p_allowed_tools text[], p_tool_names text[], p_read_only_tool_names text[]
 ) returns text[]
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select case p_scope
     when 'full_access' then p_tool_names
@@ -83,7 +83,7 @@ revoke all on private.valid_grants from public, anon, authenticated, service_rol
 
 create function public.validate_agent_mcp_access(p_agent_id uuid, p_server_instance_id uuid) returns boolean
 language plpgsql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_may boolean;
@@ -106,7 +106,7 @@ create function public.validate_agent_mcp_access(
   p_agent_id uuid, p_server_instance_id uuid, p_tool_name text, p_tool_definition jsonb default null
 ) returns boolean
 language plpgsql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform private.require_agent_manager(p_agent_id);
@@ -130,7 +130,7 @@ returns table (
   capabilities jsonb, grant_id uuid, granted_at timestamptz
 )
 language plpgsql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform private.require_agent_manager(p_agent_id);
@@ -155,7 +155,7 @@ create function public.grant_agent_mcp_access(
   p_expires_at timestamptz default null
 ) returns uuid
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_agent public.agents := private.require_agent_manager(p_agent_id);
@@ -210,7 +210,7 @@ comment on function public.grant_agent_mcp_access(uuid, uuid, public.mcp_permiss
 
 create function public.revoke_agent_mcp_access(p_agent_id uuid, p_server_instance_id uuid) returns boolean
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_reason text := coalesce(nullif(current_setting('mcp.audit_reason', true), ''), 'revoked');
@@ -231,7 +231,7 @@ returns table (
   endpoint_url text, tool_count integer, caller_role public.org_role
 )
 language plpgsql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform private.require_self(p_user_id);
@@ -250,7 +250,7 @@ comment on function public.get_available_mcp_servers(uuid) is
 create function public.validate_mcp_access(agent_id uuid, mcp_server_instance_id uuid, user_id uuid default auth.uid())
 returns boolean
 language plpgsql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform private.require_self(validate_mcp_access.user_id);
@@ -266,7 +266,7 @@ comment on function public.validate_mcp_access(uuid, uuid, uuid) is
 
 create function public.get_organization_mcp_configs(org_id uuid, agent_id uuid) returns jsonb
 language plpgsql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_agent public.agents := private.require_agent_manager(get_organization_mcp_configs.agent_id);
@@ -298,7 +298,7 @@ comment on function public.get_organization_mcp_configs(uuid, uuid) is
 create function public.filter_agent_mcp_tools(p_agent_id uuid, p_server_instance_id uuid, p_tools jsonb)
 returns table (tool_name text, allowed boolean, reason text, presented_sha256 text)
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_agent public.agents := private.require_agent_manager(p_agent_id);
@@ -356,7 +356,7 @@ comment on function public.filter_agent_mcp_tools(uuid, uuid, jsonb) is
 create function public.upsert_agent_mcp_connection(p_agent_id uuid, p_server_instance_id uuid, p_connection_config jsonb default '{}'::jsonb)
 returns uuid
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_agent public.agents := private.require_agent_manager(p_agent_id);
@@ -379,7 +379,7 @@ create function public.record_agent_mcp_connection_usage(
   p_agent_id uuid, p_server_instance_id uuid, p_success boolean, p_duration_ms integer, p_error text default null
 ) returns void
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_agent public.agents := private.require_agent_manager(p_agent_id);
@@ -406,7 +406,7 @@ comment on function public.record_agent_mcp_connection_usage(uuid, uuid, boolean
 
 create function public.grant_agent_toolbox_access(p_agent_id uuid, p_toolbox_id uuid) returns uuid
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_agent public.agents := private.require_agent_manager(p_agent_id);
@@ -428,7 +428,7 @@ comment on function public.grant_agent_toolbox_access(uuid, uuid) is 'Attaches a
 
 create function public.revoke_agent_toolbox_access(p_agent_id uuid, p_toolbox_id uuid) returns boolean
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_agent public.agents := private.require_agent_manager(p_agent_id);
@@ -447,7 +447,7 @@ returns table (
   expires_at timestamptz, state text, granted_by text, granted_at timestamptz
 )
 language plpgsql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform private.require_org_role(p_organization_id, 'admin');

@@ -5,14 +5,14 @@
 -- The DTMA group of an instance: one instance per group, so removing one removes only it.
 create function private.dtma_group_id(p_instance_id uuid) returns text
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$ select 'mcp-' || p_instance_id::text $$;
 comment on function private.dtma_group_id(uuid) is 'The DTMA group id of an instance (one instance per group).';
 
 -- Parses text as JSON, or null when it is not JSON.
 create function private.try_jsonb(p_text text) returns jsonb
 language plpgsql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   return p_text::jsonb;
@@ -25,7 +25,7 @@ comment on function private.try_jsonb(text) is 'p_text as jsonb, or null when it
 -- request per instance is ever in flight; returns false when another one is.
 create function private.dtma_send(p_request_id bigint) returns boolean
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_req public.dtma_requests;
@@ -67,7 +67,7 @@ comment on function private.dtma_send(bigint) is 'Sends a queued DTMA request th
 -- Sends the queued requests that are due, oldest first.
 create function private.dtma_send_ready(p_limit integer default 200) returns integer
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_id bigint;
@@ -93,7 +93,7 @@ create function private.dtma_enqueue(
   p_idempotency_key text, p_max_attempts integer default null, p_timeout_ms integer default null
 ) returns bigint
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_id bigint;
@@ -123,7 +123,7 @@ comment on function private.dtma_enqueue(uuid, uuid, text, text, text, jsonb, te
 -- The deploy body of the DTMA contract for one instance, in its own group.
 create function private.dtma_deploy_body(p_instance_id uuid) returns jsonb
 language sql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select jsonb_build_object('groupId', private.dtma_group_id(i.id), 'servers', jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
            'accountToolInstanceId', i.id, 'instanceNameOnToolbox', i.instance_name_on_toolbox,
@@ -141,7 +141,7 @@ comment on function private.dtma_deploy_body(uuid) is 'The POST /mcp/groups body
 -- earlier lifecycle step is abandoned (nothing is sent for it).
 create function private.dtma_on_instance_status() returns trigger
 language plpgsql security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_group text := private.dtma_group_id(new.id);
@@ -175,7 +175,7 @@ create trigger account_tool_instances_dtma after update of status on public.acco
 -- done) sends nothing more, and likewise for stop and remove.
 create function private.request_lifecycle(p_instance_id uuid, p_event text) returns public.mcp_server_status
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_status public.mcp_server_status;
@@ -196,7 +196,7 @@ comment on function private.request_lifecycle(uuid, text) is
 
 create function public.deploy_mcp_server_to_dtma(server_instance_id uuid) returns jsonb
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_org uuid;
@@ -219,7 +219,7 @@ comment on function public.deploy_mcp_server_to_dtma(uuid) is
 -- meanwhile (a stop during a deployment) is left as it is.
 create function private.dtma_on_deploy(p_request public.dtma_requests, p_ok boolean, p_error text) returns void
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_instance public.account_tool_instances;
@@ -244,7 +244,7 @@ comment on function private.dtma_on_deploy(public.dtma_requests, boolean, text) 
 
 create function private.dtma_on_restart(p_request public.dtma_requests, p_ok boolean, p_error text) returns void
 language sql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$ select private.dtma_on_deploy(p_request, p_ok, p_error) $$;
 comment on function private.dtma_on_restart(public.dtma_requests, boolean, text) is 'Harvest handler: a restart is a deployment.';
 
@@ -253,7 +253,7 @@ comment on function private.dtma_on_restart(public.dtma_requests, boolean, text)
 create function private.dtma_finish(p_request public.dtma_requests, p_ok boolean, p_error text,
                                     p_while public.mcp_server_status, p_ok_event text, p_failed_event text) returns void
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   if exists (select from public.account_tool_instances i where i.id = p_request.instance_id and i.status = p_while) then
@@ -266,13 +266,13 @@ comment on function private.dtma_finish(public.dtma_requests, boolean, text, pub
 
 create function private.dtma_on_stop(p_request public.dtma_requests, p_ok boolean, p_error text) returns void
 language sql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$ select private.dtma_finish(p_request, p_ok, p_error, 'stopping', 'stopped', 'stop_failed') $$;
 comment on function private.dtma_on_stop(public.dtma_requests, boolean, text) is 'Harvest handler: a stop succeeded (stopped) or failed.';
 
 create function private.dtma_on_remove(p_request public.dtma_requests, p_ok boolean, p_error text) returns void
 language sql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$ select private.dtma_finish(p_request, p_ok, p_error, 'removing', 'removed', 'remove_failed') $$;
 comment on function private.dtma_on_remove(public.dtma_requests, boolean, text) is 'Harvest handler: a removal succeeded (removed) or failed.';
 
@@ -281,7 +281,7 @@ comment on function private.dtma_on_remove(public.dtma_requests, boolean, text) 
 -- database holds stopped or removed are removed.
 create function private.dtma_on_status(p_request public.dtma_requests, p_ok boolean, p_error text) returns void
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_instance public.account_tool_instances;
@@ -342,7 +342,7 @@ create function public.harvest_dtma_responses(
   p_limit integer default 500, p_lost_after interval default null, p_backoff_base interval default null
 ) returns jsonb
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_req public.dtma_requests;
@@ -441,7 +441,7 @@ comment on function public.harvest_dtma_responses(integer, interval, interval) i
 -- poll is the retry). Scheduled with pg_cron.
 create function public.poll_dtma_status() returns integer
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_toolbox uuid;

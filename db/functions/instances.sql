@@ -4,7 +4,7 @@
 
 create function private.server_config_schema(p_action text) returns jsonb
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select case p_action
     when 'create' then '{"type": "object", "additionalProperties": false, "required": ["toolbox_id", "catalog_name", "instance_name"],
@@ -27,7 +27,7 @@ comment on function private.server_config_schema(text) is 'JSON Schema of manage
 -- The public view of an instance, as manage_mcp_servers returns it.
 create function private.instance_json(p_instance_id uuid) returns jsonb
 language sql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select to_jsonb(i) - 'pinned_manifest' || jsonb_build_object('tool_count', jsonb_array_length(i.pinned_manifest))
     from public.account_tool_instances i where i.id = p_instance_id
@@ -41,7 +41,7 @@ create function public.manage_mcp_servers(
   server_id uuid default null
 ) returns jsonb
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_action text := lower(manage_mcp_servers.action);
@@ -117,7 +117,7 @@ comment on function public.manage_mcp_servers(text, uuid, jsonb, uuid) is
 create function public.approve_mcp_tool_definition(p_server_instance_id uuid, p_tool_name text, p_presented_sha256 text)
 returns void
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_drift public.mcp_tool_drift;

@@ -6,7 +6,7 @@
 -- The JSON Schema of one logged interaction.
 create function private.interaction_schema() returns jsonb
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select '{"type": "object", "additionalProperties": false, "required": ["interaction_type", "outcome", "duration_ms"],
            "properties": {
@@ -25,7 +25,7 @@ comment on function private.interaction_schema() is 'The JSON Schema of one elem
 -- whitespace, so equal arguments hash equal whatever the client's formatting.
 create function private.jsonb_sha256(p_value jsonb) returns text
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select encode(extensions.digest(convert_to(p_value::text, 'UTF8'), 'sha256'), 'hex')
 $$;
@@ -33,7 +33,7 @@ comment on function private.jsonb_sha256(jsonb) is 'sha256 (hex) of the canonica
 
 create function public.audit_mcp_interactions(p_agent_id uuid, p_interactions jsonb) returns integer
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_agent public.agents := private.require_agent_runtime(p_agent_id);
@@ -83,7 +83,7 @@ returns table (
   allowed_tools text[], granted_by uuid, granted_at timestamptz, expires_at timestamptz, revoked_at timestamptz
 )
 language plpgsql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_org uuid;

@@ -9,7 +9,7 @@
 -- as them, so they get 42501 here.
 create function private.require_agent_runtime(p_agent_id uuid) returns public.agents
 language plpgsql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_agent public.agents;
@@ -31,7 +31,7 @@ comment on function private.require_agent_runtime(uuid) is
 -- or not it exists.
 create function private.require_connection_owner(p_connection_id uuid) returns public.user_oauth_connections
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_connection public.user_oauth_connections;
@@ -49,7 +49,7 @@ comment on function private.require_connection_owner(uuid) is
 -- Writes a token into Vault: a new secret when there is none yet, else a new value for it.
 create function private.oauth_put_secret(p_secret_id uuid, p_value text, p_name text) returns uuid
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   if p_secret_id is null then
@@ -62,7 +62,7 @@ comment on function private.oauth_put_secret(uuid, text, text) is 'Stores a toke
 
 create function private.oauth_read_secret(p_secret_id uuid) returns text
 language sql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select s.decrypted_secret from vault.decrypted_secrets s where s.id = p_secret_id
 $$;
@@ -72,7 +72,7 @@ comment on function private.oauth_read_secret(uuid) is 'The plain text of a Vaul
 -- covers the time a caller needs to use it.
 create function private.oauth_token_is_fresh(p_connection public.user_oauth_connections) returns boolean
 language sql stable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select p_connection.status = 'active'
      and (p_connection.expires_at is null or p_connection.expires_at > now() + interval '30 seconds')
@@ -92,7 +92,7 @@ create function public.store_user_oauth_connection(
   p_user_id uuid default auth.uid()
 ) returns uuid
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_provider public.oauth_providers;
@@ -150,7 +150,7 @@ comment on function public.store_user_oauth_connection(text, text, text, integer
 
 create function public.revoke_user_oauth_connection(p_connection_id uuid, p_reason text default null) returns boolean
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_connection public.user_oauth_connections := private.require_connection_owner(p_connection_id);
@@ -181,7 +181,7 @@ returns table (
   last_error text, live_agent_permissions integer, created_at timestamptz
 )
 language plpgsql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform private.require_self(p_user_id);
@@ -208,7 +208,7 @@ create function public.grant_agent_oauth_access(
   p_expires_at timestamptz default null
 ) returns uuid
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_agent public.agents := private.require_agent_manager(p_agent_id);
@@ -235,7 +235,7 @@ comment on function public.grant_agent_oauth_access(uuid, uuid, text[], timestam
 create function public.revoke_agent_oauth_access(p_agent_id uuid, p_connection_id uuid, p_reason text default null)
 returns boolean
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_found boolean;
@@ -262,7 +262,7 @@ returns table (
   granted_at timestamptz, state text
 )
 language plpgsql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_agent public.agents := private.require_agent_manager(p_agent_id);
@@ -285,7 +285,7 @@ comment on function public.get_agent_oauth_permissions(uuid) is
 
 create function public.record_agent_oauth_usage(p_agent_id uuid, p_connection_id uuid) returns bigint
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_agent public.agents := private.require_agent_runtime(p_agent_id);
@@ -312,7 +312,7 @@ returns table (
   permission_id uuid, scopes text[]
 )
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_agent public.agents := private.require_agent_runtime(p_agent_id);
@@ -366,7 +366,7 @@ returns table (
   client_id text, provider text, access_token text, expires_at timestamptz, retry_at timestamptz, last_error text
 )
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_connection public.user_oauth_connections := private.require_connection_owner(p_connection_id);
@@ -420,7 +420,7 @@ comment on function public.begin_oauth_refresh(uuid, integer) is
 -- The live lease with this id and its connection, locked; 55000 when it expired or was taken over.
 create function private.take_oauth_lease(p_lease_id uuid) returns public.user_oauth_connections
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_lease private.oauth_refresh_leases;
@@ -453,7 +453,7 @@ create function public.complete_oauth_refresh(
   p_scopes text[] default null
 ) returns timestamptz
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_connection public.user_oauth_connections;
@@ -493,7 +493,7 @@ create function public.fail_oauth_refresh(
   p_retry_after_seconds integer default null
 ) returns timestamptz
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_connection public.user_oauth_connections;

@@ -10,7 +10,7 @@ create function public.create_vault_secret(
   p_organization_id uuid default null
 ) returns uuid
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_user uuid := auth.uid();
@@ -53,7 +53,7 @@ comment on function public.create_vault_secret(text, text, text, uuid) is
 
 create function public.get_secret(p_secret_id uuid) returns text
 language plpgsql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_owner public.vault_secret_owners;
@@ -75,7 +75,7 @@ comment on function public.get_secret(uuid) is
 
 create function public.delete_vault_secret(p_secret_id uuid) returns boolean
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_owner public.vault_secret_owners;
@@ -103,7 +103,7 @@ comment on function public.delete_vault_secret(uuid) is
 -- the server's own. For DTMA request bodies (definer functions only).
 create function private.mcp_current_credentials(p_server_instance_id uuid) returns jsonb
 language sql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select coalesce(jsonb_object_agg(c.credential_name, s.decrypted_secret order by c.server_instance_id nulls first), '{}'::jsonb)
     from public.account_tool_instances i
@@ -123,7 +123,7 @@ create function public.rotate_mcp_credentials(
   p_reason text default null
 ) returns uuid
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_org uuid;
@@ -204,7 +204,7 @@ comment on function public.rotate_mcp_credentials(text, text, uuid, uuid, text) 
 -- The pending version becomes current; the one it replaces is superseded and its secret deleted.
 create function private.promote_mcp_credential(p_version_id uuid) returns void
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_new public.mcp_credential_versions;
@@ -230,7 +230,7 @@ comment on function private.promote_mcp_credential(uuid) is
 -- (public.harvest_dtma_responses) once the request succeeded or finally failed.
 create function private.dtma_on_credentials_refresh(p_request public.dtma_requests, p_ok boolean, p_error text) returns void
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_version public.mcp_credential_versions;

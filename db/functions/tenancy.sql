@@ -5,7 +5,7 @@
 -- session (a superuser with no JWT claims, as in psql).
 create function private.is_service_caller() returns boolean
 language plpgsql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   if coalesce(auth.role() = 'service_role', false) then
@@ -21,7 +21,7 @@ comment on function private.is_service_caller() is 'True for service_role and fo
 -- The caller's role in an organization, or null.
 create function private.org_role(p_organization_id uuid) returns public.org_role
 language sql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select m.role from public.organization_members m
    where m.organization_id = p_organization_id and m.user_id = auth.uid()
@@ -31,7 +31,7 @@ comment on function private.org_role(uuid) is 'The calling user''s role in the o
 -- Organizations where the caller holds at least the given role (for policies: once per statement).
 create function private.my_org_ids(p_at_least public.org_role) returns setof uuid
 language sql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select m.organization_id from public.organization_members m
    where m.user_id = auth.uid() and m.role <= p_at_least
@@ -41,7 +41,7 @@ comment on function private.my_org_ids(public.org_role) is 'Ids of the organizat
 -- Whether a user is a member (or stronger) of an organization: an agent's owner must be.
 create function private.is_org_member(p_organization_id uuid, p_user_id uuid) returns boolean
 language sql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select exists (select from public.organization_members m
                   where m.organization_id = p_organization_id and m.user_id = p_user_id and m.role <= 'member')
@@ -51,7 +51,7 @@ comment on function private.is_org_member(uuid, uuid) is 'Whether the user is a 
 -- Refuses (42501) unless the caller holds at least the given role, or acts for the platform.
 create function private.require_org_role(p_organization_id uuid, p_at_least public.org_role) returns void
 language plpgsql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   if private.is_service_caller() then
@@ -70,7 +70,7 @@ comment on function private.require_org_role(uuid, public.org_role) is 'Raises 4
 -- A user id passed as an argument is never trusted: it must be the caller's own.
 create function private.require_self(p_user_id uuid) returns void
 language plpgsql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   if p_user_id is null then
@@ -85,7 +85,7 @@ comment on function private.require_self(uuid) is 'Raises 42501 when a user id a
 
 create function public.create_organization(p_name text, p_slug text) returns uuid
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_id uuid;
@@ -109,7 +109,7 @@ comment on function public.create_organization(text, text) is 'Creates an organi
 create function public.add_organization_member(p_organization_id uuid, p_user_id uuid, p_role public.org_role default 'member')
 returns void
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform private.require_org_role(p_organization_id, 'admin');
@@ -131,7 +131,7 @@ create function public.change_organization_member_role(
   p_organization_id uuid, p_user_id uuid, p_role public.org_role, p_reason text default null
 ) returns void
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_current public.org_role;
@@ -158,7 +158,7 @@ comment on function public.change_organization_member_role(uuid, uuid, public.or
 create function public.remove_organization_member(p_organization_id uuid, p_user_id uuid, p_reason text default null)
 returns void
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_role public.org_role;

@@ -4,7 +4,7 @@
 create function public.create_toolbox(p_organization_id uuid, p_name text, p_dtma_base_url text, p_dtma_token text)
 returns uuid
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_id uuid := gen_random_uuid();
@@ -33,7 +33,7 @@ comment on function public.create_toolbox(uuid, text, text, text) is
 -- The DTMA bearer token of a toolbox, for definer functions that call DTMA. Never exposed.
 create function private.toolbox_token(p_toolbox_id uuid) returns text
 language sql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select s.decrypted_secret
     from public.account_tool_environments t
@@ -44,7 +44,7 @@ comment on function private.toolbox_token(uuid) is 'Decrypted DTMA token of a to
 
 create function public.delete_toolbox(p_toolbox_id uuid) returns void
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_toolbox public.account_tool_environments;

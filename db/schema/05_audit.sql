@@ -24,7 +24,7 @@ alter table public.audit_log enable row level security;
 
 create function private.audit_log_refuse_change() returns trigger
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   raise exception using errcode = '42501', message = 'the audit trail is append-only',
@@ -44,7 +44,7 @@ create function private.audit(
   p_before jsonb, p_after jsonb, p_reason text default null
 ) returns void
 language sql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   insert into public.audit_log (organization_id, actor_id, actor_role, action, entity_type, entity_id, before, after, reason, cause)
   values (p_organization_id, auth.uid(), coalesce(auth.role(), session_user::text), p_action, p_entity_type, p_entity_id,
@@ -57,7 +57,7 @@ comment on function private.audit(uuid, text, text, text, jsonb, jsonb, text) is
 -- tg_argv[0] is the entity type; the row must have organization_id.
 create function private.audit_row_change() returns trigger
 language plpgsql security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_before jsonb := case when tg_op <> 'INSERT' then to_jsonb(old) end;
@@ -77,7 +77,7 @@ comment on function private.audit_row_change() is 'Trigger: appends the change o
 -- Sets the reason and cause that the audit triggers record for the rest of the transaction.
 create function private.set_audit_context(p_reason text, p_cause text default 'user_action') returns void
 language sql volatile
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select set_config('mcp.audit_reason', coalesce(p_reason, ''), true), set_config('mcp.audit_cause', coalesce(p_cause, 'user_action'), true);
 $$;
@@ -86,7 +86,7 @@ comment on function private.set_audit_context(text, text) is 'Sets the audit rea
 -- Keeps updated_at current on every table that has it.
 create function private.touch_updated_at() returns trigger
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   new.updated_at := now();

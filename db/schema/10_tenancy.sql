@@ -58,7 +58,7 @@ create trigger organization_members_audit after insert or update or delete on pu
 -- (except when the organization itself is being deleted).
 create function private.keep_an_owner() returns trigger
 language plpgsql security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   if old.role = 'owner'

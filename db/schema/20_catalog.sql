@@ -26,7 +26,7 @@ comment on column public.mcp_server_catalog.tool_manifest is
 -- The definition of a tool that is pinned: what a client is shown and what shapes its calls.
 create function private.tool_definition(p_tool jsonb) returns jsonb
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select jsonb_build_object(
     'name', p_tool -> 'name',
@@ -40,7 +40,7 @@ comment on function private.tool_definition(jsonb) is 'The pinned part of a tool
 -- sorted, duplicates removed, whitespace normalised, so equal definitions hash equal.
 create function private.tool_sha256(p_tool jsonb) returns text
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select encode(extensions.digest(convert_to(private.tool_definition(p_tool)::text, 'UTF8'), 'sha256'), 'hex')
 $$;
@@ -49,7 +49,7 @@ comment on function private.tool_sha256(jsonb) is 'sha256 (hex) of the canonical
 -- The manifest with each tool reduced to its definition plus its hash.
 create function private.hash_manifest(p_manifest jsonb) returns jsonb
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select coalesce(jsonb_agg(private.tool_definition(t) || jsonb_build_object('sha256', private.tool_sha256(t)) order by t ->> 'name'), '[]')
     from jsonb_array_elements(p_manifest) as t
@@ -59,14 +59,14 @@ comment on function private.hash_manifest(jsonb) is 'Adds the sha256 of each too
 -- Whether a tool is annotated read-only (readOnlyHint: true): what the read_only scope allows.
 create function private.tool_is_read_only(p_tool jsonb) returns boolean
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$ select coalesce(p_tool -> 'annotations' -> 'readOnlyHint' = 'true'::jsonb, false) $$;
 comment on function private.tool_is_read_only(jsonb) is 'Whether the tool is annotated readOnlyHint: true.';
 
 -- The names of a manifest's tools (only the read-only ones when asked), sorted.
 create function private.manifest_tool_names(p_manifest jsonb, p_read_only boolean) returns text[]
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select coalesce(array_agg(t ->> 'name' order by t ->> 'name'), '{}')
     from jsonb_array_elements(p_manifest) t
@@ -76,7 +76,7 @@ comment on function private.manifest_tool_names(jsonb, boolean) is 'Sorted tool 
 
 create function private.catalog_before_write() returns trigger
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_duplicate text;
@@ -107,7 +107,7 @@ alter table public.mcp_server_catalog enable row level security;
 -- Returns the first problem, naming the field by its path ($.args[0]), or null when valid.
 create function private.json_schema_error(p_schema jsonb, p_value jsonb, p_path text default '$') returns text
 language plpgsql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_type text := p_schema ->> 'type';

@@ -59,7 +59,7 @@ create index account_tool_instances_approved_by_idx on public.account_tool_insta
 -- validates the configuration against the catalog's schema (22023 names the bad field).
 create function private.instance_before_write() returns trigger
 language plpgsql security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_catalog public.mcp_server_catalog;

@@ -71,7 +71,7 @@ create index agent_mcp_server_access_revoked_by_idx on public.agent_mcp_server_a
 -- A grant is history: once written, only its revocation may change, and only once.
 create function private.grant_is_history() returns trigger
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   if old.revoked_at is not null
@@ -123,7 +123,7 @@ create index agent_mcp_connections_org_idx on public.agent_mcp_connections (orga
 
 create function private.connection_config_schema() returns jsonb
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select '{"type": "object", "additionalProperties": false, "properties": {
             "timeoutMs": {"type": "integer", "minimum": 100, "maximum": 120000},
@@ -135,7 +135,7 @@ comment on function private.connection_config_schema() is 'The JSON Schema of ag
 
 create function private.connection_before_write() returns trigger
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_error text := private.json_schema_error(private.connection_config_schema(), new.connection_config, 'connection_config');

@@ -41,7 +41,7 @@ insert into public.mcp_server_transitions (from_status, event, to_status, descri
 -- Refuses any status change the state machine does not allow; audits the allowed ones.
 create function private.instance_status_guard() returns trigger
 language plpgsql security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_event text := nullif(current_setting('mcp.lifecycle_event', true), '');
@@ -78,7 +78,7 @@ create trigger account_tool_instances_status_guard before insert or update of st
 create function private.apply_instance_event(p_instance_id uuid, p_event text, p_cause text default 'user_action', p_error text default null)
 returns public.mcp_server_status
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_from public.mcp_server_status;

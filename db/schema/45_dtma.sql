@@ -56,6 +56,6 @@ insert into private.dtma_config (key, value, description) values
 
 create function private.dtma_setting(p_key text) returns text
 language sql stable security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$ select c.value from private.dtma_config c where c.key = p_key $$;
 comment on function private.dtma_setting(text) is 'A DTMA outbox tunable from private.dtma_config.';

@@ -8,7 +8,7 @@
 -- provider in development and tests, as RFC 8252 allows for native clients).
 create function private.is_oauth_endpoint(p_url text) returns boolean
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select p_url ~ '^https://[^/?#[:space:]]+(/[^#[:space:]]*)?$'
       or p_url ~ '^http://(127\.0\.0\.1|localhost|\[::1\])(:[0-9]{1,5})?(/[^#[:space:]]*)?$'
@@ -18,7 +18,7 @@ comment on function private.is_oauth_endpoint(text) is 'Whether a URL may serve 
 -- Scopes as a set: trimmed, without empties or duplicates, sorted (so equal sets compare equal).
 create function private.normalize_scopes(p_scopes text[]) returns text[]
 language sql immutable
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
   select coalesce(array_agg(distinct btrim(s) order by btrim(s)), '{}')
     from unnest(p_scopes) s
@@ -33,7 +33,7 @@ grant execute on function private.is_oauth_endpoint(text), private.normalize_sco
 -- columns that hold secret ids.
 create function private.delete_row_secrets() returns trigger
 language plpgsql security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   delete from vault.secrets s
@@ -183,7 +183,7 @@ create index agent_oauth_permissions_revoked_by_idx on public.agent_oauth_permis
 -- whatever path writes the row (an RPC, service_role, psql).
 create function private.oauth_permission_before_insert() returns trigger
 language plpgsql security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_connection public.user_oauth_connections;
@@ -211,7 +211,7 @@ comment on function private.oauth_permission_before_insert() is
 -- A permission is history: only its usage counters and, once, its revocation may change.
 create function private.oauth_permission_is_history() returns trigger
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_mutable constant text[] := '{usage_count,last_used_at,revoked_at,revoked_by,revoke_reason,is_active,updated_at}';

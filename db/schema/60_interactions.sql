@@ -43,7 +43,7 @@ alter table public.mcp_interaction_logs enable row level security;
 
 create function private.interaction_log_refuse_change() returns trigger
 language plpgsql
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   raise exception using errcode = '42501', message = 'the MCP interaction log is append-only',
@@ -66,7 +66,7 @@ comment on table private.mcp_interaction_logs_default is 'Interactions of a mont
 -- append-only log.
 create function private.create_interaction_log_partitions(p_months_ahead integer default 1) returns integer
 language plpgsql volatile security definer
-set search_path = ''
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_first timestamp := date_trunc('month', now() at time zone 'UTC');

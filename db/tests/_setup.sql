@@ -12,7 +12,7 @@ grant usage on schema tests to anon, authenticated, service_role;
 
 -- Creates a user in auth.users and returns its id.
 create or replace function tests.create_user(p_email text) returns uuid
-language sql volatile security definer set search_path = ''
+language sql volatile security definer set search_path = pg_catalog, pg_temp
 as $$
   insert into auth.users (email, raw_app_meta_data, raw_user_meta_data, email_confirmed_at)
   values (p_email, '{"provider": "email"}', '{}', now())

@@ -20,9 +20,16 @@ select isnt_empty($$select from project_functions where nspname = 'public'$$, 't
 select isnt_empty($$select from project_functions where nspname = 'private'$$, 'and those of private');
 
 -- Definer functions run with their owner's rights: a caller's search_path must not reach them.
-select is_empty($$select signature from project_functions
-                   where prosecdef and not coalesce('search_path=""' = any (proconfig), false)$$,
-                'every SECURITY DEFINER function sets search_path = ''''');
+-- An empty search_path is not enough: PostgreSQL still searches the caller's temporary schema
+-- first for relations and types unless pg_temp is named, so it must be named, and last. This
+-- walks every schema a caller could plant code against (the stand-ins of db/compat included).
+select is_empty($$select p.oid::regprocedure
+                    from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+                   where p.prosecdef
+                     and n.nspname in ('public', 'private', 'auth', 'vault', 'net', 'extensions')
+                     and not exists (select from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+                     and not exists (select from unnest(p.proconfig) c where c ~ '^search_path=(.*, *)?pg_temp$')$$,
+                'every SECURITY DEFINER function sets a search_path with pg_temp named last');
 
 -- Nothing is executable by anon or by PUBLIC (a null proacl means the default: PUBLIC may execute).
 -- No function must be: an exception would be listed here, and there is none.
