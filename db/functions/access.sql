@@ -164,9 +164,8 @@ declare
   v_id uuid;
 begin
   select i.* into v_instance from public.account_tool_instances i where i.id = p_server_instance_id;
-  if not found then
-    raise exception using errcode = 'P0002', message = format('MCP server %s not found', p_server_instance_id);
-  end if;
+  -- A server the caller cannot see is answered as a missing one.
+  perform private.require_org_role_for(v_instance.organization_id, 'viewer', format('MCP server %s', p_server_instance_id));
   if v_instance.organization_id <> v_agent.organization_id then
     raise exception using errcode = '42501', message = 'the agent and the MCP server belong to different organizations';
   end if;
@@ -491,6 +490,6 @@ begin
     execute format('grant execute on function %s to authenticated, service_role', f);
   end loop;
 end $$;
-revoke execute on function private.require_agent_manager(uuid) from public, anon;
-grant execute on function private.scope_allows(public.mcp_permission_scope, text[], jsonb),
-  private.effective_tools(public.mcp_permission_scope, text[], text[], text[]) to authenticated, service_role;
+-- Definer functions call these as their owner: no API role needs them.
+revoke execute on function private.require_agent_manager(uuid), private.scope_allows(public.mcp_permission_scope, text[], jsonb),
+  private.effective_tools(public.mcp_permission_scope, text[], text[], text[]) from public, anon, authenticated, service_role;

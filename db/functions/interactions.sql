@@ -89,22 +89,18 @@ declare
   v_org uuid;
 begin
   select i.organization_id into v_org from public.account_tool_instances i where i.id = p_server_instance_id;
-  if v_org is null then
-    if private.is_service_caller() then
-      raise exception using errcode = 'P0002', message = format('MCP server %s not found', p_server_instance_id);
-    end if;
-    raise exception using errcode = '42501', message = 'requires the admin role in the server''s organization';
-  end if;
-  perform private.require_org_role(v_org, 'admin');
+  perform private.require_org_role_for(v_org, 'admin', format('MCP server %s', p_server_instance_id));
   if p_at is null or p_tool_name is null then
     raise exception using errcode = '22023', message = 'p_tool_name and p_at are required';
   end if;
   return query
-    select g.agent_id, a.name, a.user_id, g.id, g.permission_scope, g.allowed_tools, g.granted_by, g.granted_at,
-           g.expires_at, g.revoked_at
+    select g.agent_id, coalesce(a.name, d.name), coalesce(a.user_id, d.user_id), g.id, g.permission_scope, g.allowed_tools,
+           g.granted_by, g.granted_at, g.expires_at, g.revoked_at
       from public.agent_mcp_server_access g
       join public.account_tool_instances i on i.id = g.server_instance_id
-      join public.agents a on a.id = g.agent_id
+      -- A deleted agent answers from its tombstone: the past does not forget it.
+      left join public.agents a on a.id = g.agent_id
+      left join private.agent_tombstones d on d.agent_id = g.agent_id
       cross join lateral jsonb_array_elements(i.pinned_manifest) t
      where g.server_instance_id = p_server_instance_id
        and g.granted_at <= p_at
@@ -112,7 +108,7 @@ begin
        and (g.expires_at is null or g.expires_at > p_at)
        and t ->> 'name' = p_tool_name
        and private.scope_allows(g.permission_scope, g.allowed_tools, t)
-     order by a.name, g.granted_at;
+     order by 2, g.granted_at;
 end $$;
 comment on function public.agents_with_tool_access_at(uuid, text, timestamptz) is
   'Admins: the agents whose grant allowed calling the tool of the MCP server at p_at, with that grant (from the grants'' history).';

@@ -15,3 +15,7 @@ create policy user_oauth_connections_read on public.user_oauth_connections for s
 
 create policy agent_oauth_permissions_read on public.agent_oauth_permissions for select to authenticated
   using (organization_id in (select private.my_org_ids('viewer')));
+
+-- The providers' check constraints and the connections' trigger call these as the writer:
+-- service_role or a definer function (authenticated never writes the tables).
+revoke execute on function private.is_oauth_endpoint(text), private.normalize_scopes(text[]) from authenticated;

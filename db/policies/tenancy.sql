@@ -18,7 +18,11 @@ create policy agents_update on public.agents for update to authenticated
   using ((user_id = (select auth.uid()) and organization_id in (select private.my_org_ids('member')))
          or organization_id in (select private.my_org_ids('admin')))
   with check ((user_id = (select auth.uid()) and organization_id in (select private.my_org_ids('member')))
-              or (organization_id in (select private.my_org_ids('admin')) and private.is_org_member(organization_id, user_id)));
+              -- An admin may hand the agent to a member (or stronger) of the organization: the
+              -- admin reads the organization's members through their own policy.
+              or (organization_id in (select private.my_org_ids('admin'))
+                  and user_id in (select m.user_id from public.organization_members m
+                                   where m.organization_id = agents.organization_id and m.role <= 'member')));
 create policy agents_delete on public.agents for delete to authenticated
   using ((user_id = (select auth.uid()) and organization_id in (select private.my_org_ids('member')))
          or organization_id in (select private.my_org_ids('admin')));

@@ -51,6 +51,53 @@ create trigger organization_members_touch before update on public.organization_m
 create trigger agents_touch before update on public.agents
   for each row execute function private.touch_updated_at();
 
+-- An agent never changes organization: its grants, connections and history name both.
+create function private.agent_stays_in_organization() returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  raise exception using errcode = '55000', message = 'an agent cannot move to another organization',
+    hint = 'create a new agent in the other organization';
+end $$;
+comment on function private.agent_stays_in_organization() is 'Trigger: refuses to change an agent''s organization.';
+create trigger agents_stay_in_organization before update of organization_id on public.agents
+  for each row when (new.organization_id is distinct from old.organization_id)
+  execute function private.agent_stays_in_organization();
+
+-- What remains of a deleted agent: enough for the history that outlives it (its grants, the
+-- interaction log) to say whose it was. Read through definer functions only.
+create table private.agent_tombstones (
+  agent_id uuid primary key,
+  organization_id uuid not null references public.organizations (id) on delete cascade,
+  user_id uuid,
+  name text not null,
+  deleted_at timestamptz not null default now(),
+  deleted_by uuid
+);
+comment on table private.agent_tombstones is
+  'Deleted agents (id, organization, owner, name, when, by whom), for the history that outlives them. Gone with the organization.';
+create index agent_tombstones_org_idx on private.agent_tombstones (organization_id);
+revoke all on private.agent_tombstones from public, anon, authenticated, service_role;
+alter table private.agent_tombstones enable row level security;
+
+create function private.agent_leaves_tombstone() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  -- When the organization itself goes, its history goes with it.
+  if exists (select from public.organizations o where o.id = old.organization_id) then
+    insert into private.agent_tombstones (agent_id, organization_id, user_id, name, deleted_by)
+    values (old.id, old.organization_id, old.user_id, old.name, auth.uid())
+    on conflict (agent_id) do nothing;
+  end if;
+  return old;
+end $$;
+comment on function private.agent_leaves_tombstone() is 'Trigger: records a deleted agent in private.agent_tombstones.';
+create trigger agents_tombstone after delete on public.agents
+  for each row execute function private.agent_leaves_tombstone();
+
 create trigger organization_members_audit after insert or update or delete on public.organization_members
   for each row execute function private.audit_row_change('membership');
 

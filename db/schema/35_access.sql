@@ -38,13 +38,15 @@ create table public.agent_mcp_server_access (
   allowed_tools text[],
   expires_at timestamptz,
   is_active boolean not null default true,
-  granted_by uuid references auth.users (id) on delete set null,
+  -- History outlives the users and agents it names: no foreign key to auth.users (a user who
+  -- granted may be deleted) nor to agents (a deleted agent leaves a tombstone in
+  -- private.agent_tombstones; private.grant_agent_in_organization checks the agent on insert).
+  granted_by uuid,
   granted_at timestamptz not null default now(),
-  revoked_by uuid references auth.users (id) on delete set null,
+  revoked_by uuid,
   revoked_at timestamptz,
   revoke_reason text,
   updated_at timestamptz not null default now(),
-  foreign key (agent_id, organization_id) references public.agents (id, organization_id) on delete cascade,
   foreign key (server_instance_id, organization_id)
     references public.account_tool_instances (id, organization_id) on delete cascade,
   constraint custom_scope_lists_tools check ((permission_scope = 'custom') = (allowed_tools is not null)),
@@ -65,8 +67,40 @@ create index agent_mcp_server_access_history_idx on public.agent_mcp_server_acce
 create index agent_mcp_server_access_server_org_idx on public.agent_mcp_server_access (server_instance_id, organization_id);
 create index agent_mcp_server_access_agent_org_idx on public.agent_mcp_server_access (agent_id, organization_id);
 create index agent_mcp_server_access_org_idx on public.agent_mcp_server_access (organization_id);
-create index agent_mcp_server_access_granted_by_idx on public.agent_mcp_server_access (granted_by);
-create index agent_mcp_server_access_revoked_by_idx on public.agent_mcp_server_access (revoked_by);
+
+-- Stands for the foreign key to agents that a grant does not have: the agent exists, in the
+-- grant's organization (locked against a concurrent delete, as the key would be).
+create function private.grant_agent_in_organization() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform from public.agents a where a.id = new.agent_id and a.organization_id = new.organization_id for key share;
+  if not found then
+    raise exception using errcode = '23503', message = format('agent %s is not in organization %s', new.agent_id, new.organization_id);
+  end if;
+  return new;
+end $$;
+comment on function private.grant_agent_in_organization() is 'Trigger: a new grant''s agent exists in the grant''s organization.';
+create trigger agent_mcp_server_access_agent before insert on public.agent_mcp_server_access
+  for each row execute function private.grant_agent_in_organization();
+
+-- A deleted agent's live grants end with it, as revocations: the history keeps them (unless the
+-- organization itself is being deleted, which takes its grants along).
+create function private.revoke_grants_of_deleted_agent() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  update public.agent_mcp_server_access g
+     set revoked_at = now(), revoked_by = auth.uid(), is_active = false, revoke_reason = 'agent deleted'
+   where g.agent_id = old.id and g.revoked_at is null
+     and exists (select from public.organizations o where o.id = old.organization_id);
+  return old;
+end $$;
+comment on function private.revoke_grants_of_deleted_agent() is 'Trigger: revokes the live grants of a deleted agent.';
+create trigger agents_revoke_grants after delete on public.agents
+  for each row execute function private.revoke_grants_of_deleted_agent();
 
 -- A grant is history: once written, only its revocation may change, and only once.
 create function private.grant_is_history() returns trigger

@@ -51,7 +51,9 @@ begin
 end $$;
 comment on function private.interaction_log_refuse_change() is 'Refuses UPDATE, DELETE and TRUNCATE on the MCP interaction log.';
 
--- Row triggers of a partitioned table are cloned onto every partition, present and future.
+-- Row triggers of a partitioned table are cloned onto every partition, present and future; a
+-- statement trigger is not, and TRUNCATE of a partition never reaches the parent's: each
+-- partition gets its own (private.refuse_interaction_log_truncate, called for every partition).
 create trigger mcp_interaction_logs_append_only before update or delete on public.mcp_interaction_logs
   for each row execute function private.interaction_log_refuse_change();
 create trigger mcp_interaction_logs_no_truncate before truncate on public.mcp_interaction_logs
@@ -59,6 +61,21 @@ create trigger mcp_interaction_logs_no_truncate before truncate on public.mcp_in
 
 create table private.mcp_interaction_logs_default partition of public.mcp_interaction_logs default;
 comment on table private.mcp_interaction_logs_default is 'Interactions of a month with no partition of its own (none is lost).';
+
+-- Makes a partition of the log refuse TRUNCATE, as the parent does (UPDATE and DELETE are refused
+-- by the row triggers every partition inherits).
+create function private.refuse_interaction_log_truncate(p_partition regclass) returns void
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  execute format('create trigger mcp_interaction_logs_no_truncate before truncate on %s
+                    for each statement execute function private.interaction_log_refuse_change()', p_partition);
+end $$;
+comment on function private.refuse_interaction_log_truncate(regclass) is
+  'Adds the TRUNCATE refusal to one partition of mcp_interaction_logs (statement triggers are not inherited).';
+revoke execute on function private.refuse_interaction_log_truncate(regclass) from public, anon, authenticated, service_role;
+select private.refuse_interaction_log_truncate('private.mcp_interaction_logs_default');
 
 -- Creates the partitions of the current month and the p_months_ahead next ones (UTC months)
 -- that do not exist yet; returns how many it created. A month whose rows already went to the
@@ -92,6 +109,7 @@ begin
     -- without a policy denies whatever a future grant might allow.
     execute format('revoke all on private.%I from public', v_name);
     execute format('alter table private.%I enable row level security', v_name);
+    perform private.refuse_interaction_log_truncate(format('private.%I', v_name)::regclass);
     v_created := v_created + 1;
   end loop;
   return v_created;

@@ -6,6 +6,9 @@ create extension if not exists dblink with schema extensions;
 -- The project revokes EXECUTE by default (db/schema/00_extensions.sql); tests call pgTAP as
 -- any role.
 grant execute on all functions in schema extensions to anon, authenticated, service_role;
+-- pgTAP's set comparisons (set_eq, results_eq...) create temporary tables as the acting role;
+-- the migrations take TEMP from the API roles (db/schema/01_security.sql), the tests give it back.
+do $$ begin execute format('grant temporary on database %I to anon, authenticated', current_database()); end $$;
 
 create schema if not exists tests;
 grant usage on schema tests to anon, authenticated, service_role;

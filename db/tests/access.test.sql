@@ -66,8 +66,8 @@ select results_eq(format($$select organization_id, agent_id, server_instance_id,
                   'a member grants her own agent read-only access to a server of her organization');
 select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, 'full_access')$$, :'max_agent', :'every'), '42501', null,
                  'a member cannot grant someone else''s agent (42501)');
-select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, 'full_access')$$, :'mia_agent', :'globex_mem'), '42501', null,
-                 'a member cannot grant her agent another organization''s server (42501)');
+select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, 'full_access')$$, :'mia_agent', :'globex_mem'), 'P0002', null,
+                 'a member cannot grant her agent another organization''s server: it is answered as missing (P0002)');
 select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, 'read_only')$$, :'mia_agent', :'gone'), '55000', null,
                  'a removed server cannot be granted (55000)');
 select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, null)$$, :'mia_agent', :'every'), '22023', null,
@@ -83,8 +83,8 @@ select tests.authenticate_as(:'sam');
 select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, 'full_access')$$, :'mia_agent', :'every'), '42501', null,
                  'a stranger cannot grant (42501)');
 select tests.authenticate_as(:'bob');
-select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, 'full_access')$$, :'bob_agent', :'mem'), '42501', null,
-                 'another tenant cannot grant their agent Acme''s server (42501)');
+select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, 'full_access')$$, :'bob_agent', :'mem'), 'P0002', null,
+                 'another tenant cannot grant their agent Acme''s server: it is answered as missing (P0002)');
 select tests.authenticate_as_anon();
 select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, 'full_access')$$, :'mia_agent', :'every'), '42501', null,
                  'anon cannot grant (42501)');

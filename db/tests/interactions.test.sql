@@ -197,8 +197,8 @@ select tests.authenticate_as(:'bob');
 select throws_ok(format($$select * from public.agents_with_tool_access_at(%L, 'create_entities', now())$$, :'mem'), '42501', null,
                  'a member cannot ask');
 select tests.authenticate_as(:'eve');
-select throws_ok(format($$select * from public.agents_with_tool_access_at(%L, 'create_entities', now())$$, :'mem'), '42501', null,
-                 'another tenant cannot ask');
+select throws_ok(format($$select * from public.agents_with_tool_access_at(%L, 'create_entities', now())$$, :'mem'), 'P0002', null,
+                 'another tenant cannot ask: the server is answered as missing (P0002)');
 select tests.authenticate_as_anon();
 select throws_ok(format($$select * from public.agents_with_tool_access_at(%L, 'create_entities', now())$$, :'mem'), '42501', null,
                  'anon cannot ask');

@@ -371,19 +371,19 @@ select set_eq($$select fn, call, pg_temp.outcome('service_role', call) from rpc_
 
 -- Nothing crosses tenants: a grant from Acme's agent to Globex's server, by every path.
 select tests.authenticate_as(:'mia');
-select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, 'full_access')$$, :'a_agent', :'b_mem'), '42501', null,
-                 'the RPC refuses the agent''s owner a grant to another organization''s server (42501)');
+select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, 'full_access')$$, :'a_agent', :'b_mem'), 'P0002', null,
+                 'the RPC refuses the agent''s owner a grant to another organization''s server, as if it did not exist (P0002)');
 select throws_ok(format($$insert into public.agent_mcp_server_access (organization_id, agent_id, server_instance_id, permission_scope)
                           values (%L, %L, %L, 'full_access')$$, :'acme', :'a_agent', :'b_mem'), '42501', null,
                  'so does a direct INSERT as authenticated (42501)');
 select throws_ok(format($$update public.agent_mcp_server_access set server_instance_id = %L where agent_id = %L$$, :'b_mem', :'a_agent'),
                  '42501', null, 'and a direct UPDATE as authenticated (42501)');
 select tests.authenticate_as(:'adam');
-select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, 'full_access')$$, :'a_agent', :'b_mem'), '42501', null,
-                 'the RPC refuses Acme''s admin too (42501)');
+select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, 'full_access')$$, :'a_agent', :'b_mem'), 'P0002', null,
+                 'the RPC refuses Acme''s admin too (P0002)');
 select tests.authenticate_as(:'bob');
-select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, 'full_access')$$, :'b_agent', :'a_mem'), '42501', null,
-                 'and Globex''s owner, the other way round (42501)');
+select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, 'full_access')$$, :'b_agent', :'a_mem'), 'P0002', null,
+                 'and Globex''s owner, the other way round (P0002)');
 select tests.authenticate_as_service_role();
 select throws_ok(format($$select public.grant_agent_mcp_access(%L, %L, 'full_access')$$, :'a_agent', :'b_mem'), '42501', null,
                  'the RPC refuses even service_role (42501)');

@@ -189,8 +189,8 @@ select throws_ok(format($$update public.agents set user_id = %L where id = %L$$,
 select tests.authenticate_as(:'olga');
 select isnt_empty(format($$update public.agents set is_active = false where id = %L returning id$$, :'mia_agent'),
                   'an admin updates any agent of the organization');
-select throws_ok(format($$update public.agents set organization_id = %L where id = %L$$, :'globex', :'mia_agent'), '42501', null,
-                 'an admin cannot move an agent into an organization they do not administer (42501)');
+select throws_ok(format($$update public.agents set organization_id = %L where id = %L$$, :'globex', :'mia_agent'), '55000', null,
+                 'an admin cannot move an agent into another organization: no one can (55000)');
 select tests.authenticate_as(:'bob');
 select is_empty('select * from public.agents', 'another tenant sees none of Acme''s agents');
 select is_empty(format($$update public.agents set name = 'pwned' where organization_id = %L returning id$$, :'acme'),

@@ -1,0 +1,34 @@
+-- Database-wide privileges of the API roles (anon, authenticated), applied before any domain
+-- creates an object: what PostgreSQL or the platform grants them by default that they must not
+-- hold. The README's "Security" section says what a hosted project allows.
+
+-- Sequences: Supabase's default privileges give the API roles ALL on every new sequence of
+-- public, so a signed-in user could setval() the audit trail's identity to its maximum and stop
+-- every audited write. Identity columns draw their values without any privilege on the
+-- sequence, so the API roles need none; the walker (db/tests/functions.test.sql) checks it.
+alter default privileges in schema public revoke all on sequences from anon, authenticated;
+alter default privileges in schema private revoke all on sequences from anon, authenticated;
+
+-- TEMP: PostgreSQL grants it on the database to PUBLIC, so an API role with a SQL session could
+-- plant a temporary type or relation for a definer function to resolve. Every definer function
+-- names pg_temp last in its search_path (the first defence, checked by the walker); this is the
+-- second: TEMP is taken from PUBLIC and given back to every existing role but the API roles
+-- (and authenticator, which only switches to them). Only the database's owner (or a superuser)
+-- may change its ACL: where the migrating role may not, the step is skipped with a notice.
+do $$
+declare
+  v_db text := current_database();
+  v_role name;
+begin
+  if not exists (select from pg_catalog.pg_database d join pg_catalog.pg_roles r on r.rolname = current_user
+                  where d.datname = v_db and (d.datdba = r.oid or r.rolsuper)) then
+    raise notice 'TEMP on database % stays as the platform set it: % does not own it', v_db, current_user;
+    return;
+  end if;
+  for v_role in select r.rolname from pg_catalog.pg_roles r
+                 where r.rolname not in ('anon', 'authenticated', 'authenticator') and r.rolname !~ '^pg_'
+                   and (pg_catalog.has_database_privilege(r.oid, v_db, 'TEMP')) loop
+    execute format('grant temporary on database %I to %I', v_db, v_role);
+  end loop;
+  execute format('revoke temporary on database %I from public, anon, authenticated, authenticator', v_db);
+end $$;
