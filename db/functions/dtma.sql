@@ -202,10 +202,7 @@ declare
   v_org uuid;
 begin
   select i.organization_id into v_org from public.account_tool_instances i where i.id = deploy_mcp_server_to_dtma.server_instance_id;
-  if not found then
-    raise exception using errcode = 'P0002', message = format('MCP server %s not found', deploy_mcp_server_to_dtma.server_instance_id);
-  end if;
-  perform private.require_org_role(v_org, 'admin');
+  perform private.require_org_role_for(v_org, 'admin', format('MCP server %s', deploy_mcp_server_to_dtma.server_instance_id));
   perform private.request_lifecycle(deploy_mcp_server_to_dtma.server_instance_id, 'deploy');
   return private.instance_json(deploy_mcp_server_to_dtma.server_instance_id) || jsonb_build_object('dtma_request', (
     select to_jsonb(r) - 'body' from public.dtma_requests r

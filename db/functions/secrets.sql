@@ -142,14 +142,8 @@ begin
   else
     select t.organization_id into v_org from public.account_tool_environments t where t.id = p_toolbox_id;
   end if;
-  if v_org is null then
-    -- Not found and not allowed look the same to a caller outside the organization.
-    if private.is_service_caller() then
-      raise exception using errcode = 'P0002', message = 'no such MCP server or toolbox';
-    end if;
-    raise exception using errcode = '42501', message = 'not allowed to rotate credentials of this MCP server or toolbox';
-  end if;
-  perform private.require_org_role(v_org, 'admin');
+  -- Not found and another organization's look the same.
+  perform private.require_org_role_for(v_org, 'admin', 'MCP server or toolbox');
   if p_credential_name is null or p_credential_name !~ '^[A-Z_][A-Z0-9_]{0,127}$' then
     raise exception using errcode = '22023', message = format('invalid credential name %L', p_credential_name),
       hint = 'an environment variable name: ^[A-Z_][A-Z0-9_]{0,127}$';

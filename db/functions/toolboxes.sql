@@ -50,10 +50,7 @@ declare
   v_toolbox public.account_tool_environments;
 begin
   select * into v_toolbox from public.account_tool_environments t where t.id = p_toolbox_id;
-  if not found then
-    raise exception using errcode = 'P0002', message = format('toolbox %s not found', p_toolbox_id);
-  end if;
-  perform private.require_org_role(v_toolbox.organization_id, 'admin');
+  perform private.require_org_role_for(v_toolbox.organization_id, 'admin', format('toolbox %s', p_toolbox_id));
   if exists (select from public.account_tool_instances i
               where i.account_tool_environment_id = p_toolbox_id and i.status not in ('removed', 'pending', 'stopped', 'failed')) then
     raise exception using errcode = '55000', message = 'the toolbox still runs MCP servers', hint = 'stop or remove them first';

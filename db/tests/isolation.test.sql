@@ -299,8 +299,9 @@ insert into rpc_matrix values
                                                                                                                           '42501', '42501', '42501', 'ok',    '42501', 'ok'),
   ('create_toolbox', $$select 'ok' from public.create_toolbox({acme}, 'edge-9', 'http://10.0.0.9:30000', 'another-token-0123456789')$$,
                                                                                                                           '42501', '42501', '42501', 'ok',    '42501', 'ok'),
+  -- an organization's object is answered to outsiders as a missing one (P0002)
   ('delete_toolbox', $$select 'ok' from public.delete_toolbox({a_spare})$$,
-                                                                                                                          '42501', '42501', '42501', 'ok',    '42501', 'ok'),
+                                                                                                                          'P0002', '42501', '42501', 'ok',    'P0002', 'ok'),
   ('manage_mcp_servers', $$select 'ok' from public.manage_mcp_servers('update', {acme}, '{"display_name": "Renamed"}', {a_mem})$$,
                                                                                                                           '42501', '42501', '42501', 'ok',    '42501', 'ok'),
   ('approve_mcp_tool_definition', $$select 'ok' from public.approve_mcp_tool_definition({a_mem}, 'read_graph', {a_drift_sha})$$,

@@ -157,8 +157,8 @@ select tests.authenticate_as(:'bob');
 select throws_ok(format($$select public.rotate_mcp_credentials('API_KEY', 'v1', %L)$$, :'mem1'), '42501', null,
                  'a member cannot rotate credentials');
 select tests.authenticate_as(:'eve');
-select throws_ok(format($$select public.rotate_mcp_credentials('API_KEY', 'v1', %L)$$, :'mem1'), '42501', null,
-                 'another tenant cannot');
+select throws_ok(format($$select public.rotate_mcp_credentials('API_KEY', 'v1', %L)$$, :'mem1'), 'P0002', null,
+                 'another tenant cannot: the server is answered as missing (P0002)');
 select tests.authenticate_as_anon();
 select throws_ok(format($$select public.rotate_mcp_credentials('API_KEY', 'v1', %L)$$, :'mem1'), '42501', null, 'anon cannot');
 select tests.authenticate_as(:'carol');
