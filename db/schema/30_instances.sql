@@ -120,8 +120,9 @@ comment on function private.instance_configuration(uuid) is 'An instance''s conf
 -- Moves the secret fields of a written configuration into Vault. A secret given a value is
 -- stored (created, or the existing secret updated); given null, it is deleted; left out, it
 -- keeps its value, which the validation then counts as present. Returns the configuration to
--- validate (with every secret value) and strips the secrets from p_new.
-create function private.instance_stash_secrets(p_new inout public.account_tool_instances, p_schema jsonb, p_full out jsonb)
+-- validate (p_full, with every secret value), and p_config and p_secret_fields as stored.
+create function private.instance_stash_secrets(p_instance_id uuid, p_schema jsonb, p_config inout jsonb,
+                                               p_secret_fields inout jsonb, p_full out jsonb)
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
@@ -131,11 +132,11 @@ declare
   v_secret record;
   v_label text;
 begin
-  p_full := p_new.configuration;
+  p_full := p_config;
   for v_path in select private.config_secret_paths(p_schema) loop
-    v_given := p_new.configuration #> v_path;
+    v_given := p_config #> v_path;
     v_label := array_to_string(v_path, '.');
-    select s.* into v_secret from private.instance_secrets s where s.instance_id = p_new.id and s.path = v_path;
+    select s.* into v_secret from private.instance_secrets s where s.instance_id = p_instance_id and s.path = v_path;
     if v_given is null then
       if v_secret.secret_id is not null then
         p_full := private.jsonb_put(p_full, v_path,
@@ -143,25 +144,25 @@ begin
       end if;
       continue;
     end if;
-    p_new.configuration := p_new.configuration #- v_path;
+    p_config := p_config #- v_path;
     if jsonb_typeof(v_given) = 'null' then
       p_full := p_full #- v_path;
-      delete from private.instance_secrets s where s.instance_id = p_new.id and s.path = v_path;
-      p_new.secret_fields := p_new.secret_fields - v_label;
+      delete from private.instance_secrets s where s.instance_id = p_instance_id and s.path = v_path;
+      p_secret_fields := p_secret_fields - v_label;
     elsif v_secret.secret_id is null then
       insert into private.instance_secrets (instance_id, path, secret_id)
-      values (p_new.id, v_path, vault.create_secret(v_given::text, format('instance/%s/%s', p_new.id, v_label),
-                                                   format('secret configuration field %s of MCP server %s', v_label, p_new.id)));
-      p_new.secret_fields := p_new.secret_fields || jsonb_build_object(v_label, now());
+      values (p_instance_id, v_path, vault.create_secret(v_given::text, format('instance/%s/%s', p_instance_id, v_label),
+                                                   format('secret configuration field %s of MCP server %s', v_label, p_instance_id)));
+      p_secret_fields := p_secret_fields || jsonb_build_object(v_label, now());
     else
       perform vault.update_secret(v_secret.secret_id, v_given::text);
-      update private.instance_secrets s set updated_at = now() where s.instance_id = p_new.id and s.path = v_path;
-      p_new.secret_fields := p_new.secret_fields || jsonb_build_object(v_label, now());
+      update private.instance_secrets s set updated_at = now() where s.instance_id = p_instance_id and s.path = v_path;
+      p_secret_fields := p_secret_fields || jsonb_build_object(v_label, now());
     end if;
   end loop;
 end $$;
-comment on function private.instance_stash_secrets(public.account_tool_instances, jsonb) is
-  'Moves a written configuration''s secret fields into Vault (private.instance_secrets); returns the row without them and the full configuration to validate.';
+comment on function private.instance_stash_secrets(uuid, jsonb, jsonb, jsonb) is
+  'Moves a written configuration''s secret fields into Vault (private.instance_secrets); returns it without them, the secret fields set, and the full configuration to validate.';
 
 -- On insert, takes type, capabilities and the manifest from the catalog; on every write,
 -- validates the configuration against the catalog's schema (22023 names the bad field) and
@@ -189,8 +190,9 @@ begin
     end if;
   end if;
   if tg_op = 'INSERT' or new.configuration is distinct from old.configuration then
-    v_stash := private.instance_stash_secrets(new, v_catalog.config_schema);
-    new := v_stash.p_new;
+    v_stash := private.instance_stash_secrets(new.id, v_catalog.config_schema, new.configuration, new.secret_fields);
+    new.configuration := v_stash.p_config;
+    new.secret_fields := v_stash.p_secret_fields;
     v_error := private.json_schema_error(v_catalog.config_schema, v_stash.p_full, 'configuration');
     if v_error is not null then
       raise exception using errcode = '22023', message = format('invalid configuration: %s', v_error),
