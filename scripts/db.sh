@@ -26,9 +26,17 @@ push_migrations() {
     || die "supabase db push failed" "read the CLI's message above; the SQL lives in db/"
 }
 
+# The local stack's toolboxes are its own DTMA (and the tests' stubs) on 127.0.0.1, over http:
+# the platform's URL policy allows them here, and only here (never in a migration).
+allow_local_toolboxes() {
+  psql_db -c "insert into private.toolbox_url_rules (verdict, network, allow_http, reason)
+              select 'allow', '127.0.0.1/32', true, 'the local stack: its own DTMA on loopback'
+               where not exists (select from private.toolbox_url_rules where verdict = 'allow' and network = '127.0.0.1/32')" >/dev/null
+}
+
 case "${1:-all}" in
   compat) apply_compat ;;
   push) push_migrations ;;
-  all) apply_compat; push_migrations ;;
+  all) apply_compat; push_migrations; allow_local_toolboxes ;;
   *) echo "usage: $0 compat|push|all" >&2; exit 2 ;;
 esac

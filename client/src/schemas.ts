@@ -58,12 +58,19 @@ export const CreateServerConfigSchema = z.strictObject({
   instance_name: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, 'must be 1-63 characters of a-z 0-9 _ - starting with a letter or digit'),
   display_name: z.string().min(1).max(200).optional(),
   configuration: JsonObjectSchema.optional(),
+  /** Which of the caller's OAuth connections the server uses, per provider (null drops one). */
+  oauth_connections: z.record(z.string(), UuidSchema.nullable()).optional(),
   priority: z.int().min(0).max(1000).optional(),
 });
 export type CreateServerConfig = z.infer<typeof CreateServerConfigSchema>;
 
 /** manage_mcp_servers' server_config for update. */
-export const UpdateServerConfigSchema = CreateServerConfigSchema.pick({ display_name: true, configuration: true, priority: true });
+export const UpdateServerConfigSchema = CreateServerConfigSchema.pick({
+  display_name: true,
+  configuration: true,
+  oauth_connections: true,
+  priority: true,
+});
 
 /** agent_mcp_connections.connection_config. */
 export const ConnectionConfigSchema = z.strictObject({
@@ -89,7 +96,14 @@ export const McpServerInstanceSchema = z.looseObject({
   status: McpServerStatusSchema,
   health_status: McpHealthStatusSchema,
   endpoint_url: z.string().nullable(),
-  last_error: z.string().nullable(),
+  /** The full error: the platform (service_role) only. */
+  last_error: z.string().nullable().optional(),
+  /** What an organization is shown of the last error: HTTP status and a short reason. */
+  last_error_summary: z.string().nullable(),
+  /** Secret configuration fields that are set (values in Vault only), with when each changed. */
+  secret_fields: z.record(z.string(), z.string()),
+  /** The OAuth connection the server uses, per provider. */
+  oauth_connections: z.record(z.string(), UuidSchema),
   priority: z.int(),
   tool_count: z.int(),
   created_at: TimestampSchema,

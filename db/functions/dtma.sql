@@ -45,6 +45,11 @@ begin
     end if;
   end if;
   select * into v_toolbox from public.account_tool_environments t where t.id = v_req.toolbox_id;
+  -- The URL policy may have changed since registration: a refused URL is never contacted.
+  if private.toolbox_url_refusal(v_toolbox.dtma_base_url) is not null then
+    perform private.dtma_refuse(v_req.id, private.toolbox_url_refusal(v_toolbox.dtma_base_url));
+    return false;
+  end if;
   v_url := v_toolbox.dtma_base_url || v_req.path;
   v_headers := jsonb_build_object(
     'Authorization', 'Bearer ' || coalesce(private.toolbox_token(v_req.toolbox_id), ''),
@@ -53,7 +58,7 @@ begin
     'X-Attempt', (v_req.attempt + 1)::text);
   v_net := case v_req.method
     when 'GET' then net.http_get(url => v_url, headers => v_headers, timeout_milliseconds => v_req.timeout_ms)
-    when 'POST' then net.http_post(url => v_url, body => coalesce(v_req.body, '{}'::jsonb), headers => v_headers,
+    when 'POST' then net.http_post(url => v_url, body => private.dtma_wire_body(v_req), headers => v_headers,
                                    timeout_milliseconds => v_req.timeout_ms)
     when 'DELETE' then net.http_delete(url => v_url, headers => v_headers, timeout_milliseconds => v_req.timeout_ms)
   end;
@@ -102,6 +107,12 @@ begin
   select t.organization_id into v_org from public.account_tool_environments t where t.id = p_toolbox_id;
   if not found then
     raise exception using errcode = 'P0002', message = format('toolbox %s not found', p_toolbox_id);
+  end if;
+  if p_operation = 'restart' then
+    -- DTMA's refresh route restarts a server with the environment sent (dtma_send adds the
+    -- current one), where its plain restart would reuse the environment of the last deploy.
+    select format('/mcp/credentials/refresh/%s', i.instance_name_on_toolbox), '{"restart": true}'::jsonb into p_path, p_body
+      from public.account_tool_instances i where i.id = p_instance_id;
   end if;
   insert into public.dtma_requests (organization_id, toolbox_id, instance_id, operation, method, path, body,
          idempotency_key, max_attempts, timeout_ms)

@@ -14,11 +14,13 @@ as $$
         "instance_name": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
         "display_name": {"type": "string", "minLength": 1, "maxLength": 200},
         "configuration": {"type": "object"},
+        "oauth_connections": {"type": "object"},
         "priority": {"type": "integer", "minimum": 0, "maximum": 1000}}}'::jsonb
     else '{"type": "object", "additionalProperties": false,
       "properties": {
         "display_name": {"type": "string", "minLength": 1, "maxLength": 200},
         "configuration": {"type": "object"},
+        "oauth_connections": {"type": "object"},
         "priority": {"type": "integer", "minimum": 0, "maximum": 1000}}}'::jsonb
   end
 $$;
@@ -29,10 +31,56 @@ create function private.instance_json(p_instance_id uuid) returns jsonb
 language sql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select to_jsonb(i) - 'pinned_manifest' || jsonb_build_object('tool_count', jsonb_array_length(i.pinned_manifest))
+  select to_jsonb(i) - 'pinned_manifest' - case when private.is_service_caller() then '' else 'last_error' end
+         || jsonb_build_object('tool_count', jsonb_array_length(i.pinned_manifest),
+           'oauth_connections', (select coalesce(jsonb_object_agg(o.provider, o.connection_id), '{}'::jsonb)
+                                   from public.mcp_server_oauth_connections o where o.server_instance_id = i.id))
     from public.account_tool_instances i where i.id = p_instance_id
 $$;
-comment on function private.instance_json(uuid) is 'An instance as JSON, without its pinned manifest.';
+comment on function private.instance_json(uuid) is
+  'An instance as JSON, without its pinned manifest (and, but for the platform, its full last_error), with its OAuth connections by provider.';
+
+-- Declares which OAuth connection an instance uses per provider ({provider: connection id}, null
+-- to drop one): a provider its catalog entry reads a token of, and a live connection of the
+-- caller's own (an admin lends their own account, never someone else's).
+create function private.declare_instance_oauth(p_instance_id uuid, p_connections jsonb) returns void
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_provider text;
+  v_connection_id text;
+  v_connection public.user_oauth_connections;
+  v_instance public.account_tool_instances;
+  v_token_env jsonb;
+begin
+  select i.* into v_instance from public.account_tool_instances i where i.id = p_instance_id;
+  select c.oauth_token_env into v_token_env from public.mcp_server_catalog c where c.id = v_instance.catalog_id;
+  for v_provider, v_connection_id in select e.key, e.value #>> '{}' from jsonb_each(coalesce(p_connections, '{}'::jsonb)) e loop
+    if not v_token_env ? v_provider then
+      raise exception using errcode = '22023', message = format('%s reads no token of OAuth provider %L', v_instance.mcp_server_type, v_provider),
+        hint = format('its catalog entry reads tokens of: %s', (select string_agg(k, ', ') from jsonb_object_keys(v_token_env) k));
+    end if;
+    if v_connection_id is null then
+      delete from public.mcp_server_oauth_connections o where o.server_instance_id = p_instance_id and o.provider = v_provider;
+      continue;
+    end if;
+    if v_connection_id !~ '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' then
+      raise exception using errcode = '22023', message = format('server_config.oauth_connections.%s must be a connection id', v_provider);
+    end if;
+    v_connection := private.require_connection_owner(v_connection_id::uuid);
+    if v_connection.status = 'revoked'
+       or not exists (select from public.oauth_providers p where p.id = v_connection.provider_id and p.name = v_provider) then
+      raise exception using errcode = '22023', message = format('connection %s is not a live %s connection', v_connection_id, v_provider);
+    end if;
+    insert into public.mcp_server_oauth_connections (server_instance_id, organization_id, provider, connection_id, declared_by)
+    values (p_instance_id, v_instance.organization_id, v_provider, v_connection.id, auth.uid())
+    on conflict (server_instance_id, provider) do update
+       set connection_id = excluded.connection_id, declared_by = excluded.declared_by, declared_at = now();
+  end loop;
+end $$;
+comment on function private.declare_instance_oauth(uuid, jsonb) is
+  'Records which of the caller''s OAuth connections an instance uses per provider (null drops one); 22023 for a provider its catalog entry does not read.';
 
 create function public.manage_mcp_servers(
   action text,
@@ -87,6 +135,7 @@ begin
       raise exception using errcode = '23505',
         message = format('an MCP server named %L already exists on this toolbox', v_config ->> 'instance_name');
     end;
+    perform private.declare_instance_oauth(v_id, v_config -> 'oauth_connections');
     return private.instance_json(v_id);
   end if;
 
@@ -104,6 +153,7 @@ begin
            configuration = coalesce(v_config -> 'configuration', i.configuration),
            priority = coalesce((v_config ->> 'priority')::int, i.priority)
      where i.id = v_id;
+    perform private.declare_instance_oauth(v_id, v_config -> 'oauth_connections');
   when 'delete' then perform private.request_lifecycle(v_id, 'remove');
   when 'deploy' then perform private.request_lifecycle(v_id, 'deploy');
   when 'stop' then perform private.request_lifecycle(v_id, 'stop');
@@ -112,7 +162,7 @@ begin
   return private.instance_json(v_id);
 end $$;
 comment on function public.manage_mcp_servers(text, uuid, jsonb, uuid) is
-  'Admins manage MCP server instances: create (server_config: toolbox_id, catalog_name, instance_name, display_name?, configuration?, priority?), update, delete, deploy, stop, restart. Returns the instance.';
+  'Admins manage MCP server instances: create (server_config: toolbox_id, catalog_name, instance_name, display_name?, configuration? (secret fields go to Vault), oauth_connections? {provider: connection id}, priority?), update, delete, deploy, stop, restart. Returns the instance.';
 
 create function public.approve_mcp_tool_definition(p_server_instance_id uuid, p_tool_name text, p_presented_sha256 text)
 returns void
@@ -145,5 +195,6 @@ comment on function public.approve_mcp_tool_definition(uuid, text, text) is
 
 revoke execute on function public.manage_mcp_servers(text, uuid, jsonb, uuid),
   public.approve_mcp_tool_definition(uuid, text, text) from public, anon;
+revoke execute on function private.declare_instance_oauth(uuid, jsonb) from public, anon, authenticated, service_role;
 grant execute on function public.manage_mcp_servers(text, uuid, jsonb, uuid),
   public.approve_mcp_tool_definition(uuid, text, text) to authenticated, service_role;

@@ -100,20 +100,73 @@ comment on function public.delete_vault_secret(uuid) is
   'Deletes a secret created by create_vault_secret (its owner; for an organization''s, an admin or service_role).';
 
 -- The credentials a server runs with now, as environment variables: the toolbox's, overridden by
--- the server's own. For DTMA request bodies (definer functions only).
-create function private.mcp_current_credentials(p_server_instance_id uuid) returns jsonb
+-- the server's own; with p_with_pending, a version awaiting DTMA's confirmation overrides the
+-- current one (what a credentials refresh sends). For DTMA request bodies (definer functions only).
+create function private.mcp_current_credentials(p_server_instance_id uuid, p_with_pending boolean default false) returns jsonb
 language sql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select coalesce(jsonb_object_agg(c.credential_name, s.decrypted_secret order by c.server_instance_id nulls first), '{}'::jsonb)
+  select coalesce(jsonb_object_agg(c.credential_name, s.decrypted_secret
+                                   order by c.server_instance_id nulls first, c.state = 'pending'), '{}'::jsonb)
     from public.account_tool_instances i
     join public.mcp_credential_versions c
       on c.toolbox_id = i.account_tool_environment_id and (c.server_instance_id is null or c.server_instance_id = i.id)
     join vault.decrypted_secrets s on s.id = c.secret_id
-   where i.id = p_server_instance_id and c.state = 'current'
+   where i.id = p_server_instance_id and (c.state = 'current' or (p_with_pending and c.state = 'pending'))
 $$;
-comment on function private.mcp_current_credentials(uuid) is
-  'The current credentials of a server as {NAME: value} (toolbox-wide ones overridden by its own); definer functions only.';
+comment on function private.mcp_current_credentials(uuid, boolean) is
+  'The current (and with p_with_pending, pending) credentials of a server as {NAME: value}, toolbox-wide ones overridden by its own; definer functions only.';
+
+-- The access tokens of the OAuth connections a server uses, under the environment variables its
+-- catalog entry names; revoked connections give none.
+create function private.mcp_oauth_environment(p_server_instance_id uuid) returns jsonb
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(jsonb_object_agg(c.oauth_token_env ->> o.provider, private.oauth_read_secret(u.access_token_secret_id)), '{}'::jsonb)
+    from public.mcp_server_oauth_connections o
+    join public.account_tool_instances i on i.id = o.server_instance_id
+    join public.mcp_server_catalog c on c.id = i.catalog_id
+    join public.user_oauth_connections u on u.id = o.connection_id
+   where o.server_instance_id = p_server_instance_id and c.oauth_token_env ? o.provider and u.status <> 'revoked'
+$$;
+comment on function private.mcp_oauth_environment(uuid) is
+  'The OAuth access tokens a server uses, as {ENV_NAME: token} per its catalog entry''s oauth_token_env; definer functions only.';
+
+-- Every environment variable a server gets from the control plane, read when the request goes
+-- out: its configuration's env (secret fields from Vault), its OAuth tokens, its credentials.
+create function private.mcp_server_environment(p_server_instance_id uuid, p_with_pending boolean default false) returns jsonb
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce((select jsonb_object_agg(e.key, e.value) from jsonb_each(private.instance_configuration(p_server_instance_id) -> 'env') e
+                    where jsonb_typeof(e.value) = 'string'), '{}'::jsonb)
+         || private.mcp_oauth_environment(p_server_instance_id)
+         || private.mcp_current_credentials(p_server_instance_id, p_with_pending)
+$$;
+comment on function private.mcp_server_environment(uuid, boolean) is
+  'A server''s environment as sent to DTMA: configuration env (secrets from Vault), OAuth tokens, credentials; definer functions only.';
+
+-- The body of a DTMA request as it goes on the wire (private.dtma_send): the stored body holds
+-- no secret; a deploy gets the configuration with its secret fields and the environment, a
+-- restart or credentials refresh the environment, all read from Vault now.
+create function private.dtma_wire_body(p_request public.dtma_requests) returns jsonb
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select case
+    when p_request.instance_id is null then coalesce(p_request.body, '{}'::jsonb)
+    when p_request.operation = 'deploy' then
+      jsonb_set(jsonb_set(p_request.body, '{servers,0,baseConfigOverrideJson}', private.instance_configuration(p_request.instance_id)),
+                '{servers,0,environmentVariables}', private.mcp_server_environment(p_request.instance_id))
+    when p_request.operation in ('restart', 'credentials_refresh') then
+      coalesce(p_request.body, '{}'::jsonb) || jsonb_build_object('environmentVariables',
+        private.mcp_server_environment(p_request.instance_id, p_request.operation = 'credentials_refresh'))
+    else coalesce(p_request.body, '{}'::jsonb)
+  end
+$$;
+comment on function private.dtma_wire_body(public.dtma_requests) is
+  'The body sent for a DTMA request: the stored (secret-free) body plus configuration secrets, OAuth tokens and credentials read from Vault at send time.';
 
 create function public.rotate_mcp_credentials(
   p_credential_name text,
@@ -182,7 +235,7 @@ begin
                      where i.id = any (coalesce(v_targets, '{}')::uuid[]) loop
     perform private.dtma_enqueue(v_toolbox, v_instance.id, 'credentials_refresh', 'POST',
       format('/mcp/credentials/refresh/%s', v_instance.instance_name_on_toolbox),
-      jsonb_build_object('environmentVariables', jsonb_build_object(p_credential_name, p_new_value), 'restart', true),
+      jsonb_build_object('environmentVariables', jsonb_build_object(p_credential_name, '[from Vault]'), 'restart', true),
       format('credentials_refresh:%s:%s', v_id, v_instance.id));
   end loop;
   if v_targets is null then
@@ -233,10 +286,6 @@ begin
   select c.* into v_version from public.mcp_credential_versions c
    where c.id::text = pg_catalog.split_part(p_request.idempotency_key, ':', 2)
    for update;
-  -- The value sent has done its job: it does not stay readable in the outbox.
-  update public.dtma_requests r set body = jsonb_set(r.body, '{environmentVariables}',
-           coalesce((select jsonb_object_agg(k, '[redacted]') from jsonb_object_keys(r.body -> 'environmentVariables') k), '{}'))
-   where r.id = p_request.id and jsonb_typeof(r.body -> 'environmentVariables') = 'object';
   if v_version.id is null or v_version.state <> 'pending' then
     return;
   end if;
@@ -257,9 +306,48 @@ end $$;
 comment on function private.dtma_on_credentials_refresh(public.dtma_requests, boolean, text) is
   'DTMA harvest handler: a confirmed credentials refresh makes the new version current (the old secret is deleted); a failure keeps the old one and marks the new failed.';
 
+-- An OAuth connection's new access token reaches the servers using it: each running one is
+-- sent a credentials refresh (the token is read from Vault when it goes out). A revoked
+-- connection stops them and is no longer declared: the token must not outlive the user's consent.
+create function private.oauth_connection_to_servers() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_instance record;
+begin
+  for v_instance in select i.id, i.account_tool_environment_id, i.instance_name_on_toolbox, i.status
+                      from public.mcp_server_oauth_connections o
+                      join public.account_tool_instances i on i.id = o.server_instance_id
+                     where o.connection_id = new.id and i.status in ('deploying', 'running', 'unhealthy')
+                     order by i.id for update of i loop
+    if new.status = 'revoked' then
+      perform private.apply_instance_event(v_instance.id, 'stop', 'oauth_revoked', 'its OAuth connection was revoked');
+    elsif v_instance.status <> 'deploying' then
+      perform private.dtma_enqueue(v_instance.account_tool_environment_id, v_instance.id, 'credentials_refresh', 'POST',
+        format('/mcp/credentials/refresh/%s', v_instance.instance_name_on_toolbox), '{"restart": true}'::jsonb,
+        format('oauth_refresh:%s:%s', new.id, v_instance.id));
+    end if;
+  end loop;
+  if new.status = 'revoked' then
+    delete from public.mcp_server_oauth_connections o where o.connection_id = new.id;
+  end if;
+  return null;
+end $$;
+comment on function private.oauth_connection_to_servers() is
+  'Trigger: a refreshed OAuth token is pushed to the running servers using the connection; a revoked connection stops them.';
+
+create trigger user_oauth_connections_to_servers after update on public.user_oauth_connections
+  for each row when ((new.status = 'revoked' and old.status <> 'revoked')
+                     or (new.status = 'active' and (old.status, old.expires_at, old.last_refreshed_at)
+                                                   is distinct from (new.status, new.expires_at, new.last_refreshed_at)))
+  execute function private.oauth_connection_to_servers();
+
 revoke execute on function public.create_vault_secret(text, text, text, uuid), public.get_secret(uuid),
   public.delete_vault_secret(uuid), public.rotate_mcp_credentials(text, text, uuid, uuid, text) from public, anon;
 grant execute on function public.create_vault_secret(text, text, text, uuid), public.get_secret(uuid),
   public.delete_vault_secret(uuid), public.rotate_mcp_credentials(text, text, uuid, uuid, text) to authenticated, service_role;
-revoke execute on function private.mcp_current_credentials(uuid), private.promote_mcp_credential(uuid),
-  private.dtma_on_credentials_refresh(public.dtma_requests, boolean, text) from public, anon, authenticated, service_role;
+revoke execute on function private.mcp_current_credentials(uuid, boolean), private.mcp_oauth_environment(uuid),
+  private.mcp_server_environment(uuid, boolean), private.dtma_wire_body(public.dtma_requests), private.promote_mcp_credential(uuid),
+  private.dtma_on_credentials_refresh(public.dtma_requests, boolean, text), private.oauth_connection_to_servers()
+  from public, anon, authenticated, service_role;

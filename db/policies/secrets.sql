@@ -11,3 +11,10 @@ create policy vault_secret_owners_read on public.vault_secret_owners for select 
 
 create policy mcp_credential_versions_read on public.mcp_credential_versions for select to authenticated
   using (organization_id in (select private.my_org_ids('admin')));
+
+-- Which OAuth connection each server uses (no token): members of the organization read it; it is
+-- written through manage_mcp_servers only.
+revoke all on public.mcp_server_oauth_connections from anon;
+revoke insert, update, delete, truncate, references, trigger on public.mcp_server_oauth_connections from authenticated;
+create policy mcp_server_oauth_connections_read on public.mcp_server_oauth_connections for select to authenticated
+  using (organization_id in (select private.my_org_ids('viewer')));

@@ -14,12 +14,19 @@ create table public.mcp_server_catalog (
   tool_manifest jsonb not null default '[]' check (jsonb_typeof(tool_manifest) = 'array'),
   config_schema jsonb not null default '{"type": "object"}' check (jsonb_typeof(config_schema) = 'object'),
   required_oauth_providers text[] not null default '{}',
+  -- Which OAuth provider's access token the server reads from which environment variable.
+  oauth_token_env jsonb not null default '{}' check (jsonb_typeof(oauth_token_env) = 'object' and not jsonb_path_exists(
+    oauth_token_env, '$.* ? (@.type() != "string" || !(@ like_regex "^[A-Z_][A-Z0-9_]{0,127}$"))')),
   is_active boolean not null default true,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
 );
 comment on table public.mcp_server_catalog is
   'MCP servers that can be deployed, with their tool manifests (each tool hashed by the database) and configuration schema.';
+comment on column public.mcp_server_catalog.oauth_token_env is
+  'provider name -> environment variable: an instance using a connection of that provider gets its current access token there (read from Vault when DTMA is called).';
+comment on column public.mcp_server_catalog.config_schema is
+  'JSON Schema of an instance''s configuration; a property marked "writeOnly": true is a secret: kept in Vault, never read back, sent to DTMA only.';
 comment on column public.mcp_server_catalog.tool_manifest is
   'Array of {name, description, inputSchema, annotations, sha256}; sha256 is set by trigger from the canonical JSON of the rest.';
 

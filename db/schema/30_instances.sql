@@ -26,6 +26,7 @@ create table public.account_tool_instances (
   last_health_check_at timestamptz,
   endpoint_url text,
   last_error text,
+  last_error_summary text generated always as (private.dtma_error_summary(last_error)) stored,
   pinned_manifest jsonb not null default '[]' check (jsonb_typeof(pinned_manifest) = 'array'),
   -- Derived once per pinning, not per check: what full_access and read_only allow.
   pinned_tool_names text[] generated always as (private.manifest_tool_names(pinned_manifest, false)) stored,
@@ -33,6 +34,9 @@ create table public.account_tool_instances (
   manifest_approved_at timestamptz,
   manifest_approved_by uuid references auth.users (id) on delete set null,
   priority integer not null default 100 check (priority between 0 and 1000),
+  -- Secret fields of the configuration (config_schema "writeOnly"), as 'env.NAME' -> when it last
+  -- changed; their values are in Vault (private.instance_secrets), not in configuration.
+  secret_fields jsonb not null default '{}' check (jsonb_typeof(secret_fields) = 'object'),
   created_by uuid references auth.users (id) on delete set null,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now(),
@@ -44,6 +48,11 @@ comment on table public.account_tool_instances is
   'MCP server instances on toolboxes: configuration (validated against the catalog), lifecycle status, health, pinned tool manifest.';
 comment on column public.account_tool_instances.pinned_manifest is
   'The tools approved for this instance, each with its sha256; a tool presented with another hash is denied until approved.';
+comment on column public.account_tool_instances.configuration is
+  'The configuration, validated against the catalog schema, without its secret fields (those are in Vault: see secret_fields).';
+comment on column public.account_tool_instances.last_error is 'The last error in full: platform admins only (organizations read last_error_summary).';
+comment on column public.account_tool_instances.secret_fields is
+  'The secret fields that are set, by dotted path (env.API_KEY), with when each last changed. The values are in Vault only.';
 comment on column public.account_tool_instances.priority is 'Weight of this server when a chat context is assembled (higher first).';
 -- A name is unique on its toolbox among the instances that still exist.
 create unique index account_tool_instances_name_idx
@@ -55,8 +64,109 @@ create index account_tool_instances_catalog_idx on public.account_tool_instances
 create index account_tool_instances_created_by_idx on public.account_tool_instances (created_by);
 create index account_tool_instances_approved_by_idx on public.account_tool_instances (manifest_approved_by);
 
+-- The paths of a configuration schema's secret fields: properties marked "writeOnly": true,
+-- at any depth of nested object properties.
+create function private.config_secret_paths(p_schema jsonb) returns setof text[]
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  with recursive walk (path, node) as (
+    select '{}'::text[], p_schema
+    union all
+    select w.path || p.key, p.value
+      from walk w
+     cross join lateral jsonb_each(case when jsonb_typeof(w.node -> 'properties') = 'object' then w.node -> 'properties'
+                                        else '{}'::jsonb end) p
+  )
+  select w.path from walk w where cardinality(w.path) > 0 and w.node -> 'writeOnly' = 'true'::jsonb
+$$;
+comment on function private.config_secret_paths(jsonb) is 'Paths of the properties a configuration schema marks "writeOnly": true (secrets).';
+
+-- p_doc with p_value at p_path, creating the parent objects the path needs.
+create function private.jsonb_put(p_doc jsonb, p_path text[], p_value jsonb) returns jsonb
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  for i in 1 .. cardinality(p_path) - 1 loop
+    if jsonb_typeof(p_doc #> p_path[1:i]) is distinct from 'object' then
+      p_doc := jsonb_set(p_doc, p_path[1:i], '{}'::jsonb);
+    end if;
+  end loop;
+  return jsonb_set(p_doc, p_path, p_value);
+end $$;
+comment on function private.jsonb_put(jsonb, text[], jsonb) is 'jsonb_set that creates the missing parent objects of the path.';
+
+-- The configuration of an instance with its secret fields put back (definer functions only:
+-- what DTMA is sent).
+create function private.instance_configuration(p_instance_id uuid) returns jsonb
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_config jsonb;
+  v_secret record;
+begin
+  select i.configuration into v_config from public.account_tool_instances i where i.id = p_instance_id;
+  for v_secret in select s.path, d.decrypted_secret from private.instance_secrets s
+                    join vault.decrypted_secrets d on d.id = s.secret_id
+                   where s.instance_id = p_instance_id order by s.path loop
+    v_config := private.jsonb_put(v_config, v_secret.path, v_secret.decrypted_secret::jsonb);
+  end loop;
+  return v_config;
+end $$;
+comment on function private.instance_configuration(uuid) is 'An instance''s configuration with its secret fields from Vault (definer functions only).';
+
+-- Moves the secret fields of a written configuration into Vault. A secret given a value is
+-- stored (created, or the existing secret updated); given null, it is deleted; left out, it
+-- keeps its value, which the validation then counts as present. Returns the configuration to
+-- validate (p_full, with every secret value), and p_config and p_secret_fields as stored.
+create function private.instance_stash_secrets(p_instance_id uuid, p_schema jsonb, p_config inout jsonb,
+                                               p_secret_fields inout jsonb, p_full out jsonb)
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_path text[];
+  v_given jsonb;
+  v_secret record;
+  v_label text;
+begin
+  p_full := p_config;
+  for v_path in select private.config_secret_paths(p_schema) loop
+    v_given := p_config #> v_path;
+    v_label := array_to_string(v_path, '.');
+    select s.* into v_secret from private.instance_secrets s where s.instance_id = p_instance_id and s.path = v_path;
+    if v_given is null then
+      if v_secret.secret_id is not null then
+        p_full := private.jsonb_put(p_full, v_path,
+                                    (select d.decrypted_secret::jsonb from vault.decrypted_secrets d where d.id = v_secret.secret_id));
+      end if;
+      continue;
+    end if;
+    p_config := p_config #- v_path;
+    if jsonb_typeof(v_given) = 'null' then
+      p_full := p_full #- v_path;
+      delete from private.instance_secrets s where s.instance_id = p_instance_id and s.path = v_path;
+      p_secret_fields := p_secret_fields - v_label;
+    elsif v_secret.secret_id is null then
+      insert into private.instance_secrets (instance_id, path, secret_id)
+      values (p_instance_id, v_path, vault.create_secret(v_given::text, format('instance/%s/%s', p_instance_id, v_label),
+                                                   format('secret configuration field %s of MCP server %s', v_label, p_instance_id)));
+      p_secret_fields := p_secret_fields || jsonb_build_object(v_label, now());
+    else
+      perform vault.update_secret(v_secret.secret_id, v_given::text);
+      update private.instance_secrets s set updated_at = now() where s.instance_id = p_instance_id and s.path = v_path;
+      p_secret_fields := p_secret_fields || jsonb_build_object(v_label, now());
+    end if;
+  end loop;
+end $$;
+comment on function private.instance_stash_secrets(uuid, jsonb, jsonb, jsonb) is
+  'Moves a written configuration''s secret fields into Vault (private.instance_secrets); returns it without them, the secret fields set, and the full configuration to validate.';
+
 -- On insert, takes type, capabilities and the manifest from the catalog; on every write,
--- validates the configuration against the catalog's schema (22023 names the bad field).
+-- validates the configuration against the catalog's schema (22023 names the bad field) and
+-- moves its secret fields into Vault.
 create function private.instance_before_write() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog, pg_temp
@@ -64,6 +174,7 @@ as $$
 declare
   v_catalog public.mcp_server_catalog;
   v_error text;
+  v_stash record;
 begin
   select * into v_catalog from public.mcp_server_catalog c where c.id = new.catalog_id;
   if not found then
@@ -79,7 +190,10 @@ begin
     end if;
   end if;
   if tg_op = 'INSERT' or new.configuration is distinct from old.configuration then
-    v_error := private.json_schema_error(v_catalog.config_schema, new.configuration, 'configuration');
+    v_stash := private.instance_stash_secrets(new.id, v_catalog.config_schema, new.configuration, new.secret_fields);
+    new.configuration := v_stash.p_config;
+    new.secret_fields := v_stash.p_secret_fields;
+    v_error := private.json_schema_error(v_catalog.config_schema, v_stash.p_full, 'configuration');
     if v_error is not null then
       raise exception using errcode = '22023', message = format('invalid configuration: %s', v_error),
         hint = format('the configuration schema of %s: %s', v_catalog.name, v_catalog.config_schema);
@@ -92,6 +206,18 @@ comment on function private.instance_before_write() is
 
 create trigger account_tool_instances_before_write before insert or update on public.account_tool_instances
   for each row execute function private.instance_before_write();
+-- An instance's secret fields leave Vault with it.
+create function private.instance_after_delete() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  delete from private.instance_secrets s where s.instance_id = old.id;
+  return null;
+end $$;
+comment on function private.instance_after_delete() is 'Trigger: deletes a deleted instance''s secret fields (and so their Vault secrets).';
+create trigger account_tool_instances_delete_secrets after delete on public.account_tool_instances
+  for each row execute function private.instance_after_delete();
 create trigger account_tool_instances_touch before update on public.account_tool_instances
   for each row execute function private.touch_updated_at();
 alter table public.account_tool_instances enable row level security;

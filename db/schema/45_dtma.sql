@@ -24,6 +24,7 @@ create table public.dtma_requests (
   next_attempt_at timestamptz not null default now(),
   last_status_code integer,
   last_error text,
+  last_error_summary text generated always as (private.dtma_error_summary(last_error)) stored,
   response jsonb,
   created_at timestamptz not null default now(),
   completed_at timestamptz,

@@ -80,3 +80,40 @@ create trigger mcp_credential_versions_audit_state after update on public.mcp_cr
 create trigger mcp_credential_versions_delete_secret after delete on public.mcp_credential_versions
   for each row execute function private.delete_row_secrets('secret_id');
 alter table public.mcp_credential_versions enable row level security;
+
+-- The Vault secret holding each secret field of an instance's configuration. Private: no API
+-- role reads it; the values are put back only into the DTMA request as it is sent.
+create table private.instance_secrets (
+  instance_id uuid not null,
+  path text[] not null,
+  secret_id uuid not null,
+  updated_at timestamptz not null default now(),
+  primary key (instance_id, path)
+);
+comment on table private.instance_secrets is
+  'Vault secret ids of instances'' secret configuration fields (value stored as JSON text). Rows leave with their instance.';
+revoke all on private.instance_secrets from public;
+create trigger instance_secrets_delete_secret after delete on private.instance_secrets
+  for each row execute function private.delete_row_secrets('secret_id');
+
+-- The OAuth connections an MCP server instance uses: for each provider its catalog entry reads a
+-- token of (mcp_server_catalog.oauth_token_env), one connection of the user who declared it.
+-- Deploy, restart and refresh send the connection's current access token from Vault.
+create table public.mcp_server_oauth_connections (
+  server_instance_id uuid not null,
+  organization_id uuid not null,
+  provider text not null,
+  connection_id uuid not null references public.user_oauth_connections (id) on delete cascade,
+  declared_by uuid references auth.users (id) on delete set null,
+  declared_at timestamptz not null default now(),
+  primary key (server_instance_id, provider),
+  foreign key (server_instance_id, organization_id)
+    references public.account_tool_instances (id, organization_id) on delete cascade
+);
+comment on table public.mcp_server_oauth_connections is
+  'Which OAuth connection (of the user who declared it) an MCP server instance uses for each provider; the token itself stays in Vault.';
+create index mcp_server_oauth_connections_instance_org_idx on public.mcp_server_oauth_connections (server_instance_id, organization_id);
+create index mcp_server_oauth_connections_connection_idx on public.mcp_server_oauth_connections (connection_id);
+create index mcp_server_oauth_connections_org_idx on public.mcp_server_oauth_connections (organization_id);
+create index mcp_server_oauth_connections_declared_by_idx on public.mcp_server_oauth_connections (declared_by);
+alter table public.mcp_server_oauth_connections enable row level security;

@@ -17,7 +17,10 @@ select tests.create_user('bob@globex.test') as bob \gset
 
 select tests.authenticate_as(:'bob');
 select public.create_organization('Globex', 'globex') as globex \gset
-select public.create_toolbox(:'globex', 'globex-box', 'http://10.1.0.1:30000', 'globex-dtma-token-0123456789') as globex_box \gset
+-- The platform registers toolboxes.
+select tests.clear_authentication();
+select public.create_toolbox(:'globex', 'globex-box', 'https://dtma.globex.test', 'globex-dtma-token-0123456789') as globex_box \gset
+select tests.authenticate_as(:'bob');
 select public.manage_mcp_servers('create', :'globex', jsonb_build_object('toolbox_id', :'globex_box', 'catalog_name', 'memory',
        'instance_name', 'memory')) ->> 'id' as globex_mem \gset
 insert into public.agents (organization_id, user_id, name) values (:'globex', :'bob', 'Bob''s agent') returning id as bob_agent \gset
@@ -28,8 +31,10 @@ select public.add_organization_member(:'acme', :'adam', 'admin');
 select public.add_organization_member(:'acme', :'mia', 'member');
 select public.add_organization_member(:'acme', :'max', 'member');
 select public.add_organization_member(:'acme', :'vic', 'viewer');
+-- The platform registers toolboxes.
+select tests.clear_authentication();
+select public.create_toolbox(:'acme', 'edge-1', 'https://edge-1.acme.test', 'acme-dtma-token-0123456789') as edge1 \gset
 select tests.authenticate_as(:'adam');
-select public.create_toolbox(:'acme', 'edge-1', 'http://10.0.0.1:30000', 'acme-dtma-token-0123456789') as edge1 \gset
 select public.manage_mcp_servers('create', :'acme', jsonb_build_object('toolbox_id', :'edge1', 'catalog_name', 'memory',
        'instance_name', 'memory')) ->> 'id' as mem \gset
 select public.manage_mcp_servers('create', :'acme', jsonb_build_object('toolbox_id', :'edge1', 'catalog_name', 'everything',

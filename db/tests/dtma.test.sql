@@ -10,7 +10,10 @@ select tests.create_user('dtma-member@example.com') as member \gset
 select tests.authenticate_as(:'owner');
 select public.create_organization('DTMA Org', 'dtma-org') as org \gset
 select public.add_organization_member(:'org', :'member', 'member');
+-- The platform registers toolboxes.
+select tests.clear_authentication();
 select public.create_toolbox(:'org', 'box-1', 'http://127.0.0.1:30999', 'toolbox-secret-token-0123456789') as toolbox \gset
+select tests.authenticate_as(:'owner');
 select (public.manage_mcp_servers('create', :'org',
   jsonb_build_object('toolbox_id', :'toolbox', 'catalog_name', 'memory', 'instance_name', 'mem-1')) ->> 'id') as inst \gset
 select tests.clear_authentication();

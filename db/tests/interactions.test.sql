@@ -17,14 +17,20 @@ select public.add_organization_member(:'acme', :'bob', 'member');
 select public.add_organization_member(:'acme', :'carol', 'admin');
 insert into public.agents (organization_id, user_id, name) values (:'acme', :'ada', 'ada-bot') returning id as ada_bot \gset
 insert into public.agents (organization_id, user_id, name) values (:'acme', :'ada', 'ada-reader') returning id as ada_reader \gset
+-- The platform registers toolboxes.
+select tests.clear_authentication();
 select public.create_toolbox(:'acme', 'box-1', 'http://127.0.0.1:30997', 'toolbox-token-0123456789abcdef') as toolbox \gset
+select tests.authenticate_as(:'ada');
 select (public.manage_mcp_servers('create', :'acme', jsonb_build_object('toolbox_id', :'toolbox', 'catalog_name', 'memory',
         'instance_name', 'mem-1')) ->> 'id') as mem \gset
 select tests.authenticate_as(:'bob');
 insert into public.agents (organization_id, user_id, name) values (:'acme', :'bob', 'bob-bot') returning id as bob_bot \gset
 select tests.authenticate_as(:'eve');
 select public.create_organization('Globex', 'globex') as globex \gset
+-- The platform registers toolboxes.
+select tests.clear_authentication();
 select public.create_toolbox(:'globex', 'box-g', 'http://127.0.0.1:30996', 'toolbox-token-0123456789abcdef') as gbox \gset
+select tests.authenticate_as(:'eve');
 select (public.manage_mcp_servers('create', :'globex', jsonb_build_object('toolbox_id', :'gbox', 'catalog_name', 'memory',
         'instance_name', 'mem-g')) ->> 'id') as gmem \gset
 select tests.clear_authentication();

@@ -42,9 +42,11 @@ declare
   v jsonb := jsonb_build_object('org', p_org);
   v_read_graph jsonb;
 begin
+  -- The platform registers the toolboxes; the admin does the rest.
+  perform tests.clear_authentication();
+  v := v || jsonb_build_object('box', public.create_toolbox(p_org, 'box', format('https://box.%s.test', p_org), 'dtma-token-0123456789abcdef'),
+                               'spare', public.create_toolbox(p_org, 'spare', format('https://spare.%s.test', p_org), 'dtma-token-fedcba9876543210'));
   perform tests.authenticate_as(p_admin);
-  v := v || jsonb_build_object('box', public.create_toolbox(p_org, 'box', 'http://10.0.0.1:30000', 'dtma-token-0123456789abcdef'),
-                               'spare', public.create_toolbox(p_org, 'spare', 'http://10.0.0.2:30000', 'dtma-token-fedcba9876543210'));
   v := v || jsonb_build_object('mem', public.manage_mcp_servers('create', p_org,
               jsonb_build_object('toolbox_id', v ->> 'box', 'catalog_name', 'memory', 'instance_name', 'memory')) ->> 'id');
   insert into public.agents (organization_id, user_id, name) values (p_org, p_admin, 'admin''s agent');
@@ -234,7 +236,7 @@ insert into table_matrix values
 -- Tables of other domains, proven by their own suites (anon's refusal above covers them too).
 -- A relation in neither list fails the next test: classify it.
 create temp table other_domains (name text primary key);
-insert into other_domains values ('dtma_requests'), ('oauth_providers'), ('user_oauth_connections'), ('agent_oauth_permissions'),
+insert into other_domains values ('dtma_requests'), ('mcp_server_oauth_connections'), ('oauth_providers'), ('user_oauth_connections'), ('agent_oauth_permissions'),
   ('vault_secret_owners'), ('mcp_credential_versions'), ('mcp_interaction_logs');
 
 select is_empty($$select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
@@ -297,8 +299,8 @@ insert into rpc_matrix values
                                                                                                                           '42501', '42501', '42501', 'ok',    '42501', 'ok'),
   ('remove_organization_member', $$select 'ok' from public.remove_organization_member({acme}, {tara})$$,
                                                                                                                           '42501', '42501', '42501', 'ok',    '42501', 'ok'),
-  ('create_toolbox', $$select 'ok' from public.create_toolbox({acme}, 'edge-9', 'http://10.0.0.9:30000', 'another-token-0123456789')$$,
-                                                                                                                          '42501', '42501', '42501', 'ok',    '42501', 'ok'),
+  ('create_toolbox', $$select 'ok' from public.create_toolbox({acme}, 'edge-9', 'https://edge-9.acme.test', 'another-token-0123456789')$$,
+                                                                                                                          '42501', '42501', '42501', '42501', '42501', 'ok'),
   -- an organization's object is answered to outsiders as a missing one (P0002)
   ('delete_toolbox', $$select 'ok' from public.delete_toolbox({a_spare})$$,
                                                                                                                           'P0002', '42501', '42501', 'ok',    'P0002', 'ok'),

@@ -75,8 +75,10 @@ select throws_ok(format('select public.delete_vault_secret(%L)', :'ada_secret'),
 select throws_ok('select * from public.vault_secret_owners', '42501', null, 'anon cannot list secrets');
 
 -- Secrets that are not create_vault_secret's (a toolbox's DTMA token) are not served
-select tests.authenticate_as(:'ada');
+-- The platform registers toolboxes.
+select tests.clear_authentication();
 select public.create_toolbox(:'acme', 'box-1', 'http://127.0.0.1:30998', 'toolbox-token-0123456789abcdef') as toolbox \gset
+select tests.authenticate_as(:'ada');
 select throws_ok(format('select public.get_secret(dtma_token_secret_id) from public.account_tool_environments where id = %L', :'toolbox'),
                  '42501', null, 'an owner of the organization cannot read the DTMA token through get_secret');
 select tests.authenticate_as_service_role();
@@ -173,13 +175,15 @@ select is(pg_temp.state_of(:'v1'), 'pending', 'the first version waits for DTMA'
 select tests.clear_authentication();
 select is((select operation || ' ' || method || ' ' || path from pg_temp.refresh_req(:'mem1')),
           'credentials_refresh POST /mcp/credentials/refresh/mem-1', 'DTMA is asked to refresh the server''s credentials');
-select is((select body from pg_temp.refresh_req(:'mem1')), '{"restart": true, "environmentVariables": {"API_KEY": "key-v1"}}'::jsonb,
-          'with the new value as an environment variable, restarting the server');
+select is((select convert_from(q.body, 'UTF8')::jsonb from net.http_request_queue q
+            where q.id = (select net_request_id from pg_temp.refresh_req(:'mem1'))),
+          '{"restart": true, "environmentVariables": {"API_KEY": "key-v1"}}'::jsonb,
+          'with the new value as an environment variable, restarting the server (read from Vault as it is sent)');
 select pg_temp.answer(:'mem1', true) as answered \gset
 select is(pg_temp.state_of(:'v1'), 'current', 'DTMA confirmed: the version is current');
 select is(private.mcp_current_credentials(:'mem1'), '{"API_KEY": "key-v1"}'::jsonb, 'the server runs with it');
-select is((select body #>> '{environmentVariables,API_KEY}' from pg_temp.refresh_req(:'mem1')), '[redacted]',
-          'the value sent does not stay in the outbox');
+select is((select body #>> '{environmentVariables,API_KEY}' from pg_temp.refresh_req(:'mem1')), '[from Vault]',
+          'the value sent never was in the outbox');
 
 select tests.authenticate_as(:'carol');
 select public.rotate_mcp_credentials('API_KEY', 'key-v2', :'mem1') as v2 \gset

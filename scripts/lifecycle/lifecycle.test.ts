@@ -63,8 +63,9 @@ beforeAll(async () => {
   await faultDtma.listen();
   owner = await createUser(pool, 'lifecycle-owner');
   org = (await rpc<{ id: string }>(`select public.create_organization('Lifecycle', 'lifecycle-' || substr(md5(random()::text), 1, 8)) as id`)).id;
-  realToolbox = (await rpc<{ id: string }>(`select public.create_toolbox($1, 'real', $2, $3) as id`, [org, dtmaUrl, dtmaToken])).id;
-  faultToolbox = (await rpc<{ id: string }>(`select public.create_toolbox($1, 'faulty', $2, $3) as id`, [org, faultDtma.url, faultToken])).id;
+  // The platform (this postgres pool) registers the toolboxes.
+  realToolbox = (await pool.query(`select public.create_toolbox($1, 'real', $2, $3) as id`, [org, dtmaUrl, dtmaToken])).rows[0].id;
+  faultToolbox = (await pool.query(`select public.create_toolbox($1, 'faulty', $2, $3) as id`, [org, faultDtma.url, faultToken])).rows[0].id;
 }, 60_000);
 
 afterAll(async () => {
@@ -104,8 +105,8 @@ describe('lifecycle through pg_net and the local DTMA', () => {
   it('with DTMA down, retries with backoff and ends failed with the last error', async () => {
     const closed = await recordingServer();
     await closed.close();
-    const downBox = (await rpc<{ id: string }>(`select public.create_toolbox($1, 'down', $2, 'down-token-0123456789abcdef') as id`,
-      [org, closed.url])).id;
+    const downBox = (await pool.query(`select public.create_toolbox($1, 'down', $2, 'down-token-0123456789abcdef') as id`,
+      [org, closed.url])).rows[0].id;
     const id = await createInstance(downBox, 'memory-down');
     await manage('deploy', id);
     const failed = await settle(id, ['failed', 'running']);

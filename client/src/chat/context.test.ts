@@ -21,6 +21,7 @@ import {
   createOrganization,
   deployServer,
   dtma,
+  registerToolbox,
   removeServers,
   testPool,
   userJwt,
@@ -320,12 +321,7 @@ describe('slow and broken servers', () => {
     faults = createFaultDriver(createProcessDriver({ startTimeoutMs: 20_000 }));
     faultDtma = createDtmaServer({ token, driver: faults, port: 0 });
     const url = await faultDtma.listen();
-    faultOrgToolbox = await org.owner.create_toolbox({
-      p_organization_id: org.organizationId,
-      p_name: 'faulty-toolbox',
-      p_dtma_base_url: url,
-      p_dtma_token: token,
-    });
+    faultOrgToolbox = await registerToolbox(pool, org.organizationId, 'faulty-toolbox', { url, token });
     hung.push(
       ...(await Promise.all([
         deployServer(pool, org, { catalog: 'memory', priority: 50, toolboxId: faultOrgToolbox, configuration: { env: { MEMORY_FILE_PATH: path.join(scratch, 'h1.jsonl') } } }),

@@ -77,13 +77,19 @@ export async function createOrganization(pool: pg.Pool, dtmaBase: { url: string;
   const owner = createRpc(ownerTransport);
   const tag = suffix();
   const organizationId = await owner.create_organization({ p_name: `Org ${tag}`, p_slug: `org-${tag}` });
-  const toolboxId = await owner.create_toolbox({
-    p_organization_id: organizationId,
-    p_name: `toolbox-${tag}`,
-    p_dtma_base_url: dtmaBase.url,
-    p_dtma_token: dtmaBase.token,
-  });
+  const toolboxId = await registerToolbox(pool, organizationId, `toolbox-${tag}`, dtmaBase);
   return { ownerId, owner, ownerTransport, organizationId, toolboxId };
+}
+
+/** The platform (the pool's postgres session) registers a toolbox for an organization. */
+export async function registerToolbox(pool: pg.Pool, organizationId: string, name: string, dtmaBase: { url: string; token: string }): Promise<string> {
+  const { rows } = await pool.query<{ id: string }>('select public.create_toolbox($1, $2, $3, $4) as id', [
+    organizationId,
+    name,
+    dtmaBase.url,
+    dtmaBase.token,
+  ]);
+  return (rows[0] as { id: string }).id;
 }
 
 export async function instanceStatus(pool: pg.Pool, instanceId: string): Promise<{ status: McpServerStatus; last_error: string | null }> {
