@@ -292,12 +292,12 @@ begin
   elsif p_status_code between 200 and 299 and p_operation = 'deploy' and (v_errors <> '{}'::jsonb or v_refused) then
     error := coalesce((select string_agg(e.key || ': ' || e.value, '; ' order by e.key) from jsonb_each_text(v_errors) e), v_said);
     -- DTMA reports every failure under a 201; a daemon or network that is down passes, the rest does not.
-    outcome := case when error ~* '(ENOENT|ECONNREFUSED|ECONNRESET|ETIMEDOUT|EAI_AGAIN|EPIPE|socket hang up|docker daemon|\(HTTP code 5[0-9][0-9]\)|timed? ?out)'
+    outcome := case when error ~* '(connect (ENOENT|ECONNREFUSED|ETIMEDOUT)|ECONNRESET|EAI_AGAIN|socket hang up|docker daemon|\(HTTP code 5[0-9][0-9]\)|timed? ?out)'
                     then 'transient' else 'permanent' end;
   elsif p_status_code between 200 and 299 and v_refused then
     outcome := 'permanent'; error := coalesce(nullif(v_said, ''), 'DTMA reported a failure');
   elsif p_status_code between 200 and 299 and p_operation = 'credentials_refresh'
-        and not (p_body #>> '{data,status}' in ('refreshed', 'stored') or p_body #>> '{data,restarted}' = 'true') then
+        and not coalesce(p_body #>> '{data,status}' in ('refreshed', 'stored') or p_body #>> '{data,restarted}' = 'true', false) then
     outcome := 'unconfirmed'; error := format('DTMA answered %s without saying the credentials were applied',
                                              coalesce(p_body #>> '{data,status}', 'success'));
   elsif p_status_code between 200 and 299 then

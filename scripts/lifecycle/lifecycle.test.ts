@@ -93,7 +93,7 @@ describe('lifecycle through pg_net and the local DTMA', () => {
     expect((await settle(id, ['stopped', 'failed'])).status).toBe('stopped');
     const status = await (await fetch(`${dtmaUrl}/mcp/status`, { headers: { authorization: `Bearer ${dtmaToken}` } })).json() as
       { data: { groups: Record<string, unknown> } };
-    expect(Object.keys(status.data.groups)).not.toContain(`mcp-${id}`);
+    expect(Object.keys(status.data.groups)).not.toContain(`mcp-${realToolbox}-${id}`);
 
     expect((await manage('delete', id)).r.status).toBe('removing');
     expect((await settle(id, ['removed', 'failed'])).status).toBe('removed');
@@ -193,7 +193,7 @@ describe('lifecycle through pg_net and the local DTMA', () => {
     const status = await (await fetch(`${faultDtma.url}/mcp/status`, { headers: { authorization: `Bearer ${faultToken}` } })).json() as
       { data: { groups: Record<string, unknown> } };
     for (const id of ids) {
-      expect(Object.keys(status.data.groups).includes(`mcp-${id}`)).toBe((await statusOf(id)).status === 'running');
+      expect(Object.keys(status.data.groups).includes(`mcp-${realToolbox}-${id}`)).toBe((await statusOf(id)).status === 'running');
     }
   }, 120_000);
 });
