@@ -277,12 +277,16 @@ begin
   elsif p_operation in ('health', 'deploy') and (p_check_first or p_operation = 'health') and v_not_found then
     outcome := 'absent'; error := v_said;
   elsif p_check_first and p_status_code between 200 and 299 then
-    -- The group of a deploy whose answer was lost: it runs (done), or DTMA keeps it failed.
+    -- The group of a deploy whose answer was lost: it runs (done), is still starting (ask again),
+    -- or DTMA keeps it failed.
     select 'permanent', string_agg(e.key || ': ' || coalesce(e.value ->> 'errorMessage', e.value ->> 'status'), '; ' order by e.key)
       into outcome, error
       from jsonb_each(case when jsonb_typeof(v_health) = 'object' then v_health else '{}'::jsonb end) e
      where e.value ->> 'status' = 'error';
-    if error is null then
+    if error is null and exists (select from jsonb_each(case when jsonb_typeof(v_health) = 'object' then v_health else '{}'::jsonb end) e
+                                  where e.value ->> 'status' in ('pending', 'pulling', 'starting')) then
+      outcome := 'transient'; error := 'DTMA is still deploying its group';
+    elsif error is null then
       outcome := 'ok';
     end if;
   elsif p_operation in ('stop', 'remove') and v_not_found then
