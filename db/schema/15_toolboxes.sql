@@ -21,6 +21,8 @@ create table public.account_tool_environments (
 comment on table public.account_tool_environments is
   'Toolboxes: DTMA hosts of an organization. dtma_token_secret_id points into Vault; the token itself is never stored here.';
 create index account_tool_environments_created_by_idx on public.account_tool_environments (created_by);
+-- One toolbox per DTMA: two rows on one DTMA would each take the other's groups for orphans.
+create unique index account_tool_environments_dtma_base_url_idx on public.account_tool_environments (lower(dtma_base_url));
 
 create trigger account_tool_environments_touch before update on public.account_tool_environments
   for each row execute function private.touch_updated_at();

@@ -43,8 +43,9 @@ declare
   v_read_graph jsonb;
 begin
   perform tests.authenticate_as(p_admin);
-  v := v || jsonb_build_object('box', public.create_toolbox(p_org, 'box', 'http://10.0.0.1:30000', 'dtma-token-0123456789abcdef'),
-                               'spare', public.create_toolbox(p_org, 'spare', 'http://10.0.0.2:30000', 'dtma-token-fedcba9876543210'));
+  -- A DTMA URL is registered once: each tenant's toolboxes have hosts of their own.
+  v := v || jsonb_build_object('box', public.create_toolbox(p_org, 'box', format('http://box.%s.test:30000', p_org), 'dtma-token-0123456789abcdef'),
+                               'spare', public.create_toolbox(p_org, 'spare', format('http://spare.%s.test:30000', p_org), 'dtma-token-fedcba9876543210'));
   v := v || jsonb_build_object('mem', public.manage_mcp_servers('create', p_org,
               jsonb_build_object('toolbox_id', v ->> 'box', 'catalog_name', 'memory', 'instance_name', 'memory')) ->> 'id');
   insert into public.agents (organization_id, user_id, name) values (p_org, p_admin, 'admin''s agent');

@@ -34,7 +34,7 @@ async function setupOrg(label: string, dtmaUrl: string, instances: number): Prom
     await client.query(`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)`,
       [JSON.stringify({ sub: user, role: 'authenticated' })]);
     const { rows: [{ org }] } = await client.query(`select public.create_organization($1, $2) as org`, [label, `${label}-${Date.now()}`]);
-    const { rows: [{ box }] } = await client.query(`select public.create_toolbox($1, 'bench', $2, $3) as box`, [org, dtmaUrl, token]);
+    const { rows: [{ box }] } = await client.query(`select public.create_toolbox($1, 'bench', $2, $3) as box`, [org, `${dtmaUrl}/toolboxes/${label}-${Date.now()}`, token]);
     const ids: string[] = [];
     for (let i = 0; i < instances; i++) {
       const { rows: [{ r }] } = await client.query(`select public.manage_mcp_servers('create', $1, $2) as r`,

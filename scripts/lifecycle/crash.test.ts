@@ -42,7 +42,7 @@ beforeAll(async () => {
   owner = await createUser(pool, 'crash-owner');
   const as = async <T>(sql: string, params: unknown[] = []) => (await asUser(pool, owner, sql, params)).rows[0] as T;
   org = (await as<{ id: string }>(`select public.create_organization('Crash', 'crash-' || substr(md5(random()::text), 1, 8)) as id`)).id;
-  toolbox = (await pool.query<{ id: string }>(`select public.create_toolbox($1, 'crash', $2, $3) as id`, [org, dtmaUrl, dtmaToken])).rows[0].id;
+  toolbox = (await pool.query<{ id: string }>(`select public.create_toolbox($1, 'crash', $2, $3) as id`, [org, `${dtmaUrl}/toolboxes/${org}`, dtmaToken])).rows[0].id;
   for (let i = 0; i < 6; i++) {
     const { r } = await as<{ r: { id: string } }>(`select public.manage_mcp_servers('create', $1, $2, null) as r`,
       [org, { toolbox_id: toolbox, catalog_name: 'memory', instance_name: `crash-${i}` }]);

@@ -63,7 +63,7 @@ beforeAll(async () => {
   await faultDtma.listen();
   owner = await createUser(pool, 'lifecycle-owner');
   org = (await rpc<{ id: string }>(`select public.create_organization('Lifecycle', 'lifecycle-' || substr(md5(random()::text), 1, 8)) as id`)).id;
-  realToolbox = (await rpc<{ id: string }>(`select public.create_toolbox($1, 'real', $2, $3) as id`, [org, dtmaUrl, dtmaToken])).id;
+  realToolbox = (await rpc<{ id: string }>(`select public.create_toolbox($1, 'real', $2, $3) as id`, [org, `${dtmaUrl}/toolboxes/${org}`, dtmaToken])).id;
   faultToolbox = (await rpc<{ id: string }>(`select public.create_toolbox($1, 'faulty', $2, $3) as id`, [org, faultDtma.url, faultToken])).id;
 }, 60_000);
 
@@ -80,7 +80,7 @@ describe('lifecycle through pg_net and the local DTMA', () => {
     expect((await manage('deploy', id)).r.status).toBe('deploying');
     const running = await settle(id, ['running', 'failed']);
     expect(running.status).toBe('running');
-    expect(running.endpoint_url).toBe(`${dtmaUrl}/mcp/servers/memory-e2e/mcp`);
+    expect(running.endpoint_url).toBe(`${dtmaUrl}/toolboxes/${org}/mcp/servers/memory-e2e/mcp`);
 
     const client = new Client({ name: 'lifecycle-test', version: '1.0.0' });
     await client.connect(new StreamableHTTPClientTransport(new URL(running.endpoint_url ?? ''),
@@ -193,7 +193,7 @@ describe('lifecycle through pg_net and the local DTMA', () => {
     const status = await (await fetch(`${faultDtma.url}/mcp/status`, { headers: { authorization: `Bearer ${faultToken}` } })).json() as
       { data: { groups: Record<string, unknown> } };
     for (const id of ids) {
-      expect(Object.keys(status.data.groups).includes(`mcp-${realToolbox}-${id}`)).toBe((await statusOf(id)).status === 'running');
+      expect(Object.keys(status.data.groups).includes(`mcp-${faultToolbox}-${id}`)).toBe((await statusOf(id)).status === 'running');
     }
   }, 120_000);
 });

@@ -80,7 +80,8 @@ export async function createOrganization(pool: pg.Pool, dtmaBase: { url: string;
   const toolboxId = await owner.create_toolbox({
     p_organization_id: organizationId,
     p_name: `toolbox-${tag}`,
-    p_dtma_base_url: dtmaBase.url,
+    // One toolbox per DTMA URL: each organization's toolbox gets its own base path on the shared DTMA.
+    p_dtma_base_url: `${dtmaBase.url}/toolboxes/${tag}`,
     p_dtma_token: dtmaBase.token,
   });
   return { ownerId, owner, ownerTransport, organizationId, toolboxId };
