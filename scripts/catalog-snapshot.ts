@@ -5,7 +5,8 @@
 //
 //   npx tsx scripts/catalog-snapshot.ts
 //
-// To add or upgrade a server: edit SERVERS below, re-run, review the diff of the SQL file.
+// The servers are data, in scripts/catalog-servers.json (read by this script only). To add or
+// upgrade one: edit that file, re-run, review the diff of the SQL file.
 // Same versions in, byte-identical file out (no timestamps; servers, tools and JSON keys sorted).
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
@@ -20,6 +21,7 @@ import { z } from 'zod';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const OUTPUT = path.join(ROOT, 'db', 'schema', '21_catalog_seed.sql');
+const SERVERS_FILE = path.join(ROOT, 'scripts', 'catalog-servers.json');
 // Servers that are not dev dependencies of the project are installed here, never in the project.
 const INSTALL_DIR = '/tmp/catalog-servers';
 const TIMEOUT_MS = 30_000;
@@ -52,6 +54,8 @@ const ConfigSchemaNode = z.strictObject({
   minItems: z.int().nonnegative().optional(),
   maxItems: z.int().nonnegative().optional(),
   default: z.unknown().optional(),
+  // A secret (an API key, a token, a URL with a password): marked here, kept out of reach by the database.
+  writeOnly: z.literal(true).optional(),
 });
 type ConfigSchemaNode = z.infer<typeof ConfigSchemaNode>;
 
@@ -64,44 +68,17 @@ const CatalogServer = z.strictObject({
   description: z.string().min(1),
   configSchema: ConfigSchemaNode,
   requiredOauthProviders: z.array(z.enum(['github', 'google', 'microsoft', 'slack'])),
-  // How to start the server for the snapshot only (never stored): `scratch` is a temporary
-  // directory, and `files` are written into it before the server starts.
-  snapshotLaunch: z.function({
-    input: [z.string()],
-    output: z.strictObject({
-      args: z.array(z.string()),
-      env: z.record(z.string(), z.string()),
-      files: z.record(z.string(), z.string()).optional(),
-    }),
+  // The OCI image a Docker toolbox (the upstream DTMA) pulls: the official mcp/ image where one exists.
+  ociImage: z.string().regex(/^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?$/).nullable(),
+  // How to start the server for the snapshot only (never stored): in every string, ${scratch} is
+  // a temporary directory and ${placeholder} the marker below; `files` are written into scratch.
+  snapshotLaunch: z.strictObject({
+    args: z.array(z.string()),
+    env: z.record(z.string(), z.string()),
+    files: z.record(z.string(), z.string()).optional(),
   }),
 });
 type CatalogServer = z.infer<typeof CatalogServer>;
-
-// Reusable pieces of the configuration schemas.
-const NO_ARGS: ConfigSchemaNode = {
-  type: 'array',
-  description: 'The server takes no command-line arguments.',
-  maxItems: 0,
-  default: [],
-};
-const envObject = (properties: Record<string, ConfigSchemaNode>, required: string[] = []): ConfigSchemaNode => ({
-  type: 'object',
-  description: 'Environment variables of the server process.',
-  properties,
-  ...(required.length > 0 ? { required } : {}),
-  additionalProperties: false,
-  ...(required.length > 0 ? {} : { default: {} }),
-});
-const NO_ENV = envObject({});
-const configSchema = (args: ConfigSchemaNode, env: ConfigSchemaNode, required: string[] = []): ConfigSchemaNode => ({
-  type: 'object',
-  properties: { args, env },
-  ...(required.length > 0 ? { required } : {}),
-  additionalProperties: false,
-});
-const ABSOLUTE_PATH = '^/';
-const POSITIVE_INTEGER = '^[1-9][0-9]*$';
-const noLaunch = () => ({ args: [], env: {} });
 
 // Candidates tried and left out (checked against npm and run here):
 // - @modelcontextprotocol/server-puppeteer@2025.5.12: its install script downloads Chrome from
@@ -112,219 +89,16 @@ const noLaunch = () => ({ args: [], env: {} });
 // - @modelcontextprotocol/server-google-maps, -everart, -aws-kb-retrieval: API-key servers like
 //   brave-search; left out to keep the catalog to the most useful nine.
 // - server-fetch, server-time, server-git, server-sqlite, server-sentry: Python servers, not on npm.
-const SERVERS: CatalogServer[] = [
-  {
-    slug: 'brave-search',
-    packageName: '@modelcontextprotocol/server-brave-search',
-    version: '0.6.2',
-    displayName: 'Brave Search',
-    description: 'Web and local business search through the Brave Search API (archived reference server).',
-    configSchema: configSchema(
-      NO_ARGS,
-      envObject(
-        {
-          BRAVE_API_KEY: {
-            type: 'string',
-            description: 'Brave Search API key (a secret: the server exits at start without it).',
-            minLength: 1,
-          },
-        },
-        ['BRAVE_API_KEY'],
-      ),
-      ['env'],
-    ),
-    requiredOauthProviders: [],
-    // The key is only checked for presence at start; listing needs no network.
-    snapshotLaunch: () => ({ args: [], env: { BRAVE_API_KEY: PLACEHOLDER } }),
-  },
-  {
-    slug: 'everything',
-    packageName: '@modelcontextprotocol/server-everything',
-    version: '2026.8.31',
-    displayName: 'Everything (MCP test server)',
-    description:
-      'Reference server that exercises every MCP feature: tools, resources, prompts, logging, sampling, elicitation. For testing clients, not for production agents.',
-    configSchema: configSchema(
-      {
-        type: 'array',
-        description: 'The only argument would pick the transport; the catalog runs it over stdio, the default.',
-        maxItems: 0,
-        default: [],
-      },
-      envObject({
-        GZIP_ALLOWED_DOMAINS: {
-          type: 'string',
-          description:
-            'Comma-separated host names that the gzip-file-as-resource tool may fetch from; unset or empty allows every host.',
-        },
-        GZIP_MAX_FETCH_SIZE: {
-          type: 'string',
-          description: 'Largest file, in bytes, that gzip-file-as-resource fetches (default 10485760).',
-          pattern: POSITIVE_INTEGER,
-        },
-        GZIP_MAX_FETCH_TIME_MILLIS: {
-          type: 'string',
-          description: 'Time limit, in milliseconds, of a gzip-file-as-resource fetch (default 30000).',
-          pattern: POSITIVE_INTEGER,
-        },
-      }),
-    ),
-    requiredOauthProviders: [],
-    snapshotLaunch: noLaunch,
-  },
-  {
-    slug: 'filesystem',
-    packageName: '@modelcontextprotocol/server-filesystem',
-    version: '2026.8.31',
-    displayName: 'Filesystem',
-    description: 'Reads, writes, edits, moves and searches files, confined to the directories it is given.',
-    configSchema: configSchema(
-      {
-        type: 'array',
-        description:
-          'Absolute paths of the directories the server may use, on the toolbox. The server also accepts MCP roots, but the control plane does not send any, so at least one directory is needed.',
-        items: { type: 'string', minLength: 2, pattern: ABSOLUTE_PATH },
-        minItems: 1,
-      },
-      NO_ENV,
-      ['args'],
-    ),
-    requiredOauthProviders: [],
-    snapshotLaunch: (scratch) => ({ args: [path.join(scratch, 'files')], env: {}, files: { 'files/.keep': '' } }),
-  },
-  {
-    slug: 'gdrive',
-    packageName: '@modelcontextprotocol/server-gdrive',
-    version: '2025.1.14',
-    displayName: 'Google Drive',
-    description: 'Searches Google Drive and reads its files, exporting Google Docs, Sheets and Slides to text (archived reference server).',
-    configSchema: configSchema(
-      NO_ARGS,
-      envObject({
-        GDRIVE_CREDENTIALS_PATH: {
-          type: 'string',
-          description:
-            "Absolute path, on the toolbox, of the authorized-user credentials JSON written from the user's Google connection (scope drive.readonly). The server exits at start if the file is missing.",
-          minLength: 2,
-          pattern: ABSOLUTE_PATH,
-        },
-      }),
-    ),
-    requiredOauthProviders: ['google'],
-    // The credentials file is only parsed at start; an empty one lets it list its tools offline.
-    snapshotLaunch: (scratch) => ({
-      args: [],
-      env: { GDRIVE_CREDENTIALS_PATH: path.join(scratch, 'gdrive-credentials.json') },
-      files: { 'gdrive-credentials.json': '{}' },
-    }),
-  },
-  {
-    slug: 'github',
-    packageName: '@modelcontextprotocol/server-github',
-    version: '2025.4.8',
-    displayName: 'GitHub',
-    description:
-      'Repositories, files, branches, issues, pull requests and code search on GitHub (archived reference server; GitHub now publishes its own).',
-    // The token (GITHUB_PERSONAL_ACCESS_TOKEN) comes from the GitHub connection, never from the config.
-    configSchema: configSchema(NO_ARGS, NO_ENV),
-    requiredOauthProviders: ['github'],
-    // The token is read per call, so the server lists its tools without one.
-    snapshotLaunch: noLaunch,
-  },
-  {
-    slug: 'memory',
-    packageName: '@modelcontextprotocol/server-memory',
-    version: '2026.8.31',
-    displayName: 'Knowledge Graph Memory',
-    description: 'Persistent memory as a knowledge graph of entities, relations and observations, kept in a JSON-lines file.',
-    configSchema: configSchema(
-      NO_ARGS,
-      envObject({
-        MEMORY_FILE_PATH: {
-          type: 'string',
-          description:
-            'Absolute path, on the toolbox, of the knowledge graph file. Unset, the server keeps it inside its own package directory, which a reinstall wipes.',
-          minLength: 2,
-          pattern: ABSOLUTE_PATH,
-        },
-      }),
-    ),
-    requiredOauthProviders: [],
-    snapshotLaunch: (scratch) => ({ args: [], env: { MEMORY_FILE_PATH: path.join(scratch, 'memory.jsonl') } }),
-  },
-  {
-    slug: 'postgres',
-    packageName: '@modelcontextprotocol/server-postgres',
-    version: '0.6.2',
-    displayName: 'PostgreSQL (read-only)',
-    description: 'Runs read-only SQL queries against one PostgreSQL database and exposes its table schemas (archived reference server).',
-    configSchema: configSchema(
-      {
-        type: 'array',
-        description:
-          'Exactly one argument: the connection URL of the database. It carries the password, so it should name a role with read-only rights.',
-        items: { type: 'string', pattern: '^postgres(ql)?://' },
-        minItems: 1,
-        maxItems: 1,
-      },
-      NO_ENV,
-      ['args'],
-    ),
-    requiredOauthProviders: [],
-    // The pool connects lazily: listing tools never reaches this (unroutable) database.
-    snapshotLaunch: () => ({ args: [`postgresql://${PLACEHOLDER}@127.0.0.1:9/${PLACEHOLDER}`], env: {} }),
-  },
-  {
-    slug: 'sequential-thinking',
-    packageName: '@modelcontextprotocol/server-sequential-thinking',
-    version: '2026.8.31',
-    displayName: 'Sequential Thinking',
-    description: 'A single tool for step-by-step problem solving: numbered thoughts that can be revised or branched.',
-    configSchema: configSchema(
-      NO_ARGS,
-      envObject({
-        DISABLE_THOUGHT_LOGGING: {
-          type: 'string',
-          description: 'Set to "true" to stop the server from printing each thought to its stderr log.',
-          enum: ['true', 'false'],
-          default: 'false',
-        },
-      }),
-    ),
-    requiredOauthProviders: [],
-    snapshotLaunch: noLaunch,
-  },
-  {
-    slug: 'slack',
-    packageName: '@modelcontextprotocol/server-slack',
-    version: '2025.4.25',
-    displayName: 'Slack',
-    description: 'Lists channels and users, reads history and threads, posts messages, replies and reactions in one Slack workspace (archived reference server).',
-    // The bot token (SLACK_BOT_TOKEN) comes from the Slack connection, never from the config.
-    configSchema: configSchema(
-      NO_ARGS,
-      envObject(
-        {
-          SLACK_TEAM_ID: {
-            type: 'string',
-            description: 'ID of the Slack workspace (starts with T).',
-            pattern: '^T[A-Z0-9]+$',
-          },
-          SLACK_CHANNEL_IDS: {
-            type: 'string',
-            description: 'Comma-separated channel IDs that slack_list_channels returns; unset, it lists every public channel.',
-            pattern: '^[A-Z0-9]+( *, *[A-Z0-9]+)*$',
-          },
-        },
-        ['SLACK_TEAM_ID'],
-      ),
-      ['env'],
-    ),
-    requiredOauthProviders: ['slack'],
-    // Token and team are only checked for presence at start; listing needs no network.
-    snapshotLaunch: () => ({ args: [], env: { SLACK_BOT_TOKEN: PLACEHOLDER, SLACK_TEAM_ID: PLACEHOLDER } }),
-  },
-];
+// The launch of one server for the snapshot, with ${scratch} and ${placeholder} filled in.
+function launchOf(server: CatalogServer, scratch: string): CatalogServer['snapshotLaunch'] {
+  const fill = (text: string) => text.split('${scratch}').join(scratch).split('${placeholder}').join(PLACEHOLDER);
+  const { args, env, files } = server.snapshotLaunch;
+  return {
+    args: args.map(fill),
+    env: Object.fromEntries(Object.entries(env).map(([name, value]) => [name, fill(value)])),
+    ...(files ? { files: Object.fromEntries(Object.entries(files).map(([name, content]) => [fill(name), content])) } : {}),
+  };
+}
 
 // What the catalog pins of one tool: what the model is shown and what the grant scopes read.
 // title, outputSchema, execution, icons and _meta are left out: they change no call's meaning.
@@ -392,7 +166,7 @@ function binPath(prefix: string, packageName: string): string {
 
 async function snapshot(server: CatalogServer, prefix: string, scratchRoot: string): Promise<Snapshot> {
   const scratch = await mkdtemp(path.join(scratchRoot, `${server.slug}-`));
-  const launch = server.snapshotLaunch(scratch);
+  const launch = launchOf(server, scratch);
   for (const [name, content] of Object.entries(launch.files ?? {})) {
     const file = path.join(scratch, name);
     await mkdir(path.dirname(file), { recursive: true });
@@ -489,6 +263,7 @@ const COLUMNS = [
   'display_name',
   'description',
   'docker_image_url',
+  'oci_image',
   'version',
   'transport_type',
   'capabilities',
@@ -504,6 +279,7 @@ function upsert({ server, capabilities, tools }: Snapshot): string {
     textLiteral(server.displayName),
     textLiteral(server.description),
     textLiteral(`npm:${server.packageName}@${server.version}`),
+    server.ociImage === null ? 'null' : textLiteral(server.ociImage),
     textLiteral(server.version),
     textLiteral('stdio'),
     jsonbLiteral(sortKeys(capabilities)),
@@ -535,7 +311,7 @@ function seedFile(snapshots: Snapshot[]): string {
 }
 
 async function main(): Promise<void> {
-  const servers = SERVERS.map((s) => CatalogServer.parse(s)).sort((a, b) => compareCodePoints(a.slug, b.slug));
+  const servers = z.array(CatalogServer).parse(JSON.parse(readFileSync(SERVERS_FILE, 'utf8'))).sort((a, b) => compareCodePoints(a.slug, b.slug));
   const slugs = servers.map((s) => s.slug);
   const duplicate = slugs.find((s, i) => slugs.indexOf(s) !== i);
   if (duplicate !== undefined) throw new Error(`catalog-snapshot: slug ${duplicate} is listed twice`);

@@ -2,7 +2,9 @@
 -- pg_net's SQL API for a plain PostgreSQL: the same functions, signatures, defaults and tables.
 -- A request is a row in net.http_request_queue, so it exists for the sender only once its
 -- transaction commits (a rollback sends nothing), exactly as with pg_net. The sender is
--- scripts/pg-net-worker.ts; it records each outcome in net._http_response as pg_net does.
+-- scripts/pg-net/worker.ts; it records each outcome in net._http_response as pg_net does. Both
+-- tables and the id sequence are unlogged, as pg_net's are: a crash empties them and the ids
+-- start again at 1 (PostgreSQL 15 makes a serial of an unlogged table unlogged too).
 
 create schema net;
 revoke all on schema net from public;
@@ -63,8 +65,9 @@ as $$
 declare
   v_id bigint;
 begin
-  if p_url is null or p_url !~* '^https?://' then
-    raise exception using errcode = '22023', message = format('pg_net: invalid url %L', p_url);
+  -- Any URL is queued, as pg_net does; the worker fails a non-HTTP one at send ("Unsupported protocol").
+  if p_url is null then
+    raise exception using errcode = '22023', message = 'pg_net: the url must not be null';
   end if;
   if p_timeout is null or p_timeout < 1 then
     raise exception using errcode = '22023', message = 'pg_net: timeout_milliseconds must be positive';

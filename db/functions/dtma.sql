@@ -2,12 +2,13 @@
 -- harvest of pg_net's responses (success, DTMA-reported errors under a 201, 4xx, 5xx, timeouts,
 -- lost responses; retries with exponential backoff), and the health poll that reconciles drift.
 
--- The DTMA group of an instance: one instance per group, so removing one removes only it.
-create function private.dtma_group_id(p_instance_id uuid) returns text
+-- The DTMA group of an instance: one instance per group, so removing one removes only it; named
+-- under its toolbox, so that two toolboxes on one DTMA never take each other's groups for orphans.
+create function private.dtma_group_id(p_toolbox_id uuid, p_instance_id uuid) returns text
 language sql immutable
 set search_path = pg_catalog, pg_temp
-as $$ select 'mcp-' || p_instance_id::text $$;
-comment on function private.dtma_group_id(uuid) is 'The DTMA group id of an instance (one instance per group).';
+as $$ select 'mcp-' || p_toolbox_id::text || '-' || p_instance_id::text $$;
+comment on function private.dtma_group_id(uuid, uuid) is 'The DTMA group id of an instance: under its toolbox, one instance per group.';
 
 -- Parses text as JSON, or null when it is not JSON.
 create function private.try_jsonb(p_text text) returns jsonb
@@ -56,14 +57,17 @@ begin
     -- The same for every attempt of this request, and for no other request.
     'Idempotency-Key', format('%s:%s', v_req.idempotency_key, v_req.id),
     'X-Attempt', (v_req.attempt + 1)::text);
-  v_net := case v_req.method
-    when 'GET' then net.http_get(url => v_url, headers => v_headers, timeout_milliseconds => v_req.timeout_ms)
-    when 'POST' then net.http_post(url => v_url, body => private.dtma_wire_body(v_req), headers => v_headers,
+  v_net := case
+    -- A deploy whose answer was lost: first ask whether its group runs (docs/DTMA.md).
+    when v_req.check_first then net.http_get(url => v_toolbox.dtma_base_url || '/mcp/health/' || (v_req.body ->> 'groupId'),
+                                             headers => v_headers, timeout_milliseconds => v_req.timeout_ms)
+    when v_req.method = 'GET' then net.http_get(url => v_url, headers => v_headers, timeout_milliseconds => v_req.timeout_ms)
+    when v_req.method = 'POST' then net.http_post(url => v_url, body => private.dtma_wire_body(v_req), headers => v_headers,
                                    timeout_milliseconds => v_req.timeout_ms)
-    when 'DELETE' then net.http_delete(url => v_url, headers => v_headers, timeout_milliseconds => v_req.timeout_ms)
+    when v_req.method = 'DELETE' then net.http_delete(url => v_url, headers => v_headers, timeout_milliseconds => v_req.timeout_ms)
   end;
   update public.dtma_requests r
-     set state = 'sent', attempt = r.attempt + 1, net_request_id = v_net, sent_at = now()
+     set state = 'sent', attempt = r.attempt + 1, net_request_id = v_net, sent_at = now(), net_epoch = private.net_epoch()
    where r.id = p_request_id;
   return true;
 end $$;
@@ -131,19 +135,48 @@ end $$;
 comment on function private.dtma_enqueue(uuid, uuid, text, text, text, jsonb, text, integer, integer) is
   'Queues a DTMA request (deduplicated by idempotency key among open ones) and sends it when the instance has none in flight.';
 
+-- One server of a deploy body, in the toolbox's dialect. The instance configuration was checked
+-- against the catalog's schema; only its env and args reach the container, never raw options.
+-- project: the local DTMA runs the npm package with baseConfigOverrideJson's env and args.
+-- upstream: dtma-agent pulls an OCI image and spreads baseConfigOverrideJson into Docker's
+-- create options, so env and args go as Docker's Env and Cmd; its transports are stdio|sse|websocket.
+create function private.dtma_server_spec(p_instance_id uuid) returns jsonb
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select jsonb_strip_nulls(jsonb_build_object(
+           'accountToolInstanceId', i.id, 'instanceNameOnToolbox', i.instance_name_on_toolbox,
+           'mcpEndpointPath', i.mcp_endpoint_path, 'mcpServerCapabilities', i.mcp_server_capabilities,
+           'mcpDiscoveryMetadata', i.mcp_discovery_metadata,
+           'requiredOAuthProviders', case when cardinality(c.required_oauth_providers) > 0 then to_jsonb(c.required_oauth_providers) end))
+         || case t.dtma_dialect
+              when 'upstream' then jsonb_build_object(
+                'dockerImageUrl', coalesce(c.oci_image, c.docker_image_url),
+                'mcpTransportType', case when i.mcp_transport_type::text in ('stdio', 'sse', 'websocket') then i.mcp_transport_type::text else 'stdio' end,
+                'environmentVariables', coalesce(i.configuration -> 'env', '{}'::jsonb),
+                'baseConfigOverrideJson', jsonb_strip_nulls(jsonb_build_object(
+                  'Env', (select coalesce(jsonb_agg(e.key || '=' || e.value order by e.key), '[]'::jsonb)
+                            from jsonb_each_text(coalesce(i.configuration -> 'env', '{}'::jsonb)) e),
+                  'Cmd', case when jsonb_array_length(coalesce(i.configuration -> 'args', '[]'::jsonb)) > 0 then i.configuration -> 'args' end)))
+              else jsonb_build_object(
+                'dockerImageUrl', c.docker_image_url, 'mcpTransportType', i.mcp_transport_type,
+                'baseConfigOverrideJson', i.configuration)
+            end
+    from public.account_tool_instances i
+    join public.mcp_server_catalog c on c.id = i.catalog_id
+    join public.account_tool_environments t on t.id = i.account_tool_environment_id
+   where i.id = p_instance_id
+$$;
+comment on function private.dtma_server_spec(uuid) is 'One server of a POST /mcp/groups body, in the dialect of the instance''s toolbox.';
+
 -- The deploy body of the DTMA contract for one instance, in its own group.
 create function private.dtma_deploy_body(p_instance_id uuid) returns jsonb
 language sql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select jsonb_build_object('groupId', private.dtma_group_id(i.id), 'servers', jsonb_build_array(jsonb_strip_nulls(jsonb_build_object(
-           'accountToolInstanceId', i.id, 'instanceNameOnToolbox', i.instance_name_on_toolbox,
-           'dockerImageUrl', c.docker_image_url, 'mcpEndpointPath', i.mcp_endpoint_path,
-           'mcpTransportType', i.mcp_transport_type, 'mcpServerCapabilities', i.mcp_server_capabilities,
-           'mcpDiscoveryMetadata', i.mcp_discovery_metadata, 'baseConfigOverrideJson', i.configuration,
-           'requiredOAuthProviders', case when cardinality(c.required_oauth_providers) > 0 then to_jsonb(c.required_oauth_providers) end))))
+  select jsonb_build_object('groupId', private.dtma_group_id(i.account_tool_environment_id, i.id),
+                            'servers', jsonb_build_array(private.dtma_server_spec(i.id)))
     from public.account_tool_instances i
-    join public.mcp_server_catalog c on c.id = i.catalog_id
    where i.id = p_instance_id
 $$;
 comment on function private.dtma_deploy_body(uuid) is 'The POST /mcp/groups body for one instance.';
@@ -155,13 +188,13 @@ language plpgsql security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_group text := private.dtma_group_id(new.id);
+  v_group text := private.dtma_group_id(new.account_tool_environment_id, new.id);
 begin
   if new.status not in ('deploying', 'stopping', 'removing') then
     return null;
   end if;
   update public.dtma_requests r set state = 'abandoned', completed_at = now(), last_error = format('superseded by %s', new.status)
-   where r.instance_id = new.id and r.state = 'queued' and r.operation in ('deploy', 'restart', 'stop', 'remove');
+   where r.instance_id = new.id and r.state = 'queued' and r.operation in ('deploy', 'restart', 'stop', 'remove', 'health');
   if new.status = 'deploying' and old.status in ('running', 'unhealthy') then
     perform private.dtma_enqueue(new.account_tool_environment_id, new.id, 'restart', 'POST',
       format('/mcp/servers/%s/restart', new.instance_name_on_toolbox), '{}'::jsonb, format('restart:%s', new.id));
@@ -222,130 +255,261 @@ end $$;
 comment on function public.deploy_mcp_server_to_dtma(uuid) is
   'Admins: deploys the instance on its toolbox through DTMA (pg_net). Idempotent while a deployment is under way. Returns the instance and its latest DTMA request.';
 
--- Outcome handlers, called by the harvest per operation: (request, ok, error). The cause of the
--- transition (dtma_response or timeout) is in mcp.dtma_cause. An instance that has moved on
--- meanwhile (a stop during a deployment) is left as it is.
-create function private.dtma_on_deploy(p_request public.dtma_requests, p_ok boolean, p_error text) returns void
+-- What one DTMA answer means, for both dialects (docs/DTMA.md): a pure function of the request's
+-- operation and the answer pg_net recorded. Outcomes:
+--   ok          the DTMA did it (a stop or removal answered "not found" is done: the group is gone)
+--   transient   worth sending again: no HTTP answer (whatever pg_net's wording), 408, 429, 5xx, or
+--               a deployment that failed for a cause that passes (the Docker daemon unreachable)
+--   permanent   refused for good
+--   declined    a restart the DTMA would not do (cooldown, restart cap, unknown): nothing changed
+--   unconfirmed a credentials refresh the DTMA accepted without saying it was applied
+--   absent      the group asked about does not run (a health check, or the check before a resend)
+create function private.dtma_classify(
+  p_operation text, p_check_first boolean, p_status_code integer, p_body jsonb, p_content text,
+  p_timed_out boolean, p_error_msg text, p_timeout_ms integer, out outcome text, out error text
+) returns record
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_said text := coalesce(p_body ->> 'error', p_body ->> 'message', left(p_content, 500), '');
+  v_refused boolean := coalesce(p_body ->> 'success' = 'false', false);
+  v_errors jsonb := case when jsonb_typeof(p_body #> '{data,errors}') = 'object' then p_body #> '{data,errors}' else '{}'::jsonb end;
+  v_not_found boolean := p_status_code = 404 or concat_ws(' ', p_body ->> 'error', p_body ->> 'message') ~* 'not found';
+  v_health jsonb := p_body #> '{data,health,instances}';
+begin
+  if coalesce(p_timed_out, false) then
+    outcome := 'transient'; error := format('timed out after %s ms', p_timeout_ms);
+  elsif p_status_code is null then
+    outcome := 'transient'; error := 'no HTTP answer: ' || coalesce(p_error_msg, 'unknown error');
+  elsif p_operation in ('health', 'deploy') and (p_check_first or p_operation = 'health') and v_not_found then
+    outcome := 'absent'; error := v_said;
+  elsif p_check_first and p_status_code between 200 and 299 then
+    -- The group of a deploy whose answer was lost: it runs (done), is still starting (ask again),
+    -- or DTMA keeps it failed.
+    select 'permanent', string_agg(e.key || ': ' || coalesce(e.value ->> 'errorMessage', e.value ->> 'status'), '; ' order by e.key)
+      into outcome, error
+      from jsonb_each(case when jsonb_typeof(v_health) = 'object' then v_health else '{}'::jsonb end) e
+     where e.value ->> 'status' = 'error';
+    if error is null and exists (select from jsonb_each(case when jsonb_typeof(v_health) = 'object' then v_health else '{}'::jsonb end) e
+                                  where e.value ->> 'status' in ('pending', 'pulling', 'starting')) then
+      outcome := 'transient'; error := 'DTMA is still deploying its group';
+    elsif error is null then
+      outcome := 'ok';
+    end if;
+  elsif p_operation in ('stop', 'remove') and v_not_found then
+    outcome := 'ok'; error := null;
+  elsif p_operation = 'restart' and (p_status_code between 400 and 499 or (p_status_code between 200 and 299 and v_refused)) then
+    outcome := 'declined'; error := v_said;
+  elsif p_status_code between 200 and 299 and p_operation = 'deploy' and (v_errors <> '{}'::jsonb or v_refused) then
+    error := coalesce((select string_agg(e.key || ': ' || e.value, '; ' order by e.key) from jsonb_each_text(v_errors) e), v_said);
+    -- DTMA reports every failure under a 201; a daemon or network that is down passes, the rest does not.
+    outcome := case when error ~* '(connect (ENOENT|ECONNREFUSED|ETIMEDOUT)|ECONNRESET|EAI_AGAIN|socket hang up|docker daemon|\(HTTP code 5[0-9][0-9]\)|timed? ?out)'
+                    then 'transient' else 'permanent' end;
+  elsif p_status_code between 200 and 299 and v_refused then
+    outcome := 'permanent'; error := coalesce(nullif(v_said, ''), 'DTMA reported a failure');
+  elsif p_status_code between 200 and 299 and p_operation = 'credentials_refresh'
+        and not coalesce(p_body #>> '{data,status}' in ('refreshed', 'stored') or p_body #>> '{data,restarted}' = 'true', false) then
+    outcome := 'unconfirmed'; error := format('DTMA answered %s without saying the credentials were applied',
+                                             coalesce(p_body #>> '{data,status}', 'success'));
+  elsif p_status_code between 200 and 299 then
+    outcome := 'ok'; error := null;
+  else
+    outcome := case when p_status_code in (408, 429) or p_status_code >= 500 then 'transient' else 'permanent' end;
+    error := format('HTTP %s: %s', p_status_code, left(v_said, 500));
+  end if;
+end $$;
+comment on function private.dtma_classify(text, boolean, integer, jsonb, text, boolean, text, integer) is
+  'What a DTMA answer means for an operation: ok, transient, permanent, declined, unconfirmed or absent, with the reason.';
+
+-- Outcome handlers, called by private.dtma_dispatch per operation with (request, outcome, error,
+-- cause). An instance that has moved on meanwhile (a stop during a deployment) is left as it is.
+create function private.dtma_on_deploy(p_request public.dtma_requests, p_outcome text, p_error text, p_cause text) returns void
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_instance public.account_tool_instances;
-  v_cause text := coalesce(nullif(current_setting('mcp.dtma_cause', true), ''), 'dtma_response');
 begin
   select * into v_instance from public.account_tool_instances i where i.id = p_request.instance_id for update;
   if not found or v_instance.status <> 'deploying' then
     return;
   end if;
-  if p_ok then
+  if p_outcome = 'ok' then
+    -- The project's DTMA relays each server's MCP endpoint; the upstream one has no such route.
     update public.account_tool_instances i
-       set endpoint_url = (select t.dtma_base_url from public.account_tool_environments t where t.id = i.account_tool_environment_id)
-                          || format('/mcp/servers/%s/mcp', i.instance_name_on_toolbox),
+       set endpoint_url = (select case t.dtma_dialect when 'project' then t.dtma_base_url || format('/mcp/servers/%s/mcp', i.instance_name_on_toolbox) end
+                             from public.account_tool_environments t where t.id = i.account_tool_environment_id),
            health_status = 'unknown'
      where i.id = v_instance.id;
-    perform private.apply_instance_event(v_instance.id, 'deployed', v_cause);
+    perform private.apply_instance_event(v_instance.id, 'deployed', p_cause);
+  elsif p_request.operation = 'restart' then
+    -- A restart that did not happen leaves the server as it ran; the health poll says how that is.
+    perform private.apply_instance_event(v_instance.id, 'restart_declined', p_cause, 'restart declined: ' || coalesce(p_error, 'no reason given'));
   else
-    perform private.apply_instance_event(v_instance.id, 'deploy_failed', v_cause, p_error);
+    perform private.apply_instance_event(v_instance.id, 'deploy_failed', p_cause, p_error);
   end if;
 end $$;
-comment on function private.dtma_on_deploy(public.dtma_requests, boolean, text) is 'Harvest handler: a deployment succeeded (running) or failed.';
-
-create function private.dtma_on_restart(p_request public.dtma_requests, p_ok boolean, p_error text) returns void
-language sql volatile security definer
-set search_path = pg_catalog, pg_temp
-as $$ select private.dtma_on_deploy(p_request, p_ok, p_error) $$;
-comment on function private.dtma_on_restart(public.dtma_requests, boolean, text) is 'Harvest handler: a restart is a deployment.';
+comment on function private.dtma_on_deploy(public.dtma_requests, text, text, text) is
+  'Harvest handler of a deploy or restart: running, failed, or (a restart declined) running as before.';
 
 -- Completes a stop or a removal: when the instance is still in p_while, moves it by p_ok_event
 -- or p_failed_event; an instance that has moved on meanwhile is left as it is.
-create function private.dtma_finish(p_request public.dtma_requests, p_ok boolean, p_error text,
+create function private.dtma_finish(p_request public.dtma_requests, p_ok boolean, p_error text, p_cause text,
                                     p_while public.mcp_server_status, p_ok_event text, p_failed_event text) returns void
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
   if exists (select from public.account_tool_instances i where i.id = p_request.instance_id and i.status = p_while) then
-    perform private.apply_instance_event(p_request.instance_id, case when p_ok then p_ok_event else p_failed_event end,
-      coalesce(nullif(current_setting('mcp.dtma_cause', true), ''), 'dtma_response'), p_error);
+    perform private.apply_instance_event(p_request.instance_id, case when p_ok then p_ok_event else p_failed_event end, p_cause, p_error);
   end if;
 end $$;
-comment on function private.dtma_finish(public.dtma_requests, boolean, text, public.mcp_server_status, text, text) is
+comment on function private.dtma_finish(public.dtma_requests, boolean, text, text, public.mcp_server_status, text, text) is
   'Harvest helper: applies the outcome of a stop or removal to an instance still waiting for it.';
 
-create function private.dtma_on_stop(p_request public.dtma_requests, p_ok boolean, p_error text) returns void
-language sql volatile security definer
-set search_path = pg_catalog, pg_temp
-as $$ select private.dtma_finish(p_request, p_ok, p_error, 'stopping', 'stopped', 'stop_failed') $$;
-comment on function private.dtma_on_stop(public.dtma_requests, boolean, text) is 'Harvest handler: a stop succeeded (stopped) or failed.';
-
-create function private.dtma_on_remove(p_request public.dtma_requests, p_ok boolean, p_error text) returns void
-language sql volatile security definer
-set search_path = pg_catalog, pg_temp
-as $$ select private.dtma_finish(p_request, p_ok, p_error, 'removing', 'removed', 'remove_failed') $$;
-comment on function private.dtma_on_remove(public.dtma_requests, boolean, text) is 'Harvest handler: a removal succeeded (removed) or failed.';
-
--- Health poll outcome: the toolbox answers (active) or not (unresponsive); each instance's
--- status and health are reconciled with what DTMA reports; groups DTMA runs for instances the
--- database holds stopped or removed are removed.
-create function private.dtma_on_status(p_request public.dtma_requests, p_ok boolean, p_error text) returns void
+-- Toolbox liveness from GET /mcp/status: it answers (active) or not (unresponsive, its servers
+-- unhealthy). The answer also tells the dialect: the project's lists its groups under data; the
+-- upstream one is shadowed by a handler answering docker ps text. Only a group listing can be
+-- swept for orphans, and only this toolbox's own groups (named under it).
+create function private.dtma_on_status(p_request public.dtma_requests, p_outcome text, p_error text) returns void
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_instance public.account_tool_instances;
-  v_groups jsonb := coalesce(p_request.response #> '{data,groups}', '{}'::jsonb);
-  v_seen jsonb;
+  v_groups jsonb := p_request.response #> '{data,groups}';
+  v_prefix text := 'mcp-' || p_request.toolbox_id::text || '-';
   v_group text;
+  v_id uuid;
 begin
-  if not p_ok then
+  if p_outcome <> 'ok' then
     update public.account_tool_environments t set status = 'unresponsive', last_error = p_error
      where t.id = p_request.toolbox_id and t.status <> 'disabled';
-    for v_instance in select * from public.account_tool_instances i
-                       where i.account_tool_environment_id = p_request.toolbox_id and i.status = 'running' for update loop
-      perform private.apply_instance_event(v_instance.id, 'health_bad', 'health_poll', format('DTMA did not answer: %s', p_error));
+    for v_id in select i.id from public.account_tool_instances i
+                 where i.account_tool_environment_id = p_request.toolbox_id and i.status = 'running' for update loop
+      perform private.apply_instance_event(v_id, 'health_bad', 'health_poll', format('DTMA did not answer: %s', p_error));
     end loop;
     return;
   end if;
-  update public.account_tool_environments t set status = 'active', last_heartbeat_at = now(), last_error = null
+  update public.account_tool_environments t
+     set status = 'active', last_heartbeat_at = now(), last_error = null,
+         dtma_dialect = case when jsonb_typeof(v_groups) = 'object' then 'project'
+                             when jsonb_typeof(p_request.response -> 'mcp_servers') = 'string' then 'upstream'
+                             else t.dtma_dialect end
    where t.id = p_request.toolbox_id and t.status <> 'disabled';
-
-  for v_instance in select * from public.account_tool_instances i
-                     where i.account_tool_environment_id = p_request.toolbox_id and i.status in ('running', 'unhealthy')
-                     for update loop
-    v_seen := v_groups -> private.dtma_group_id(v_instance.id) -> 'instances' -> v_instance.instance_name_on_toolbox;
-    update public.account_tool_instances i
-       set health_status = coalesce((v_seen ->> 'healthStatus')::public.mcp_health_status, 'unknown'),
-           last_health_check_at = now(),
-           endpoint_url = coalesce(v_seen ->> 'mcpEndpoint', i.endpoint_url)
-     where i.id = v_instance.id;
-    if v_seen is null or v_seen ->> 'status' in ('stopped', 'stopping') then
-      perform private.apply_instance_event(v_instance.id, 'drift_stopped', 'health_poll',
-        coalesce('DTMA reports it ' || (v_seen ->> 'status'), 'DTMA does not run it'));
-    elsif v_instance.status = 'running' and (v_seen ->> 'status' = 'error' or v_seen ->> 'healthStatus' = 'unhealthy') then
-      perform private.apply_instance_event(v_instance.id, 'health_bad', 'health_poll',
-        coalesce(v_seen ->> 'errorMessage', 'DTMA reports it unhealthy'));
-    elsif v_instance.status = 'unhealthy' and v_seen ->> 'status' = 'running' and v_seen ->> 'healthStatus' = 'healthy' then
-      perform private.apply_instance_event(v_instance.id, 'health_ok', 'health_poll');
-    end if;
-  end loop;
-
-  -- Orphans: groups DTMA runs that the database holds stopped, failed or removed (or never knew).
+  if jsonb_typeof(v_groups) is distinct from 'object' then
+    return;
+  end if;
   for v_group in select g from jsonb_object_keys(v_groups) g
-                  where not exists (select from public.account_tool_instances i
-                                     where private.dtma_group_id(i.id) = g and i.account_tool_environment_id = p_request.toolbox_id
+                  where starts_with(g, v_prefix)
+                    and not exists (select from public.account_tool_instances i
+                                     where private.dtma_group_id(i.account_tool_environment_id, i.id) = g
+                                       and i.account_tool_environment_id = p_request.toolbox_id
                                        and i.status in ('deploying', 'running', 'unhealthy', 'stopping', 'removing')) loop
     perform private.dtma_enqueue(p_request.toolbox_id, null, 'remove', 'DELETE',
       format('/mcp/groups/%s?forceRemove=true', v_group), null, format('orphan:%s:%s', p_request.toolbox_id, v_group));
   end loop;
 end $$;
-comment on function private.dtma_on_status(public.dtma_requests, boolean, text) is
-  'Harvest handler of the health poll: toolbox liveness, instance health and drift, orphan groups.';
+comment on function private.dtma_on_status(public.dtma_requests, text, text) is
+  'Harvest handler of GET /mcp/status: toolbox liveness, its DTMA dialect, and removal of its own orphan groups.';
 
--- Harvests pg_net's responses for the outstanding DTMA requests, in a batch: success, an error
--- DTMA reports under a 201, 4xx and 5xx, timed out, lost (no response after the timeout plus a
--- margin). Transient failures are retried with exponential backoff up to max_attempts; then
--- the request fails, the instance goes to failed and keeps the last error. Scheduled with
--- pg_cron and callable directly; returns what it did.
+-- An instance's health from GET /mcp/health/:groupId (both dialects have it). An answer it
+-- cannot read makes health unknown with the reason, never stopped; "not found" means the DTMA
+-- does not run the group. A report of the server started after an unconfirmed credentials
+-- refresh confirms that refresh.
+create function private.dtma_on_health(p_request public.dtma_requests, p_outcome text, p_error text) returns void
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_instance public.account_tool_instances;
+  v_seen jsonb;
+  v_refresh public.dtma_requests;
+begin
+  select * into v_instance from public.account_tool_instances i where i.id = p_request.instance_id for update;
+  if not found or v_instance.status not in ('running', 'unhealthy') then
+    return;
+  end if;
+  if p_outcome = 'absent' then
+    perform private.apply_instance_event(v_instance.id, 'drift_stopped', 'health_poll', 'DTMA does not run its group');
+    return;
+  end if;
+  v_seen := p_request.response #> array['data', 'health', 'instances', v_instance.instance_name_on_toolbox];
+  if p_outcome <> 'ok' or jsonb_typeof(v_seen) is distinct from 'object' then
+    update public.account_tool_instances i
+       set health_status = 'unknown', last_health_check_at = now(),
+           last_error = left('health unknown: ' || coalesce(p_error, 'unreadable answer: ' || left(p_request.response::text, 300)), 1000)
+     where i.id = v_instance.id;
+    return;
+  end if;
+  update public.account_tool_instances i
+     set health_status = case when v_seen ->> 'healthStatus' in ('healthy', 'unhealthy', 'unknown')
+                              then (v_seen ->> 'healthStatus')::public.mcp_health_status else 'unknown' end,
+         last_health_check_at = now()
+   where i.id = v_instance.id;
+  if v_seen ->> 'status' in ('stopped', 'stopping') then
+    perform private.apply_instance_event(v_instance.id, 'drift_stopped', 'health_poll', 'DTMA reports it ' || (v_seen ->> 'status'));
+    return;
+  elsif v_instance.status = 'running' and (v_seen ->> 'status' = 'error' or v_seen ->> 'healthStatus' = 'unhealthy') then
+    perform private.apply_instance_event(v_instance.id, 'health_bad', 'health_poll', coalesce(v_seen ->> 'errorMessage', 'DTMA reports it unhealthy'));
+  elsif v_instance.status = 'unhealthy' and v_seen ->> 'status' = 'running' and v_seen ->> 'healthStatus' = 'healthy' then
+    perform private.apply_instance_event(v_instance.id, 'health_ok', 'health_poll');
+  end if;
+  for v_refresh in select r.* from public.dtma_requests r
+                    where r.instance_id = v_instance.id and r.state = 'unconfirmed'
+                      and private.try_timestamptz(v_seen ->> 'startTime') > r.sent_at
+                    for update loop
+    update public.dtma_requests r set state = 'succeeded', completed_at = now(),
+           last_error = 'confirmed by a health report of the server started after it'
+     where r.id = v_refresh.id returning * into v_refresh;
+    perform private.dtma_dispatch(v_refresh, 'ok', null, 'health_poll');
+  end loop;
+end $$;
+comment on function private.dtma_on_health(public.dtma_requests, text, text) is
+  'Harvest handler of GET /mcp/health/:groupId: instance health and drift; confirms credentials refreshes the server restarted for.';
+
+-- Parses text as a timestamp, or null.
+create function private.try_timestamptz(p_text text) returns timestamptz
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return p_text::timestamptz;
+exception when others then
+  return null;
+end $$;
+comment on function private.try_timestamptz(text) is 'p_text as timestamptz, or null when it does not parse.';
+
+-- Calls the handler of a request's operation: a static case, so an operation without a handler
+-- fails loudly here (and in db/tests/dtma.test.sql) rather than being skipped. A handler that
+-- fails must not stall the batch: its effects roll back, the reason is kept on the request.
+create function private.dtma_dispatch(p_request public.dtma_requests, p_outcome text, p_error text, p_cause text) returns void
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  case p_request.operation
+    when 'deploy', 'restart' then perform private.dtma_on_deploy(p_request, p_outcome, p_error, p_cause);
+    when 'stop' then perform private.dtma_finish(p_request, p_outcome = 'ok', p_error, p_cause, 'stopping', 'stopped', 'stop_failed');
+    when 'remove' then perform private.dtma_finish(p_request, p_outcome = 'ok', p_error, p_cause, 'removing', 'removed', 'remove_failed');
+    when 'status' then perform private.dtma_on_status(p_request, p_outcome, p_error);
+    when 'health' then perform private.dtma_on_health(p_request, p_outcome, p_error);
+    when 'credentials_refresh' then perform private.dtma_on_credentials_refresh(p_request, p_outcome = 'ok', p_error);
+  end case;
+exception when others then
+  update public.dtma_requests r
+     set last_error = left(concat_ws('; ', r.last_error, format('handler failed: %s (%s)', sqlerrm, sqlstate)), 2000)
+   where r.id = p_request.id;
+end $$;
+comment on function private.dtma_dispatch(public.dtma_requests, text, text, text) is
+  'Applies a finished DTMA request to the database through its operation''s handler (static dispatch).';
+
+-- Harvests pg_net's responses for the outstanding DTMA requests, in a batch, through
+-- private.dtma_classify. A response counts only in the pg_net epoch of its send: after a crash
+-- pg_net's ids start again, so an older request is lost, never given a newer one's answer. Lost
+-- and transient outcomes are retried with exponential backoff up to max_attempts; a deploy whose
+-- answer was lost first asks DTMA whether its group runs. Unconfirmed credentials refreshes that
+-- no health report confirmed in time fail. Scheduled with pg_cron and callable directly.
 create function public.harvest_dtma_responses(
   p_limit integer default 500, p_lost_after interval default null, p_backoff_base interval default null
 ) returns jsonb
@@ -355,11 +519,13 @@ as $$
 declare
   v_req public.dtma_requests;
   v_res record;
+  v_found boolean;
   v_body jsonb;
   v_outcome text;
   v_error text;
   v_code integer;
   v_cause text;
+  v_epoch uuid := (select e.epoch from private.net_epoch e);
   v_succeeded integer := 0;
   v_failed integer := 0;
   v_retried integer := 0;
@@ -371,88 +537,97 @@ begin
   if not private.is_service_caller() then
     raise exception using errcode = '42501', message = 'only service_role harvests DTMA responses';
   end if;
+  for v_req in select r.* from public.dtma_requests r
+                where r.state = 'unconfirmed' and r.sent_at < now() - private.dtma_setting('confirm_within')::interval
+                for update skip locked loop
+    update public.dtma_requests r set state = 'failed', completed_at = now(),
+           last_error = format('not confirmed: no health report showed the server restarted within %s', private.dtma_setting('confirm_within'))
+     where r.id = v_req.id returning * into v_req;
+    perform private.dtma_dispatch(v_req, 'permanent', v_req.last_error, 'timeout');
+    v_failed := v_failed + 1;
+  end loop;
+
   for v_req in select r.* from public.dtma_requests r where r.state = 'sent' order by r.sent_at limit p_limit
                for update skip locked loop
-    select h.status_code, h.content, h.timed_out, h.error_msg into v_res
-      from net._http_response h where h.id = v_req.net_request_id order by h.created desc limit 1;
+    v_found := false;
+    if v_req.net_epoch is not distinct from v_epoch then
+      select h.status_code, h.content, h.timed_out, h.error_msg into v_res
+        from net._http_response h where h.id = v_req.net_request_id order by h.created desc limit 1;
+      v_found := found;
+    end if;
     v_body := null;
     v_code := null;
     v_cause := 'dtma_response';
-    if not found then
-      if now() < v_req.sent_at + make_interval(secs => v_req.timeout_ms / 1000.0) + v_lost_after then
+    if not v_found then
+      if v_req.net_epoch is not distinct from v_epoch
+         and now() < v_req.sent_at + make_interval(secs => v_req.timeout_ms / 1000.0) + v_lost_after then
         v_in_flight := v_in_flight + 1;
         continue;
       end if;
       v_outcome := 'transient';
       v_cause := 'timeout';
-      v_error := format('lost: no response %s after the %s ms timeout', v_lost_after, v_req.timeout_ms);
+      v_error := case when v_req.net_epoch is not distinct from v_epoch
+                      then format('lost: no response %s after the %s ms timeout', v_lost_after, v_req.timeout_ms)
+                      else 'lost: the database restarted after it was sent (pg_net''s queue and responses were reset)' end;
       v_lost := v_lost + 1;
     else
       v_code := v_res.status_code;
       v_body := private.try_jsonb(v_res.content);
+      select c.outcome, c.error into v_outcome, v_error
+        from private.dtma_classify(v_req.operation, v_req.check_first, v_code, v_body, v_res.content,
+                                   v_res.timed_out, v_res.error_msg, v_req.timeout_ms) c;
       if v_res.timed_out then
-        v_outcome := 'transient';
         v_cause := 'timeout';
-        v_error := format('timed out after %s ms', v_req.timeout_ms);
-      elsif v_code is null then
-        v_outcome := 'transient';
-        v_error := coalesce(v_res.error_msg, 'no response');
-      elsif v_code between 200 and 299 and v_req.operation = 'deploy'
-            and coalesce(v_body #> '{data,errors}', '{}'::jsonb) <> '{}'::jsonb then
-        v_outcome := 'permanent';
-        v_error := (select string_agg(e.key || ': ' || e.value, '; ' order by e.key) from jsonb_each_text(v_body #> '{data,errors}') e);
-      elsif v_code between 200 and 299 and v_body ->> 'success' = 'false' then
-        v_outcome := 'permanent';
-        v_error := coalesce(v_body ->> 'error', v_body ->> 'message', 'DTMA reported a failure');
-      elsif v_code between 200 and 299 or (v_code = 404 and v_req.operation in ('stop', 'remove')) then
-        v_outcome := 'ok';
-        v_error := null;
-      else
-        v_outcome := case when v_code in (408, 429) or v_code >= 500 then 'transient' else 'permanent' end;
-        v_error := format('HTTP %s: %s', v_code, left(coalesce(v_body ->> 'error', v_body ->> 'message', v_res.content, ''), 500));
       end if;
     end if;
 
-    if v_outcome = 'transient' and v_req.attempt < v_req.max_attempts then
-      update public.dtma_requests r
-         set state = 'queued', last_status_code = v_code, last_error = v_error,
-             next_attempt_at = now() + v_backoff * power(2, v_req.attempt - 1)
+    if v_outcome = 'absent' and v_req.check_first then
+      -- The group of a deploy whose answer was lost does not run: send the deploy itself now.
+      update public.dtma_requests r set state = 'queued', check_first = false, last_status_code = v_code,
+             last_error = 'its group does not run: sending the deploy again', next_attempt_at = now()
        where r.id = v_req.id;
       v_retried := v_retried + 1;
       continue;
     end if;
+    if v_outcome = 'transient' and v_req.attempt < v_req.max_attempts then
+      update public.dtma_requests r
+         set state = 'queued', last_status_code = v_code, last_error = v_error,
+             next_attempt_at = now() + v_backoff * power(2, v_req.attempt - 1),
+             -- No answer to a deploy: DTMA may have done it; a blind resend would break the group.
+             check_first = r.check_first or (r.operation = 'deploy' and v_code is null)
+       where r.id = v_req.id;
+      v_retried := v_retried + 1;
+      continue;
+    end if;
+    if v_outcome = 'unconfirmed' then
+      update public.dtma_requests r set state = 'unconfirmed', last_status_code = v_code, last_error = v_error, response = v_body
+       where r.id = v_req.id;
+      continue;
+    end if;
     update public.dtma_requests r
-       set state = case when v_outcome = 'ok' then 'succeeded' else 'failed' end::public.dtma_request_state,
+       set state = case when v_outcome in ('ok', 'absent') then 'succeeded' else 'failed' end::public.dtma_request_state,
            last_status_code = v_code, last_error = v_error, response = v_body, completed_at = now()
      where r.id = v_req.id
     returning * into v_req;
-    if v_outcome = 'ok' then v_succeeded := v_succeeded + 1; else v_failed := v_failed + 1; end if;
-    perform set_config('mcp.dtma_cause', v_cause, true);
-    if to_regprocedure(format('private.dtma_on_%s(public.dtma_requests, boolean, text)', v_req.operation)) is not null then
-      -- A handler that fails must not stall the batch: its effects roll back, the reason is kept.
-      begin
-        execute format('select private.%I($1, $2, $3)', 'dtma_on_' || v_req.operation) using v_req, v_outcome = 'ok', v_error;
-      exception when others then
-        update public.dtma_requests r
-           set last_error = left(concat_ws('; ', r.last_error, format('handler failed: %s (%s)', sqlerrm, sqlstate)), 2000)
-         where r.id = v_req.id;
-      end;
-    end if;
+    if v_outcome in ('ok', 'absent') then v_succeeded := v_succeeded + 1; else v_failed := v_failed + 1; end if;
+    perform private.dtma_dispatch(v_req, v_outcome, v_error, v_cause);
   end loop;
   return jsonb_build_object('succeeded', v_succeeded, 'failed', v_failed, 'retried', v_retried, 'lost', v_lost,
                             'in_flight', v_in_flight, 'sent', private.dtma_send_ready(p_limit));
 end $$;
 comment on function public.harvest_dtma_responses(integer, interval, interval) is
-  'Service: applies pg_net''s responses to outstanding DTMA requests (retries with backoff, lost after timeout + p_lost_after; defaults in private.dtma_config), sends what is due. Returns counts.';
+  'Service: applies pg_net''s responses to outstanding DTMA requests (same pg_net epoch only; retries with backoff, lost after timeout + p_lost_after; defaults in private.dtma_config), sends what is due. Returns counts.';
 
--- Queues a GET /mcp/status for every toolbox with something deployed (not retried: the next
--- poll is the retry). Scheduled with pg_cron.
+-- Queues the health poll (not retried: the next poll is the retry): GET /mcp/status per toolbox
+-- with something deployed (liveness, dialect, orphans), and GET /mcp/health/:groupId per server
+-- that should be running. Scheduled with pg_cron.
 create function public.poll_dtma_status() returns integer
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_toolbox uuid;
+  v_instance public.account_tool_instances;
   v_count integer := 0;
 begin
   if not private.is_service_caller() then
@@ -464,10 +639,16 @@ begin
                                    where i.account_tool_environment_id = t.id and i.status not in ('pending', 'removed')) loop
     perform private.dtma_enqueue(v_toolbox, null, 'status', 'GET', '/mcp/status', null, format('status:%s', v_toolbox), 1, 5000);
     v_count := v_count + 1;
+    for v_instance in select i.* from public.account_tool_instances i
+                       where i.account_tool_environment_id = v_toolbox and i.status in ('running', 'unhealthy') loop
+      perform private.dtma_enqueue(v_toolbox, v_instance.id, 'health', 'GET',
+        format('/mcp/health/%s', private.dtma_group_id(v_toolbox, v_instance.id)), null, format('health:%s', v_instance.id), 1, 5000);
+    end loop;
   end loop;
   return v_count;
 end $$;
-comment on function public.poll_dtma_status() is 'Service: queues a health poll (GET /mcp/status) for every toolbox with deployed servers. Returns how many.';
+comment on function public.poll_dtma_status() is
+  'Service: queues the health poll (GET /mcp/status per toolbox with deployed servers, GET /mcp/health/:groupId per running server). Returns how many toolboxes.';
 
 -- pg_cron 1.4 schedules by the minute; on Supabase (pg_cron 1.5+) '5 seconds' also works.
 select cron.schedule('mcp-dtma-harvest', '* * * * *', 'select public.harvest_dtma_responses()');

@@ -49,6 +49,8 @@ comment on table public.account_tool_environments is
   'Toolboxes: DTMA hosts of an organization. dtma_token_secret_id points into Vault; the token itself is never stored here.';
 comment on column public.account_tool_environments.last_error is 'The last DTMA error in full: platform admins only (organizations read last_error_summary).';
 create index account_tool_environments_created_by_idx on public.account_tool_environments (created_by);
+-- One toolbox per DTMA: two rows on one DTMA would each take the other's groups for orphans.
+create unique index account_tool_environments_dtma_base_url_idx on public.account_tool_environments (lower(dtma_base_url));
 
 create trigger account_tool_environments_touch before update on public.account_tool_environments
   for each row execute function private.touch_updated_at();

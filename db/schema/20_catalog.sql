@@ -8,6 +8,8 @@ create table public.mcp_server_catalog (
   display_name text not null,
   description text not null default '',
   docker_image_url text not null,
+  -- The OCI image a Docker toolbox (the upstream DTMA) pulls for the same server; null when none is published.
+  oci_image text check (oci_image ~ '^[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9._-]+)?(@sha256:[a-f0-9]{64})?$'),
   version text not null,
   transport_type text not null check (transport_type in ('stdio', 'sse', 'websocket', 'streamable_http')),
   capabilities jsonb not null default '{}' check (jsonb_typeof(capabilities) = 'object'),
@@ -27,6 +29,8 @@ comment on column public.mcp_server_catalog.oauth_token_env is
   'provider name -> environment variable: an instance using a connection of that provider gets its current access token there (read from Vault when DTMA is called).';
 comment on column public.mcp_server_catalog.config_schema is
   'JSON Schema of an instance''s configuration; a property marked "writeOnly": true is a secret: kept in Vault, never read back, sent to DTMA only.';
+comment on column public.mcp_server_catalog.oci_image is
+  'OCI image for Docker toolboxes (the official mcp/ images where they exist), beside docker_image_url''s npm package.';
 comment on column public.mcp_server_catalog.tool_manifest is
   'Array of {name, description, inputSchema, annotations, sha256}; sha256 is set by trigger from the canonical JSON of the rest.';
 

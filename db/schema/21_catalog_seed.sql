@@ -4,12 +4,13 @@
 -- its initialize capabilities and its complete tools/list. The database hashes each tool itself.
 
 -- brave-search: @modelcontextprotocol/server-brave-search@0.6.2, 2 tools
-insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
+insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, oci_image, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
 values (
   'brave-search',
   'Brave Search',
   'Web and local business search through the Brave Search API (archived reference server).',
   'npm:@modelcontextprotocol/server-brave-search@0.6.2',
+  'mcp/brave-search:latest',
   '0.6.2',
   'stdio',
   $json${
@@ -82,7 +83,8 @@ values (
         "BRAVE_API_KEY": {
           "description": "Brave Search API key (a secret: the server exits at start without it).",
           "minLength": 1,
-          "type": "string"
+          "type": "string",
+          "writeOnly": true
         }
       },
       "required": [
@@ -102,6 +104,7 @@ on conflict (name) do update set
   display_name = excluded.display_name,
   description = excluded.description,
   docker_image_url = excluded.docker_image_url,
+  oci_image = excluded.oci_image,
   version = excluded.version,
   transport_type = excluded.transport_type,
   capabilities = excluded.capabilities,
@@ -110,12 +113,13 @@ on conflict (name) do update set
   required_oauth_providers = excluded.required_oauth_providers;
 
 -- everything: @modelcontextprotocol/server-everything@2026.8.31, 13 tools
-insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
+insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, oci_image, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
 values (
   'everything',
   'Everything (MCP test server)',
   'Reference server that exercises every MCP feature: tools, resources, prompts, logging, sampling, elicitation. For testing clients, not for production agents.',
   'npm:@modelcontextprotocol/server-everything@2026.8.31',
+  'mcp/everything:latest',
   '2026.8.31',
   'stdio',
   $json${
@@ -497,6 +501,7 @@ on conflict (name) do update set
   display_name = excluded.display_name,
   description = excluded.description,
   docker_image_url = excluded.docker_image_url,
+  oci_image = excluded.oci_image,
   version = excluded.version,
   transport_type = excluded.transport_type,
   capabilities = excluded.capabilities,
@@ -505,12 +510,13 @@ on conflict (name) do update set
   required_oauth_providers = excluded.required_oauth_providers;
 
 -- filesystem: @modelcontextprotocol/server-filesystem@2026.8.31, 14 tools
-insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
+insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, oci_image, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
 values (
   'filesystem',
   'Filesystem',
   'Reads, writes, edits, moves and searches files, confined to the directories it is given.',
   'npm:@modelcontextprotocol/server-filesystem@2026.8.31',
+  'mcp/filesystem:latest',
   '2026.8.31',
   'stdio',
   $json${
@@ -915,6 +921,7 @@ on conflict (name) do update set
   display_name = excluded.display_name,
   description = excluded.description,
   docker_image_url = excluded.docker_image_url,
+  oci_image = excluded.oci_image,
   version = excluded.version,
   transport_type = excluded.transport_type,
   capabilities = excluded.capabilities,
@@ -923,12 +930,13 @@ on conflict (name) do update set
   required_oauth_providers = excluded.required_oauth_providers;
 
 -- gdrive: @modelcontextprotocol/server-gdrive@2025.1.14, 1 tools
-insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
+insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, oci_image, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
 values (
   'gdrive',
   'Google Drive',
   'Searches Google Drive and reads its files, exporting Google Docs, Sheets and Slides to text (archived reference server).',
   'npm:@modelcontextprotocol/server-gdrive@2025.1.14',
+  'mcp/gdrive:latest',
   '2025.1.14',
   'stdio',
   $json${
@@ -986,6 +994,7 @@ on conflict (name) do update set
   display_name = excluded.display_name,
   description = excluded.description,
   docker_image_url = excluded.docker_image_url,
+  oci_image = excluded.oci_image,
   version = excluded.version,
   transport_type = excluded.transport_type,
   capabilities = excluded.capabilities,
@@ -994,12 +1003,13 @@ on conflict (name) do update set
   required_oauth_providers = excluded.required_oauth_providers;
 
 -- github: @modelcontextprotocol/server-github@2025.4.8, 26 tools
-insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
+insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, oci_image, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
 values (
   'github',
   'GitHub',
   'Repositories, files, branches, issues, pull requests and code search on GitHub (archived reference server; GitHub now publishes its own).',
   'npm:@modelcontextprotocol/server-github@2025.4.8',
+  'mcp/github:latest',
   '2025.4.8',
   'stdio',
   $json${
@@ -2102,6 +2112,7 @@ on conflict (name) do update set
   display_name = excluded.display_name,
   description = excluded.description,
   docker_image_url = excluded.docker_image_url,
+  oci_image = excluded.oci_image,
   version = excluded.version,
   transport_type = excluded.transport_type,
   capabilities = excluded.capabilities,
@@ -2110,12 +2121,13 @@ on conflict (name) do update set
   required_oauth_providers = excluded.required_oauth_providers;
 
 -- memory: @modelcontextprotocol/server-memory@2026.8.31, 9 tools
-insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
+insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, oci_image, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
 values (
   'memory',
   'Knowledge Graph Memory',
   'Persistent memory as a knowledge graph of entities, relations and observations, kept in a JSON-lines file.',
   'npm:@modelcontextprotocol/server-memory@2026.8.31',
+  'mcp/memory:latest',
   '2026.8.31',
   'stdio',
   $json${
@@ -2471,6 +2483,7 @@ on conflict (name) do update set
   display_name = excluded.display_name,
   description = excluded.description,
   docker_image_url = excluded.docker_image_url,
+  oci_image = excluded.oci_image,
   version = excluded.version,
   transport_type = excluded.transport_type,
   capabilities = excluded.capabilities,
@@ -2479,12 +2492,13 @@ on conflict (name) do update set
   required_oauth_providers = excluded.required_oauth_providers;
 
 -- postgres: @modelcontextprotocol/server-postgres@0.6.2, 1 tools
-insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
+insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, oci_image, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
 values (
   'postgres',
   'PostgreSQL (read-only)',
   'Runs read-only SQL queries against one PostgreSQL database and exposes its table schemas (archived reference server).',
   'npm:@modelcontextprotocol/server-postgres@0.6.2',
+  'mcp/postgres:latest',
   '0.6.2',
   'stdio',
   $json${
@@ -2513,7 +2527,8 @@ values (
       "description": "Exactly one argument: the connection URL of the database. It carries the password, so it should name a role with read-only rights.",
       "items": {
         "pattern": "^postgres(ql)?://",
-        "type": "string"
+        "type": "string",
+        "writeOnly": true
       },
       "maxItems": 1,
       "minItems": 1,
@@ -2538,6 +2553,7 @@ on conflict (name) do update set
   display_name = excluded.display_name,
   description = excluded.description,
   docker_image_url = excluded.docker_image_url,
+  oci_image = excluded.oci_image,
   version = excluded.version,
   transport_type = excluded.transport_type,
   capabilities = excluded.capabilities,
@@ -2546,12 +2562,13 @@ on conflict (name) do update set
   required_oauth_providers = excluded.required_oauth_providers;
 
 -- sequential-thinking: @modelcontextprotocol/server-sequential-thinking@2026.8.31, 1 tools
-insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
+insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, oci_image, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
 values (
   'sequential-thinking',
   'Sequential Thinking',
   'A single tool for step-by-step problem solving: numbered thoughts that can be revised or branched.',
   'npm:@modelcontextprotocol/server-sequential-thinking@2026.8.31',
+  'mcp/sequentialthinking:latest',
   '2026.8.31',
   'stdio',
   $json${
@@ -2662,6 +2679,7 @@ on conflict (name) do update set
   display_name = excluded.display_name,
   description = excluded.description,
   docker_image_url = excluded.docker_image_url,
+  oci_image = excluded.oci_image,
   version = excluded.version,
   transport_type = excluded.transport_type,
   capabilities = excluded.capabilities,
@@ -2670,12 +2688,13 @@ on conflict (name) do update set
   required_oauth_providers = excluded.required_oauth_providers;
 
 -- slack: @modelcontextprotocol/server-slack@2025.4.25, 8 tools
-insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
+insert into public.mcp_server_catalog (name, display_name, description, docker_image_url, oci_image, version, transport_type, capabilities, tool_manifest, config_schema, required_oauth_providers)
 values (
   'slack',
   'Slack',
   'Lists channels and users, reads history and threads, posts messages, replies and reactions in one Slack workspace (archived reference server).',
   'npm:@modelcontextprotocol/server-slack@2025.4.25',
+  'mcp/slack:latest',
   '2025.4.25',
   'stdio',
   $json${
@@ -2899,6 +2918,7 @@ on conflict (name) do update set
   display_name = excluded.display_name,
   description = excluded.description,
   docker_image_url = excluded.docker_image_url,
+  oci_image = excluded.oci_image,
   version = excluded.version,
   transport_type = excluded.transport_type,
   capabilities = excluded.capabilities,

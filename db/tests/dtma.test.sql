@@ -3,7 +3,7 @@
 -- Vault, idempotency key, body), and the harvest applies every kind of response. Responses are
 -- inserted into net._http_response by the test, as pg_net's worker would record them.
 begin;
-select plan(62);
+select plan(63);
 
 select tests.create_user('dtma-owner@example.com') as owner \gset
 select tests.create_user('dtma-member@example.com') as member \gset
@@ -50,7 +50,8 @@ select is((select q.headers ->> 'Authorization' from net.http_request_queue q wh
           'Bearer toolbox-secret-token-0123456789', 'with the toolbox''s bearer token from Vault');
 select is((select q.headers ->> 'Idempotency-Key' from net.http_request_queue q where q.id = (select net_request_id from pg_temp.req(:'inst'))),
           'deploy:' || :'inst' || ':' || (select id from pg_temp.req(:'inst')), 'with an idempotency key, one per request');
-select is((select body from pg_temp.req(:'inst')) ->> 'groupId', 'mcp-' || :'inst', 'one group per instance');
+select is((select body from pg_temp.req(:'inst')) ->> 'groupId', format('mcp-%s-%s', :'toolbox', :'inst'),
+          'one group per instance, named under its toolbox');
 select is((select convert_from(q.body, 'UTF8')::jsonb #>> '{servers,0,dockerImageUrl}' from net.http_request_queue q
             where q.id = (select net_request_id from pg_temp.req(:'inst'))),
           (select docker_image_url from public.mcp_server_catalog where name = 'memory'), 'the body carries the catalog image');
@@ -133,44 +134,58 @@ select is((select status::text from public.account_tool_instances where id = :'i
 select is((select endpoint_url from public.account_tool_instances where id = :'inst'),
           'http://127.0.0.1:30999/mcp/servers/mem-1/mcp', 'with its MCP endpoint');
 
--- health poll: unhealthy, healthy again, drift (DTMA no longer runs it), toolbox unresponsive
-select public.poll_dtma_status();
-select is((select count(*)::int from public.dtma_requests where toolbox_id = :'toolbox' and operation = 'status'), 1,
-          'the health poll queues one status request for the toolbox');
+-- health poll: per server GET /mcp/health/:groupId (unhealthy, healthy again, drift), per
+-- toolbox GET /mcp/status (liveness, its own orphan groups only)
 select set_config('tests.toolbox', :'toolbox', true);
+select set_config('tests.inst', :'inst', true);
 create function pg_temp.status_req() returns public.dtma_requests language sql as $$
   select * from public.dtma_requests where toolbox_id = current_setting('tests.toolbox')::uuid and operation = 'status'
+   order by id desc limit 1
+$$;
+create function pg_temp.health_req() returns public.dtma_requests language sql as $$
+  select * from public.dtma_requests where instance_id = current_setting('tests.inst')::uuid and operation = 'health'
    order by id desc limit 1
 $$;
 create function pg_temp.respond_status(p_content text) returns void language sql as $$
   insert into net._http_response (id, status_code, content) select net_request_id, 200, p_content from pg_temp.status_req()
 $$;
+create function pg_temp.respond_health(p_status int, p_content text) returns void language sql as $$
+  insert into net._http_response (id, status_code, content) select net_request_id, p_status, p_content from pg_temp.health_req()
+$$;
+select is(public.poll_dtma_status(), 1, 'the health poll covers the one toolbox with a deployed server');
 select is((select method || ' ' || path || ' ' || max_attempts from pg_temp.status_req()), 'GET /mcp/status 1', 'GET /mcp/status, not retried');
-select pg_temp.respond_status(format('{"success": true, "data": {"summary": {}, "groups": {"mcp-%s": {"collectiveStatus": "degraded",
-  "instances": {"mem-1": {"status": "running", "healthStatus": "unhealthy", "mcpEndpoint": "http://127.0.0.1:30999/mcp/servers/mem-1/mcp"}}}}}}', :'inst'));
+select is((select method || ' ' || path || ' ' || max_attempts from pg_temp.health_req()),
+          format('GET /mcp/health/mcp-%s-%s 1', :'toolbox', :'inst'), 'and GET /mcp/health of the server''s group, not retried');
+select pg_temp.respond_health(200, format('{"success": true, "data": {"groupId": "mcp-%s-%s", "health": {"collectiveStatus": "degraded",
+  "instances": {"mem-1": {"status": "running", "healthStatus": "unhealthy"}}}}}', :'toolbox', :'inst'));
 select pg_temp.harvest();
 select is((select status::text from public.account_tool_instances where id = :'inst'), 'unhealthy', 'unhealthy per DTMA');
 select public.poll_dtma_status();
-select pg_temp.respond_status(format('{"success": true, "data": {"summary": {}, "groups": {"mcp-%s": {"collectiveStatus": "healthy",
-  "instances": {"mem-1": {"status": "running", "healthStatus": "healthy"}}}, "mcp-orphan": {"instances": {}}}}}', :'inst'));
+select pg_temp.respond_health(200, format('{"success": true, "data": {"health": {"collectiveStatus": "healthy",
+  "instances": {"mem-1": {"status": "running", "healthStatus": "healthy"}}}}}'));
+select pg_temp.respond_status(format('{"success": true, "data": {"summary": {}, "groups": {"mcp-%s-%s": {"instances": {}},
+  "mcp-%s-%s": {"instances": {}}, "mcp-someone-else": {"instances": {}}}}}',
+  :'toolbox', :'inst', :'toolbox', '00000000-0000-4000-8000-000000000001'));
 select pg_temp.harvest();
 select is((select status::text || ' ' || health_status from public.account_tool_instances where id = :'inst'), 'running healthy',
           'running again when healthy');
-select is((select path from public.dtma_requests where toolbox_id = :'toolbox' and operation = 'remove' and instance_id is null),
-          '/mcp/groups/mcp-orphan?forceRemove=true', 'a group DTMA runs that the database does not know is removed');
-select is((select status::text from public.account_tool_environments where id = :'toolbox'), 'active', 'the toolbox answered: active');
+select is((select array_agg(path order by path) from public.dtma_requests where toolbox_id = :'toolbox' and operation = 'remove' and instance_id is null),
+          array[format('/mcp/groups/mcp-%s-00000000-0000-4000-8000-000000000001?forceRemove=true', :'toolbox')],
+          'a group of this toolbox that the database does not know is removed; groups of other toolboxes are left alone');
+select is((select status::text || ' ' || dtma_dialect from public.account_tool_environments where id = :'toolbox'), 'active project',
+          'the toolbox answered: active, and its answer is the project''s dialect');
 select public.poll_dtma_status();
 insert into net._http_response (id, status_code, timed_out, error_msg)
-  select net_request_id, null, false, 'ECONNREFUSED' from pg_temp.status_req();
+  select net_request_id, null, false, 'Couldn''t connect to server' from pg_temp.status_req();
 select pg_temp.harvest();
 select is((select status::text from public.account_tool_environments where id = :'toolbox'), 'unresponsive',
           'DTMA does not answer: the toolbox is unresponsive');
 select is((select status::text from public.account_tool_instances where id = :'inst'), 'unhealthy', 'and its servers unhealthy');
 select public.poll_dtma_status();
-select pg_temp.respond_status('{"success": true, "data": {"summary": {}, "groups": {}}}');
+select pg_temp.respond_health(404, format('{"success": false, "error": "MCP group ''mcp-%s-%s'' not found"}', :'toolbox', :'inst'));
 select pg_temp.harvest();
 select is((select status::text from public.account_tool_instances where id = :'inst'), 'stopped',
-          'DTMA no longer runs it while the database said unhealthy: reconciled to stopped');
+          'DTMA no longer runs its group while the database said unhealthy: reconciled to stopped');
 select is((select cause from public.audit_log where entity_id = :'inst' and action = 'instance.transition' order by id desc limit 1),
           'health_poll', 'audited with the health poll as cause');
 
@@ -187,7 +202,7 @@ insert into net._http_response (id, status_code, content)
 select pg_temp.harvest();
 select is((select status::text from public.account_tool_instances where id = :'inst'), 'stopping', 'the late deploy success does not undo the stop');
 select is((select operation || ' ' || method || ' ' || path || ' ' || state from pg_temp.req(:'inst')),
-          'stop DELETE /mcp/groups/mcp-' || :'inst' || '?gracefulTimeoutMs=5000 sent', 'then the stop is sent');
+          format('stop DELETE /mcp/groups/mcp-%s-%s?gracefulTimeoutMs=5000 sent', :'toolbox', :'inst'), 'then the stop is sent');
 select pg_temp.respond(:'inst', 404, '{"success": false, "error": "unknown group"}');
 select pg_temp.harvest();
 select is((select status::text from public.account_tool_instances where id = :'inst'), 'stopped', 'a 404 to a stop means already gone: stopped');
@@ -196,7 +211,7 @@ select is((select status::text from public.account_tool_instances where id = :'i
 select tests.authenticate_as(:'owner');
 select is(public.manage_mcp_servers('delete', :'org', '{}', :'inst') ->> 'status', 'removing', 'delete: removing');
 select tests.clear_authentication();
-select is((select method || ' ' || path from pg_temp.req(:'inst')), 'DELETE /mcp/groups/mcp-' || :'inst' || '?forceRemove=true',
+select is((select method || ' ' || path from pg_temp.req(:'inst')), format('DELETE /mcp/groups/mcp-%s-%s?forceRemove=true', :'toolbox', :'inst'),
           'DELETE with forceRemove');
 select pg_temp.respond(:'inst', 200, '{"success": true, "data": {"removedServers": ["mem-1"], "errors": {}}}');
 select pg_temp.harvest();

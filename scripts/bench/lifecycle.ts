@@ -36,7 +36,7 @@ async function setupOrg(label: string, dtmaUrl: string, instances: number): Prom
     const { rows: [{ org }] } = await client.query(`select public.create_organization($1, $2) as org`, [label, `${label}-${Date.now()}`]);
     // The platform registers the toolbox: back to the postgres session for that one call.
     await client.query(`select set_config('role', 'none', true), set_config('request.jwt.claims', '', true)`);
-    const { rows: [{ box }] } = await client.query(`select public.create_toolbox($1, 'bench', $2, $3) as box`, [org, dtmaUrl, token]);
+    const { rows: [{ box }] } = await client.query(`select public.create_toolbox($1, 'bench', $2, $3) as box`, [org, `${dtmaUrl}/toolboxes/${label}-${Date.now()}`, token]);
     await client.query(`select set_config('role', 'authenticated', true), set_config('request.jwt.claims', $1, true)`,
       [JSON.stringify({ sub: user, role: 'authenticated' })]);
     const ids: string[] = [];

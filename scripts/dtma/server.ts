@@ -355,6 +355,9 @@ export function createDtmaServer(options: DtmaServerOptions): DtmaServer {
     const started = Date.now();
     const method = req.method ?? 'GET';
     const url = new URL(req.url ?? '/', 'http://dtma.invalid');
+    // A toolbox URL is registered once; several toolboxes (the tests' organizations) may still share
+    // this DTMA, each at its own base path /toolboxes/<name>. Their groups are named under each toolbox.
+    url.pathname = url.pathname.replace(/^\/toolboxes\/[^/]+(?=\/)/, '');
     res.once('close', () => {
       const status = res.headersSent ? String(res.statusCode) : '-';
       log(`${method} ${url.pathname}${url.search} ${status} ${Date.now() - started}ms`);

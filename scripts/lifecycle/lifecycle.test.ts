@@ -64,7 +64,7 @@ beforeAll(async () => {
   owner = await createUser(pool, 'lifecycle-owner');
   org = (await rpc<{ id: string }>(`select public.create_organization('Lifecycle', 'lifecycle-' || substr(md5(random()::text), 1, 8)) as id`)).id;
   // The platform (this postgres pool) registers the toolboxes.
-  realToolbox = (await pool.query(`select public.create_toolbox($1, 'real', $2, $3) as id`, [org, dtmaUrl, dtmaToken])).rows[0].id;
+  realToolbox = (await pool.query(`select public.create_toolbox($1, 'real', $2, $3) as id`, [org, `${dtmaUrl}/toolboxes/${org}`, dtmaToken])).rows[0].id;
   faultToolbox = (await pool.query(`select public.create_toolbox($1, 'faulty', $2, $3) as id`, [org, faultDtma.url, faultToken])).rows[0].id;
 }, 60_000);
 
@@ -81,7 +81,7 @@ describe('lifecycle through pg_net and the local DTMA', () => {
     expect((await manage('deploy', id)).r.status).toBe('deploying');
     const running = await settle(id, ['running', 'failed']);
     expect(running.status).toBe('running');
-    expect(running.endpoint_url).toBe(`${dtmaUrl}/mcp/servers/memory-e2e/mcp`);
+    expect(running.endpoint_url).toBe(`${dtmaUrl}/toolboxes/${org}/mcp/servers/memory-e2e/mcp`);
 
     const client = new Client({ name: 'lifecycle-test', version: '1.0.0' });
     await client.connect(new StreamableHTTPClientTransport(new URL(running.endpoint_url ?? ''),
@@ -94,7 +94,7 @@ describe('lifecycle through pg_net and the local DTMA', () => {
     expect((await settle(id, ['stopped', 'failed'])).status).toBe('stopped');
     const status = await (await fetch(`${dtmaUrl}/mcp/status`, { headers: { authorization: `Bearer ${dtmaToken}` } })).json() as
       { data: { groups: Record<string, unknown> } };
-    expect(Object.keys(status.data.groups)).not.toContain(`mcp-${id}`);
+    expect(Object.keys(status.data.groups)).not.toContain(`mcp-${realToolbox}-${id}`);
 
     expect((await manage('delete', id)).r.status).toBe('removing');
     expect((await settle(id, ['removed', 'failed'])).status).toBe('removed');
@@ -194,7 +194,7 @@ describe('lifecycle through pg_net and the local DTMA', () => {
     const status = await (await fetch(`${faultDtma.url}/mcp/status`, { headers: { authorization: `Bearer ${faultToken}` } })).json() as
       { data: { groups: Record<string, unknown> } };
     for (const id of ids) {
-      expect(Object.keys(status.data.groups).includes(`mcp-${id}`)).toBe((await statusOf(id)).status === 'running');
+      expect(Object.keys(status.data.groups).includes(`mcp-${faultToolbox}-${id}`)).toBe((await statusOf(id)).status === 'running');
     }
   }, 120_000);
 });

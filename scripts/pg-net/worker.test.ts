@@ -78,7 +78,33 @@ describe('pg_net worker', () => {
     const r = await responseOf(rows[0].id);
     expect(r.status_code).toBeNull();
     expect(r.timed_out).toBe(false);
-    expect(r.error_msg).toMatch(/ECONNREFUSED/);
+    expect(r.error_msg).toBe("Couldn't connect to server");
+  });
+
+  it('accepts a non-HTTP url at enqueue and fails it at send, as pg_net does', async () => {
+    const { rows } = await pool.query<{ id: string }>(`select net.http_get('ftp://127.0.0.1/file') as id`);
+    const r = await responseOf(rows[0].id);
+    expect(r.status_code).toBeNull();
+    expect(r.error_msg).toBe('Unsupported protocol');
+  });
+
+  it('follows a redirect to another server and records the final answer', async () => {
+    const target = await recordingServer((_req, res) => { res.statusCode = 200; res.end('arrived'); });
+    const redirecting = await recordingServer((_req, res) => {
+      res.statusCode = 302;
+      res.setHeader('location', `${target.url}/landed`);
+      res.end();
+    });
+    try {
+      const { rows } = await pool.query<{ id: string }>(`select net.http_get($1) as id`, [`${redirecting.url}/moved`]);
+      const r = await responseOf(rows[0].id);
+      expect(r.status_code).toBe(200);
+      expect(r.content).toBe('arrived');
+      expect(target.received.map((x) => x.url)).toEqual(['/landed']);
+    } finally {
+      await target.close();
+      await redirecting.close();
+    }
   });
 
   it('sends each of 300 requests exactly once with a second worker competing and restarting', async () => {

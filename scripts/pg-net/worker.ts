@@ -2,7 +2,10 @@
 // them concurrently, each with its own timeout, and records the outcome in net._http_response
 // the way pg_net does. A request is deleted from the queue in the same statement that claims
 // it, so no request is ever sent twice, even with several workers or after a restart; a
-// worker killed mid-flight loses what it had claimed, as pg_net loses work on a crash.
+// worker killed mid-flight loses what it had claimed, as pg_net loses work on a crash. Like
+// pg_net (libcurl), it accepts any URL at enqueue and fails a non-HTTP one at send
+// ("Unsupported protocol"), follows redirects, words connection errors as curl does, and
+// survives a database restart: it reconnects with backoff, as pg_net's worker restarts with Postgres.
 import pg from 'pg';
 
 export interface WorkerOptions {
@@ -57,8 +60,30 @@ const TTL_SQL = `
   delete from net._http_response
    where created < now() - coalesce(nullif(current_setting('pg_net.ttl', true), ''), '6 hours')::interval`;
 
+// libcurl's words for what fetch reports by code, so that nothing downstream sees Node's wording.
+const CURL_ERRORS: Record<string, string> = {
+  ECONNREFUSED: "Couldn't connect to server",
+  EHOSTUNREACH: "Couldn't connect to server",
+  ENETUNREACH: "Couldn't connect to server",
+  EADDRNOTAVAIL: "Couldn't connect to server",
+  ENOTFOUND: "Couldn't resolve host name",
+  EAI_AGAIN: "Couldn't resolve host name",
+  ECONNRESET: 'Failure when receiving data from the peer',
+  UND_ERR_SOCKET: 'Failure when receiving data from the peer',
+};
+
+const failure = (error_msg: string, timed_out = false): Outcome =>
+  ({ status_code: null, content_type: null, headers: null, content: null, timed_out, error_msg });
+
 export async function send(req: QueuedRequest): Promise<Outcome> {
   const started = Date.now();
+  let url: URL;
+  try {
+    url = new URL(req.url);
+  } catch {
+    return failure('URL using bad/illegal format or missing URL');
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') return failure('Unsupported protocol');
   try {
     const res = await fetch(req.url, {
       method: req.method,
@@ -78,17 +103,11 @@ export async function send(req: QueuedRequest): Promise<Outcome> {
     };
   } catch (err) {
     const e = err as Error & { cause?: { code?: string; message?: string } };
-    const timedOut = e.name === 'TimeoutError' || e.name === 'AbortError';
-    return {
-      status_code: null,
-      content_type: null,
-      headers: null,
-      content: null,
-      timed_out: timedOut,
-      error_msg: timedOut
-        ? `Timeout of ${req.timeout_milliseconds} ms reached. Total time: ${Date.now() - started} ms`
-        : `${e.cause?.code ?? e.name}: ${e.cause?.message ?? e.message}`,
-    };
+    if (e.name === 'TimeoutError' || e.name === 'AbortError') {
+      return failure(`Timeout of ${req.timeout_milliseconds} ms reached. Total time: ${Date.now() - started} ms`, true);
+    }
+    const code = e.cause?.code ?? '';
+    return failure(CURL_ERRORS[code] ?? `${code || e.name}: ${e.cause?.message ?? e.message}`);
   }
 }
 
@@ -97,7 +116,9 @@ export async function startPgNetWorker(opts: WorkerOptions): Promise<PgNetWorker
   const pollMs = opts.pollMs ?? 250;
   const log = opts.log ?? (() => {});
   const pool = new pg.Pool({ connectionString: opts.databaseUrl, max: 4 });
-  const listener = new pg.Client({ connectionString: opts.databaseUrl });
+  // An idle client that loses its server (a database restart) must not take the worker down.
+  pool.on('error', (err) => log(`pg_net: idle connection lost: ${err.message}`));
+  let listener: pg.Client | null = null;
   let stopping = false;
   let inFlight = 0;
   let sent = 0;
@@ -155,13 +176,45 @@ export async function startPgNetWorker(opts: WorkerOptions): Promise<PgNetWorker
     return claiming;
   };
 
-  const connectListener = async () => {
-    await listener.connect();
-    listener.on('notification', () => void claim());
-    await listener.query('listen pg_net_request');
+  // LISTEN for wake-ups; when the connection is lost (a database restart), reconnect with
+  // backoff. Polling keeps the worker sending meanwhile.
+  let listenerRetry: NodeJS.Timeout | null = null;
+  const connectListener = async (delayMs = 250): Promise<void> => {
+    const client = new pg.Client({ connectionString: opts.databaseUrl });
+    const lost = (err?: Error) => {
+      if (listener !== client) return;
+      listener = null;
+      client.end().catch(() => {});
+      if (stopping) return;
+      log(`pg_net: listener lost${err ? `: ${err.message}` : ''}; reconnecting in ${delayMs} ms`);
+      listenerRetry = setTimeout(() => {
+        listenerRetry = null;
+        connectListener(Math.min(delayMs * 2, 5_000)).catch(() => {});
+      }, delayMs);
+    };
+    listener = client;
+    client.on('error', lost);
+    client.on('end', () => lost());
+    client.on('notification', () => void claim());
+    try {
+      await client.connect();
+      await client.query('listen pg_net_request');
+      if (delayMs > 250) log('pg_net: listener reconnected');
+      void claim();
+    } catch (err) {
+      lost(err as Error);
+      throw err;
+    }
   };
-  await connectListener();
-  listener.on('error', (err) => log(`pg_net: listener lost: ${err.message}; polling only`));
+  try {
+    await connectListener();
+  } catch (err) {
+    // At start a database that does not answer is the caller's error, not something to wait for.
+    stopping = true;
+    if (listenerRetry) clearTimeout(listenerRetry);
+    await pool.end();
+    throw err;
+  }
 
   const poll = setInterval(() => void claim(), pollMs);
   const ttl = setInterval(() => {
@@ -177,9 +230,12 @@ export async function startPgNetWorker(opts: WorkerOptions): Promise<PgNetWorker
       clearInterval(poll);
       clearInterval(ttl);
       if (afterTimer) clearTimeout(afterTimer);
+      if (listenerRetry) clearTimeout(listenerRetry);
       if (claiming) await claiming;
       if (inFlight > 0) await new Promise<void>((resolve) => idle.push(resolve));
-      await listener.end().catch(() => {});
+      const last = listener;
+      listener = null;
+      await last?.end().catch(() => {});
       await pool.end();
     },
   };

@@ -77,7 +77,8 @@ export async function createOrganization(pool: pg.Pool, dtmaBase: { url: string;
   const owner = createRpc(ownerTransport);
   const tag = suffix();
   const organizationId = await owner.create_organization({ p_name: `Org ${tag}`, p_slug: `org-${tag}` });
-  const toolboxId = await registerToolbox(pool, organizationId, `toolbox-${tag}`, dtmaBase);
+  // One toolbox per DTMA URL: each organization's toolbox gets its own base path on the shared DTMA.
+  const toolboxId = await registerToolbox(pool, organizationId, `toolbox-${tag}`, { url: `${dtmaBase.url}/toolboxes/${tag}`, token: dtmaBase.token });
   return { ownerId, owner, ownerTransport, organizationId, toolboxId };
 }
 
