@@ -248,6 +248,11 @@ describe('local DTMA with the process driver', { timeout: 30_000 }, () => {
       ] as const) {
         const reply = await request(dtma.url, pathname, { method, token, body: {} });
         expect(reply.status, `${method} ${pathname} with ${token}`).toBe(401);
+        if (pathname.endsWith('/mcp')) {
+          // An MCP endpoint refuses in JSON-RPC, as MCP clients expect.
+          expect(reply.body).toMatchObject({ jsonrpc: '2.0', error: { code: -32000, message: expect.stringMatching(/token/) } });
+          continue;
+        }
         const body = ErrorResponseSchema.parse(reply.body);
         expect(body.success).toBe(false);
         expect(body.error).toMatch(/token/);
