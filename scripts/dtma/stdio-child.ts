@@ -77,6 +77,9 @@ class ChildProcessTransport implements Transport {
   onerror?: (error: Error) => void;
   onmessage?: (message: JSONRPCMessage) => void;
   private readonly buffer = new ReadBuffer();
+  private readonly queue: JSONRPCMessage[] = [];
+  private delivering = false;
+  private delivery: Promise<void> = Promise.resolve();
 
   constructor(private readonly child: ChildProcess) {}
 
@@ -94,20 +97,42 @@ class ChildProcessTransport implements Transport {
     });
     stdout.on('error', (error) => this.onerror?.(error));
     stdin.on('error', (error) => this.onerror?.(error));
-    this.child.once('close', () => this.onclose?.());
+    // Messages still queued are delivered before the close, so that a last
+    // answer is not lost to "Connection closed".
+    this.child.once('close', () => void this.delivery.then(() => this.onclose?.()));
   }
 
   private drain(): void {
     for (;;) {
       try {
         const message = this.buffer.readMessage();
-        if (message === null) return;
-        this.onmessage?.(message);
+        if (message === null) break;
+        this.queue.push(message);
       } catch (error) {
         // A line that is not JSON-RPC (a server logging to stdout) is
         // reported and skipped; the buffer already moved past it.
         this.onerror?.(asError(error));
       }
+    }
+    if (!this.delivering) this.delivery = this.deliver();
+  }
+
+  /**
+   * Hands messages over in order, with a turn of the event loop after each
+   * notification: the SDK's Protocol runs notification handlers a microtask
+   * later but responses at once, so a progress notification followed by its
+   * result in the same chunk would otherwise reach a request that was already
+   * settled, and be dropped as "unknown token".
+   */
+  private async deliver(): Promise<void> {
+    this.delivering = true;
+    try {
+      for (let message = this.queue.shift(); message !== undefined; message = this.queue.shift()) {
+        this.onmessage?.(message);
+        if ('method' in message && !('id' in message)) await new Promise((resolve) => setImmediate(resolve));
+      }
+    } finally {
+      this.delivering = false;
     }
   }
 
