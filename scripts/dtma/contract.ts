@@ -249,6 +249,11 @@ export type RefreshCredentialsResponse = z.infer<typeof RefreshCredentialsRespon
 export const LivenessResponseSchema = z.object({
   status: z.literal('ok'),
   timestamp: z.iso.datetime(),
+  /**
+   * What the process was started with (DTMA_INSTANCE_ID), so that whoever
+   * started it can tell it from another process on the same port.
+   */
+  instanceId: z.string().optional(),
 });
 export type LivenessResponse = z.infer<typeof LivenessResponseSchema>;
 

@@ -248,10 +248,53 @@ describe('local DTMA with the process driver', { timeout: 30_000 }, () => {
       ] as const) {
         const reply = await request(dtma.url, pathname, { method, token, body: {} });
         expect(reply.status, `${method} ${pathname} with ${token}`).toBe(401);
+        if (pathname.endsWith('/mcp')) {
+          // An MCP endpoint refuses in JSON-RPC, as MCP clients expect.
+          expect(reply.body).toMatchObject({ jsonrpc: '2.0', error: { code: -32000, message: expect.stringMatching(/token/) } });
+          continue;
+        }
         const body = ErrorResponseSchema.parse(reply.body);
         expect(body.success).toBe(false);
         expect(body.error).toMatch(/token/);
       }
+    }
+  });
+
+  it('refuses a Host that is not its own and a foreign Origin, before the token (DNS rebinding)', async () => {
+    const port = new URL(dtma.url).port;
+    const initialize = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } };
+    const mcp = { method: 'POST', body: initialize, headers: { accept: 'application/json, text/event-stream' } };
+    for (const headers of [{ host: `evil.example:${port}` }, { host: `127.0.0.1:${Number(port) + 1}` }, { origin: 'http://evil.example' }]) {
+      const endpoint = await request(dtma.url, '/mcp/servers/anything/mcp', { ...mcp, headers: { ...mcp.headers, ...headers } });
+      expect(endpoint.status, JSON.stringify(headers)).toBe(403);
+      expect(endpoint.body).toMatchObject({ jsonrpc: '2.0', error: { code: -32000, message: expect.stringMatching(/^(Host|Origin) /) } });
+      const admin = await request(dtma.url, '/mcp/status', { headers });
+      expect(admin.status, JSON.stringify(headers)).toBe(403);
+      expect(ErrorResponseSchema.parse(admin.body).error).toMatch(/^(Host|Origin) /);
+    }
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`]) {
+      expect((await request(dtma.url, '/mcp/status', { headers: { host } })).status, host).toBe(200);
+    }
+  });
+
+  it('accepts a browser Origin and a Host only when configured to', async () => {
+    const other = createDtmaServer({
+      token: TOKEN,
+      driver: createProcessDriver(),
+      port: 0,
+      allowedHosts: ['dtma.test:443'],
+      allowedOrigins: ['http://localhost:6274'],
+      instanceId: 'nonce-1',
+    });
+    const url = await other.listen();
+    try {
+      expect((await request(url, '/mcp/status', { headers: { origin: 'http://localhost:6274' } })).status).toBe(200);
+      expect((await request(url, '/mcp/status', { headers: { origin: 'http://localhost:6275' } })).status).toBe(403);
+      expect((await request(url, '/mcp/status', { headers: { host: 'dtma.test:443' } })).status).toBe(200);
+      // GET /health names the process, so that whoever started it can tell it from another on the port.
+      expect(LivenessResponseSchema.parse((await request(url, '/health', { token: null })).body).instanceId).toBe('nonce-1');
+    } finally {
+      await other.close();
     }
   });
 

@@ -22,6 +22,7 @@ import {
   type RequestLogResponse,
 } from './contract.js';
 import type { Driver, HttpHooks, InterceptedRequest } from './driver.js';
+import { sendJson } from './http-util.js';
 
 export interface FaultDriverOptions {
   /** Entries kept in the request log (oldest dropped first); default 1000. */
@@ -33,12 +34,6 @@ export interface FaultDriver extends Driver {
   readonly http: HttpHooks;
   setFault(fault: FaultConfig | null): void;
   requests(): RequestLogEntry[];
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  if (res.headersSent || res.destroyed) return;
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8' });
-  res.end(JSON.stringify(body));
 }
 
 /** `/mcp/groups` matches itself and anything below it; `POST /mcp/groups` also needs the method. */

@@ -5,7 +5,9 @@
  *
  * Environment: DTMA_TOKEN (required), DTMA_PORT (30000), DTMA_HOST
  * (127.0.0.1), DTMA_DRIVER (`process` or `fault`), DTMA_STATE_FILE (optional),
- * DTMA_PUBLIC_URL (optional), DTMA_MCP_AUTH (`bearer` or `none`).
+ * DTMA_PUBLIC_URL (optional), DTMA_MCP_AUTH (`bearer` or `none`),
+ * DTMA_ALLOWED_HOSTS and DTMA_ALLOWED_ORIGINS (comma-separated, optional),
+ * DTMA_INSTANCE_ID (optional, echoed by GET /health).
  */
 import { createFaultDriver } from './fault-driver.js';
 import { createProcessDriver } from './process-driver.js';
@@ -36,6 +38,12 @@ const log = (line: string): void => {
   process.stdout.write(`${new Date().toISOString()} ${line}\n`);
 };
 
+const list = (value: string | undefined): string[] =>
+  (value ?? '')
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== '');
+const instanceId = process.env.DTMA_INSTANCE_ID;
 const stateFile = process.env.DTMA_STATE_FILE;
 const publicUrl = process.env.DTMA_PUBLIC_URL;
 const processDriver = createProcessDriver({ ...(stateFile ? { stateFile } : {}), log });
@@ -47,6 +55,9 @@ const server = createDtmaServer({
   port,
   ...(publicUrl ? { publicUrl } : {}),
   mcpEndpointAuth: mcpAuth,
+  allowedHosts: list(process.env.DTMA_ALLOWED_HOSTS),
+  allowedOrigins: list(process.env.DTMA_ALLOWED_ORIGINS),
+  ...(instanceId ? { instanceId } : {}),
   log,
 });
 

@@ -1,72 +1,14 @@
 /**
- * The default DTMA driver: each MCP server is an npm package run as a stdio
- * child process, bridged to Streamable HTTP with the official MCP SDK.
- *
- * Per instance: one child, one upstream SDK `Client` (one initialize), and one
- * SDK `Server` per HTTP session that relays requests to that client, so that
- * many MCP clients can each do their own initialize against one process.
+ * The default DTMA driver: each MCP server is an npm package (npm-image.ts)
+ * run as a stdio child process (stdio-child.ts, launch.ts), reached through one upstream
+ * SDK `Client` (one initialize) and served over Streamable HTTP by a relay
+ * (mcp-relay.ts); the desired groups survive restarts in a state file
+ * (state-file.ts). This file holds the lifecycle: deploy, restart, remove,
+ * health, and the order of operations on one instance.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { z } from 'zod';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { getDefaultEnvironment } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import type { AnySchema, SchemaOutput } from '@modelcontextprotocol/sdk/server/zod-compat.js';
-import type { RequestHandlerExtra, RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import { ReadBuffer, serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
-import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
-import {
-  CallToolRequestSchema,
-  CallToolResultSchema,
-  CompleteRequestSchema,
-  CompleteResultSchema,
-  EmptyResultSchema,
-  GetPromptRequestSchema,
-  GetPromptResultSchema,
-  ListPromptsRequestSchema,
-  ListPromptsResultSchema,
-  ListResourcesRequestSchema,
-  ListResourcesResultSchema,
-  ListResourceTemplatesRequestSchema,
-  ListResourceTemplatesResultSchema,
-  ListToolsRequestSchema,
-  ListToolsResultSchema,
-  ReadResourceRequestSchema,
-  ReadResourceResultSchema,
-  ServerNotificationSchema,
-  SetLevelRequestSchema,
-  SubscribeRequestSchema,
-  UnsubscribeRequestSchema,
-  type ClientRequest,
-  type Implementation,
-  type JSONRPCMessage,
-  type Notification,
-  type ServerCapabilities,
-  type ServerNotification,
-  type ServerRequest,
-} from '@modelcontextprotocol/sdk/types.js';
-import {
-  GroupIdSchema,
-  ServerSpecSchema,
-  describeZodError,
-  mcpEndpointPath,
-  mcpEndpointUrl,
-  type GroupOptions,
-  type GroupStatus,
-  type HealthStatus,
-  type InstanceStatus,
-  type InstanceStatusValue,
-  type RefreshCredentialsRequest,
-  type ServerSpec,
-} from './contract.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { GroupOptions, GroupStatus, InstanceStatus, RefreshCredentialsRequest, ServerSpec } from './contract.js';
 import {
   DriverError,
   errorMessage,
@@ -77,6 +19,14 @@ import {
   type RemoveGroupResult,
   type RemoveOptions,
 } from './driver.js';
+import { launchServer, type LaunchSettings, type RunningChild } from './launch.js';
+import { createMcpRelay, replyJsonRpcError, type McpRelay } from './mcp-relay.js';
+import { REPOSITORY_ROOT } from './npm-image.js';
+import { createStateWriter, readState, type StateFile } from './state-file.js';
+import { groupStatus, instanceStatus, type InstanceView } from './status-report.js';
+import type { StdioChild } from './stdio-child.js';
+
+export { resolveNpmImage, type ResolvedPackage } from './npm-image.js';
 
 export interface ProcessDriverOptions {
   /** JSON file holding the desired groups; without it a restart forgets everything. */
@@ -100,244 +50,14 @@ export interface ProcessDriverOptions {
   log?: (line: string) => void;
 }
 
-const REPOSITORY_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const STDERR_TAIL_CHARS = 2000;
-
-// ---------------------------------------------------------------- npm image resolution
-
-// npm's own naming rules, minus the legacy upper-case names; a name that
-// passes cannot climb out of node_modules.
-const NPM_IMAGE = /^npm:((?:@[a-z0-9][a-z0-9._~-]*\/)?[a-z0-9][a-z0-9._~-]*)(?:@([A-Za-z0-9._+-]+))?$/;
-
-const PackageJsonSchema = z.object({
-  name: z.string(),
-  version: z.string(),
-  bin: z.union([z.string(), z.record(z.string(), z.string())]).optional(),
-});
-
-export interface ResolvedPackage {
-  packageName: string;
-  version: string;
-  /** Absolute path of the bin script, run with this Node binary. */
-  binPath: string;
-}
-
-/**
- * Maps `npm:<package>[@<version>]` to an installed bin. Never downloads: an
- * unpinned download at deploy time would run code nobody reviewed.
- */
-export function resolveNpmImage(image: string, packageRoot: string = REPOSITORY_ROOT, binName?: string): ResolvedPackage {
-  const match = NPM_IMAGE.exec(image);
-  if (!match) {
-    throw new DriverError('invalid', `unsupported image '${image}': the process driver runs 'npm:<package>' or 'npm:<package>@<version>'`);
-  }
-  const packageName = match[1] ?? '';
-  const wantedVersion = match[2];
-  const packageDir = path.join(packageRoot, 'node_modules', packageName);
-  const manifestPath = path.join(packageDir, 'package.json');
-  if (!existsSync(manifestPath)) {
-    throw new DriverError(
-      'invalid',
-      `npm package '${packageName}' is not installed in ${path.join(packageRoot, 'node_modules')} (the DTMA never downloads at run time)`,
-    );
-  }
-  const manifest = PackageJsonSchema.parse(JSON.parse(readFileSync(manifestPath, 'utf8')));
-  if (wantedVersion !== undefined && wantedVersion !== 'latest' && wantedVersion !== manifest.version) {
-    throw new DriverError('invalid', `npm package '${packageName}' is installed at version ${manifest.version}, not ${wantedVersion}`);
-  }
-  const binRelative = pickBin(manifest, binName);
-  const binPath = path.resolve(packageDir, binRelative);
-  if (!binPath.startsWith(packageDir + path.sep) || !existsSync(binPath)) {
-    throw new DriverError('invalid', `npm package '${packageName}' declares bin '${binRelative}', which does not exist inside the package`);
-  }
-  return { packageName, version: manifest.version, binPath };
-}
-
-function pickBin(manifest: z.infer<typeof PackageJsonSchema>, binName: string | undefined): string {
-  const bin = manifest.bin;
-  if (bin === undefined) throw new DriverError('invalid', `npm package '${manifest.name}' has no bin to run`);
-  if (typeof bin === 'string') return bin;
-  const names = Object.keys(bin);
-  const unscoped = manifest.name.replace(/^@[^/]+\//, '');
-  const chosen =
-    binName ?? (names.length === 1 ? names[0] : names.find((name) => name === unscoped) ?? names.find((name) => name.startsWith('mcp-server')));
-  const target = chosen === undefined ? undefined : bin[chosen];
-  if (target === undefined) {
-    throw new DriverError(
-      'invalid',
-      `npm package '${manifest.name}' has bins ${names.join(', ')}: name one with baseConfigOverrideJson.bin`,
-    );
-  }
-  return target;
-}
-
-// ---------------------------------------------------------------- child processes
-
-interface ChildExit {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-}
-
-// Backstop for an exit that skips close() (uncaught exception, process.exit):
-// 'exit' handlers may only do synchronous work, and kill() is synchronous.
-const liveChildren = new Set<ChildProcess>();
-let exitHookInstalled = false;
-function track(child: ChildProcess): void {
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    process.once('exit', () => {
-      for (const live of liveChildren) live.kill('SIGKILL');
-    });
-  }
-  liveChildren.add(child);
-  child.once('exit', () => liveChildren.delete(child));
-}
-
-/**
- * stdio transport over a child the driver spawned itself. The SDK's
- * StdioClientTransport hides the exit code and signal (needed for
- * errorMessage) and stops on a fixed 2 s + 2 s schedule (we owe callers
- * gracefulTimeoutMs); framing and parsing stay the SDK's (ReadBuffer).
- */
-class ChildProcessTransport implements Transport {
-  onclose?: () => void;
-  onerror?: (error: Error) => void;
-  onmessage?: (message: JSONRPCMessage) => void;
-  private readonly buffer = new ReadBuffer();
-
-  constructor(private readonly child: ChildProcess) {}
-
-  async start(): Promise<void> {
-    const { stdout, stdin } = this.child;
-    if (!stdout || !stdin) throw new Error('child has no stdio pipes');
-    stdout.on('data', (chunk: Buffer) => {
-      try {
-        this.buffer.append(chunk);
-      } catch (error) {
-        this.onerror?.(asError(error));
-        return;
-      }
-      this.drain();
-    });
-    stdout.on('error', (error) => this.onerror?.(error));
-    stdin.on('error', (error) => this.onerror?.(error));
-    this.child.once('close', () => this.onclose?.());
-  }
-
-  private drain(): void {
-    for (;;) {
-      try {
-        const message = this.buffer.readMessage();
-        if (message === null) return;
-        this.onmessage?.(message);
-      } catch (error) {
-        // A line that is not JSON-RPC (a server logging to stdout) is
-        // reported and skipped; the buffer already moved past it.
-        this.onerror?.(asError(error));
-      }
-    }
-  }
-
-  send(message: JSONRPCMessage): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const stdin = this.child.stdin;
-      if (!stdin || stdin.destroyed || this.child.exitCode !== null) {
-        reject(new Error('MCP server process is not running'));
-        return;
-      }
-      if (stdin.write(serializeMessage(message))) resolve();
-      else stdin.once('drain', resolve);
-    });
-  }
-
-  // Termination belongs to the driver (signals, grace period); closing the
-  // protocol only closes the child's stdin.
-  async close(): Promise<void> {
-    this.child.stdin?.end();
-  }
-}
-
-function asError(error: unknown): Error {
-  return error instanceof Error ? error : new Error(String(error));
-}
-
-function spawnChild(command: string, args: string[], env: Record<string, string>, cwd: string): Promise<ChildProcess> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { env, cwd, stdio: ['pipe', 'pipe', 'pipe'], windowsHide: true });
-    child.once('spawn', () => resolve(child));
-    child.once('error', reject);
-  });
-}
-
-interface RunningChild {
-  child: ChildProcess;
-  client: Client;
-  exit: Promise<ChildExit>;
-  exited: ChildExit | null;
-  stderrTail: string;
-  /** Set before any intended stop, so the exit is not reported as a crash. */
-  stopping: boolean;
-  upstream: UpstreamInfo | null;
-}
-
-interface UpstreamInfo {
-  serverInfo: Implementation;
-  capabilities: ServerCapabilities;
-  instructions: string | undefined;
-}
-
-function describeExit(exit: ChildExit, stderrTail: string): string {
-  const how = exit.signal ? `was killed by signal ${exit.signal}` : `exited with code ${exit.code ?? 'unknown'}`;
-  const tail = stderrTail.trim();
-  return tail ? `process ${how}; stderr: ${tail}` : `process ${how}`;
-}
-
-async function terminate(running: RunningChild, gracefulTimeoutMs: number): Promise<void> {
-  running.stopping = true;
-  if (running.exited) return;
-  running.child.stdin?.end();
-  running.child.kill(gracefulTimeoutMs > 0 ? 'SIGTERM' : 'SIGKILL');
-  if (await exitsWithin(running, gracefulTimeoutMs)) return;
-  running.child.kill('SIGKILL');
-  await exitsWithin(running, 5000);
-}
-
-async function exitsWithin(running: RunningChild, ms: number): Promise<boolean> {
-  if (running.exited) return true;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  const exited = await Promise.race([running.exit.then(() => true as const), timeout]);
-  clearTimeout(timer);
-  return exited;
-}
-
-// ---------------------------------------------------------------- instances and sessions
-
-interface Session {
-  transport: StreamableHTTPServerTransport;
-  server: Server;
-  lastSeen: number;
-}
-
-interface Instance {
-  readonly name: string;
+interface Instance extends InstanceView {
   readonly groupId: string;
   spec: ServerSpec;
-  status: InstanceStatusValue;
-  health: HealthStatus;
-  containerId: string | null;
-  startTime: Date | null;
-  lastRestartTime: Date | null;
-  lastHealthCheck: Date | null;
-  errorMessage: string | null;
-  launches: number;
   running: RunningChild | null;
   /** Lifecycle operations of one instance run one after another. */
   lock: Promise<unknown>;
   removed: boolean;
-  sessions: Map<string, Session>;
+  readonly relay: McpRelay;
 }
 
 interface Group {
@@ -351,22 +71,8 @@ function withLock<T>(instance: Instance, operation: () => Promise<T>): Promise<T
   return run;
 }
 
-// The capabilities a relay can honour. `tasks` and `experimental` are dropped:
-// relaying them needs per-session state the upstream server cannot see.
-function relayedCapabilities(upstream: ServerCapabilities): ServerCapabilities {
-  const { logging, completions, prompts, resources, tools } = upstream;
-  return {
-    ...(logging ? { logging } : {}),
-    ...(completions ? { completions } : {}),
-    ...(prompts ? { prompts } : {}),
-    ...(resources ? { resources } : {}),
-    ...(tools ? { tools } : {}),
-  };
-}
-
-type RelayExtra = RequestHandlerExtra<ServerRequest, ServerNotification>;
-
-function canonicalJson(value: unknown): string {
+/** Key order does not matter: the same spec sent twice is the same deployment. */
+export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
   if (value !== null && typeof value === 'object') {
     const entries = Object.entries(value as Record<string, unknown>)
@@ -377,79 +83,15 @@ function canonicalJson(value: unknown): string {
   return JSON.stringify(value);
 }
 
-function isoOrNull(date: Date | null): string | null {
-  return date ? date.toISOString() : null;
-}
-
-function replyJsonRpcError(res: ServerResponse, httpStatus: number, code: number, message: string): void {
-  if (res.headersSent) return;
-  res.writeHead(httpStatus, { 'content-type': 'application/json' });
-  res.end(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }));
-}
-
-// ---------------------------------------------------------------- persisted state
-
-const StateFileSchema = z.object({
-  version: z.literal(1),
-  groups: z.record(
-    GroupIdSchema,
-    z.object({
-      sharedNetworking: z.boolean(),
-      servers: z.array(ServerSpecSchema),
-    }),
-  ),
-});
-type StateFile = z.infer<typeof StateFileSchema>;
-
-// Temp file + fsync + rename: a crash leaves the old file or the new one,
-// never half of one. Mode 0600 because environmentVariables carry secrets.
-async function writeFileAtomic(file: string, contents: string): Promise<void> {
-  await mkdir(path.dirname(file), { recursive: true });
-  const temp = `${file}.${process.pid}.${randomUUID()}.tmp`;
-  const handle = await open(temp, 'w', 0o600);
-  try {
-    await handle.writeFile(contents);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  try {
-    await rename(temp, file);
-  } catch (error) {
-    await rm(temp, { force: true });
-    throw error;
-  }
-}
-
-async function readState(file: string): Promise<StateFile | null> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (error) {
-    if (error instanceof Error && 'code' in error && error.code === 'ENOENT') return null;
-    throw error;
-  }
-  // Refusing to start beats starting empty: forgetting groups is the bug
-  // this state file exists to fix.
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    throw new Error(`state file ${file} is not valid JSON: ${errorMessage(error)}`);
-  }
-  const parsed = StateFileSchema.safeParse(raw);
-  if (!parsed.success) throw new Error(`state file ${file} is not valid: ${describeZodError(parsed.error)}`);
-  return parsed.data;
-}
-
-// ---------------------------------------------------------------- the driver
-
 export function createProcessDriver(options: ProcessDriverOptions = {}): Driver {
-  const packageRoot = options.packageRoot ?? REPOSITORY_ROOT;
-  const cwd = options.cwd ?? os.tmpdir();
-  const startTimeoutMs = options.startTimeoutMs ?? 20_000;
+  const settings: LaunchSettings = {
+    packageRoot: options.packageRoot ?? REPOSITORY_ROOT,
+    cwd: options.cwd ?? os.tmpdir(),
+    startTimeoutMs: options.startTimeoutMs ?? 20_000,
+    pingTimeoutMs: options.pingTimeoutMs ?? 5000,
+  };
   const healthIntervalMs = options.healthIntervalMs ?? 15_000;
-  const pingTimeoutMs = options.pingTimeoutMs ?? 5000;
+  const { pingTimeoutMs } = settings;
   const requestTimeoutMs = options.requestTimeoutMs ?? 300_000;
   const sessionIdleMs = options.sessionIdleMs ?? 30 * 60_000;
   const defaultGracefulTimeoutMs = options.defaultGracefulTimeoutMs ?? 10_000;
@@ -457,31 +99,25 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Driver 
 
   const groups = new Map<string, Group>();
   const instances = new Map<string, Instance>();
-  const children = new Set<RunningChild>();
+  const children = new Set<StdioChild>();
   const background = new Set<Promise<unknown>>();
   const timers: NodeJS.Timeout[] = [];
   let baseUrl: string | null = null;
   let closed = false;
-  let stateWrites: Promise<void> = Promise.resolve();
 
-  function persist(): Promise<void> {
-    const file = options.stateFile;
-    if (!file) return Promise.resolve();
-    const write = async (): Promise<void> => {
-      const state: StateFile = { version: 1, groups: {} };
-      for (const [groupId, group] of groups) {
-        const servers = group.names.flatMap((name) => {
-          const instance = instances.get(name);
-          return instance ? [instance.spec] : [];
-        });
-        state.groups[groupId] = { sharedNetworking: group.sharedNetworking, servers };
-      }
-      await writeFileAtomic(file, `${JSON.stringify(state, null, 2)}\n`);
-    };
-    // Chained so that renames land in call order; each write snapshots the
-    // latest state, so the last one always wins.
-    stateWrites = stateWrites.then(write, write);
-    return stateWrites;
+  const state = createStateWriter(options.stateFile, (): StateFile => {
+    const snapshot: StateFile = { version: 1, groups: {} };
+    for (const [groupId, group] of groups) {
+      snapshot.groups[groupId] = { sharedNetworking: group.sharedNetworking, servers: membersOf(group).map((instance) => instance.spec) };
+    }
+    return snapshot;
+  });
+
+  function membersOf(group: Group): Instance[] {
+    return group.names.flatMap((name) => {
+      const instance = instances.get(name);
+      return instance ? [instance] : [];
+    });
   }
 
   function runInBackground(promise: Promise<unknown>): void {
@@ -506,7 +142,13 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Driver 
       running: null,
       lock: Promise.resolve(),
       removed: false,
-      sessions: new Map(),
+      relay: createMcpRelay({
+        requestTimeoutMs,
+        upstream: () =>
+          instance.running?.upstream && instance.status === 'running'
+            ? instance.running.upstream
+            : `MCP server '${instance.name}' is not running (status: ${instance.status})`,
+      }),
     };
     const group = groups.get(groupId) ?? { sharedNetworking, names: [] };
     group.names.push(instance.name);
@@ -523,7 +165,19 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Driver 
     throw new DriverError('failed', message);
   }
 
-  /** Spawns the child, initializes it and pings it; call under the instance lock. */
+  /** A crash stays visible as `error` until someone restarts or removes the server: restarting it silently would hide a broken server. */
+  function onChildExit(instance: Instance, running: RunningChild): void {
+    children.delete(running.child);
+    const exit = running.child.exited();
+    if (!exit || running.child.stopping || instance.running !== running) return;
+    instance.running = null;
+    instance.status = 'error';
+    instance.health = 'unhealthy';
+    instance.errorMessage = running.child.describeExit(exit);
+    log(`[process] ${instance.name} (${instance.containerId}) ${instance.errorMessage}`);
+  }
+
+  /** Starts the instance's server; call under the instance lock. */
   async function launch(instance: Instance): Promise<void> {
     if (closed) throw new DriverError('failed', 'the DTMA is shutting down');
     instance.launches += 1;
@@ -533,95 +187,31 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Driver 
     instance.errorMessage = null;
     instance.containerId = null;
     instance.startTime = null;
-
-    const spec = instance.spec;
-    const override = spec.baseConfigOverrideJson;
-    let resolved: ResolvedPackage;
+    let started: RunningChild | undefined;
     try {
-      resolved = resolveNpmImage(spec.dockerImageUrl, packageRoot, override.bin);
-    } catch (error) {
-      return fail(instance, errorMessage(error));
-    }
-
-    instance.status = 'starting';
-    // Only what the server was given: the DTMA's own environment (its token
-    // first of all) never reaches a child.
-    const env: Record<string, string> = { ...getDefaultEnvironment(), ...override.env, ...spec.environmentVariables };
-    let child: ChildProcess;
-    try {
-      child = await spawnChild(process.execPath, [resolved.binPath, ...(override.args ?? [])], env, cwd);
-    } catch (error) {
-      return fail(instance, `could not start ${resolved.packageName}: ${errorMessage(error)}`);
-    }
-    track(child);
-    // Without a listener, a failed kill() (EPERM) would crash the DTMA.
-    child.on('error', (error) => log(`[process] ${instance.name} process error: ${error.message}`));
-
-    const client = new Client({ name: 'dtma-local', version: '1.0.0' }, { capabilities: {} });
-    let resolveExit: (exit: ChildExit) => void = () => undefined;
-    const running: RunningChild = {
-      child,
-      client,
-      exit: new Promise((resolve) => {
-        resolveExit = resolve;
-      }),
-      exited: null,
-      stderrTail: '',
-      stopping: false,
-      upstream: null,
-    };
-    children.add(running);
-    instance.running = running;
-    instance.containerId = `proc-${child.pid ?? 'unknown'}`;
-    instance.startTime = new Date();
-
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (text: string) => {
-      running.stderrTail = (running.stderrTail + text).slice(-STDERR_TAIL_CHARS);
-    });
-    child.once('exit', (code, signal) => {
-      running.exited = { code, signal };
-      children.delete(running);
-      resolveExit(running.exited);
-      if (!running.stopping && instance.running === running) {
-        // A crash stays visible as `error` until someone restarts or removes
-        // the server; restarting it silently would hide a broken server.
-        instance.running = null;
-        instance.status = 'error';
-        instance.health = 'unhealthy';
-        instance.errorMessage = describeExit(running.exited, running.stderrTail);
-        log(`[process] ${instance.name} (${instance.containerId}) ${instance.errorMessage}`);
-      }
-    });
-
-    client.onerror = (error) => log(`[process] ${instance.name} protocol error: ${error.message}`);
-    client.fallbackNotificationHandler = async (notification) => broadcast(instance, notification);
-
-    try {
-      await client.connect(new ChildProcessTransport(child), { timeout: startTimeoutMs });
-      running.upstream = {
-        serverInfo: client.getServerVersion() ?? { name: instance.name, version: '0.0.0' },
-        capabilities: client.getServerCapabilities() ?? {},
-        instructions: client.getInstructions(),
-      };
-      // `running` only once a ping came back, so that a group is never
-      // reported usable before it is.
-      await client.ping({ timeout: pingTimeoutMs });
+      const running = await launchServer(instance.spec, settings, {
+        resolved: () => {
+          instance.status = 'starting';
+        },
+        spawned: (spawned) => {
+          started = spawned;
+          children.add(spawned.child);
+          instance.running = spawned;
+          instance.containerId = `proc-${spawned.child.pid ?? 'unknown'}`;
+          instance.startTime = new Date();
+        },
+        exited: (exited) => onChildExit(instance, exited),
+        notification: (notification) => instance.relay.broadcast(notification),
+        log: (line) => log(`[process] ${instance.name} ${line}`),
+      });
       instance.status = 'running';
       instance.health = 'healthy';
       instance.lastHealthCheck = new Date();
+      log(`[process] ${instance.name} running ${running.package.packageName}@${running.package.version} as ${instance.containerId}`);
     } catch (error) {
-      // The exit, when there is one, explains more than "Connection closed".
-      const exited = (await exitsWithin(running, 500)) ? running.exited : null;
-      const message = exited
-        ? describeExit(exited, running.stderrTail)
-        : `MCP initialize failed: ${errorMessage(error)}${running.stderrTail.trim() ? `; stderr: ${running.stderrTail.trim()}` : ''}`;
-      await terminate(running, 2000);
-      await client.close().catch(() => undefined);
-      if (instance.running === running) instance.running = null;
-      return fail(instance, message);
+      if (started && instance.running === started) instance.running = null;
+      return fail(instance, errorMessage(error));
     }
-    log(`[process] ${instance.name} running ${resolved.packageName}@${resolved.version} as ${instance.containerId}`);
   }
 
   /** Stops the child, if any; call under the instance lock. */
@@ -629,127 +219,17 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Driver 
     const running = instance.running;
     if (!running) return;
     instance.status = 'stopping';
-    await terminate(running, gracefulTimeoutMs);
+    await running.child.terminate(gracefulTimeoutMs);
     await running.client.close().catch(() => undefined);
     if (instance.running === running) instance.running = null;
     instance.status = 'stopped';
     instance.health = 'unknown';
   }
 
-  function broadcast(instance: Instance, notification: Notification): void {
-    const parsed = ServerNotificationSchema.safeParse(notification);
-    if (!parsed.success) return;
-    for (const session of instance.sessions.values()) {
-      session.server.notification(parsed.data).catch(() => undefined);
-    }
-  }
-
-  async function closeSessions(instance: Instance): Promise<void> {
-    const sessions = [...instance.sessions.values()];
-    instance.sessions.clear();
-    await Promise.allSettled(sessions.map((session) => session.server.close()));
-  }
-
-  /** Relays one request of an HTTP session to the instance's current child. */
-  async function relay<S extends AnySchema>(
-    instance: Instance,
-    request: ClientRequest,
-    extra: RelayExtra,
-    resultSchema: S,
-  ): Promise<SchemaOutput<S>> {
-    const running = instance.running;
-    if (!running?.upstream || instance.status !== 'running') {
-      throw new Error(`MCP server '${instance.name}' is not running (status: ${instance.status})`);
-    }
-    const progressToken = request.params?._meta?.progressToken;
-    const options: RequestOptions = { signal: extra.signal, timeout: requestTimeoutMs, resetTimeoutOnProgress: true };
-    if (progressToken !== undefined) {
-      // The child gets a token of the relay's own; its progress is re-sent
-      // under the token this session's client chose.
-      options.onprogress = (progress) => {
-        void extra.sendNotification({ method: 'notifications/progress', params: { ...progress, progressToken } }).catch(() => undefined);
-      };
-    }
-    return running.client.request(request, resultSchema, options);
-  }
-
-  function createRelayServer(instance: Instance, upstream: UpstreamInfo): Server {
-    const capabilities = relayedCapabilities(upstream.capabilities);
-    const server = new Server(upstream.serverInfo, {
-      capabilities,
-      ...(upstream.instructions === undefined ? {} : { instructions: upstream.instructions }),
-    });
-    if (capabilities.tools) {
-      server.setRequestHandler(ListToolsRequestSchema, (request, extra) => relay(instance, request, extra, ListToolsResultSchema));
-      server.setRequestHandler(CallToolRequestSchema, (request, extra) => relay(instance, request, extra, CallToolResultSchema));
-    }
-    if (capabilities.resources) {
-      server.setRequestHandler(ListResourcesRequestSchema, (request, extra) => relay(instance, request, extra, ListResourcesResultSchema));
-      server.setRequestHandler(ListResourceTemplatesRequestSchema, (request, extra) =>
-        relay(instance, request, extra, ListResourceTemplatesResultSchema),
-      );
-      server.setRequestHandler(ReadResourceRequestSchema, (request, extra) => relay(instance, request, extra, ReadResourceResultSchema));
-      if (capabilities.resources.subscribe) {
-        server.setRequestHandler(SubscribeRequestSchema, (request, extra) => relay(instance, request, extra, EmptyResultSchema));
-        server.setRequestHandler(UnsubscribeRequestSchema, (request, extra) => relay(instance, request, extra, EmptyResultSchema));
-      }
-    }
-    if (capabilities.prompts) {
-      server.setRequestHandler(ListPromptsRequestSchema, (request, extra) => relay(instance, request, extra, ListPromptsResultSchema));
-      server.setRequestHandler(GetPromptRequestSchema, (request, extra) => relay(instance, request, extra, GetPromptResultSchema));
-    }
-    if (capabilities.completions) {
-      server.setRequestHandler(CompleteRequestSchema, (request, extra) => relay(instance, request, extra, CompleteResultSchema));
-    }
-    if (capabilities.logging) {
-      // One process serves every session: the last level set wins for all.
-      server.setRequestHandler(SetLevelRequestSchema, (request, extra) => relay(instance, request, extra, EmptyResultSchema));
-    }
-    return server;
-  }
-
-  function instanceStatus(instance: Instance): InstanceStatus {
-    return {
-      accountToolInstanceId: instance.spec.accountToolInstanceId,
-      status: instance.status,
-      healthStatus: instance.health,
-      containerId: instance.containerId,
-      startTime: isoOrNull(instance.startTime),
-      restartCount: Math.max(0, instance.launches - 1),
-      lastRestartTime: isoOrNull(instance.lastRestartTime),
-      lastHealthCheck: isoOrNull(instance.lastHealthCheck),
-      errorMessage: instance.errorMessage,
-      mcpEndpoint: baseUrl ? mcpEndpointUrl(baseUrl, instance.name) : mcpEndpointPath(instance.name),
-      transportType: 'streamable_http',
-    };
-  }
-
-  function groupStatus(group: Group): GroupStatus {
-    const members = group.names.flatMap((name) => {
-      const instance = instances.get(name);
-      return instance ? [instance] : [];
-    });
-    const running = members.filter((instance) => instance.status === 'running');
-    const healthy = running.filter((instance) => instance.health === 'healthy');
-    // As the old DTMA: `failed` means nothing in the group is usable, even
-    // when a process is still alive but no longer answers.
-    const collectiveStatus: GroupStatus['collectiveStatus'] = members.some((instance) =>
-      ['pending', 'pulling', 'starting'].includes(instance.status),
-    )
-      ? 'initializing'
-      : members.length > 0 && healthy.length === members.length
-        ? 'healthy'
-        : healthy.length > 0
-          ? 'degraded'
-          : 'failed';
-    return {
-      collectiveStatus,
-      totalInstances: members.length,
-      runningInstances: running.length,
-      healthyInstances: healthy.length,
-      sharedNetworking: group.sharedNetworking,
-      instances: Object.fromEntries(members.map((instance) => [instance.name, instanceStatus(instance)])),
-    };
+  /** Stop then launch, under the lock; for a re-deploy, a restart and new credentials. */
+  async function relaunch(instance: Instance): Promise<void> {
+    await stop(instance, defaultGracefulTimeoutMs);
+    await launch(instance);
   }
 
   async function checkHealth(): Promise<void> {
@@ -757,7 +237,7 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Driver 
       [...instances.values()].map(async (instance) => {
         const running = instance.running;
         if (!running || instance.status !== 'running') return;
-        let health: HealthStatus;
+        let health: InstanceView['health'];
         try {
           await running.client.ping({ timeout: pingTimeoutMs });
           health = 'healthy';
@@ -773,22 +253,20 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Driver 
     );
   }
 
-  async function closeIdleSessions(): Promise<void> {
-    const cutoff = Date.now() - sessionIdleMs;
-    for (const instance of instances.values()) {
-      for (const [id, session] of instance.sessions) {
-        if (session.lastSeen < cutoff) {
-          instance.sessions.delete(id);
-          await session.server.close().catch(() => undefined);
-        }
-      }
-    }
-  }
-
+  /** The instance of a live name, for the routes that name one. */
   function lookup(instanceName: string): Instance {
     const instance = instances.get(instanceName);
-    if (!instance) throw new DriverError('not_found', `MCP server '${instanceName}' not found`);
+    if (!instance || instance.removed) throw new DriverError('not_found', `MCP server '${instanceName}' not found`);
     return instance;
+  }
+
+  /** Runs `operation` under the instance's lock, refusing once the instance was removed meanwhile. */
+  function underLock<T>(instanceName: string, operation: (instance: Instance) => Promise<T>): Promise<T> {
+    const instance = lookup(instanceName);
+    return withLock(instance, async () => {
+      if (instance.removed) throw new DriverError('not_found', `MCP server '${instanceName}' not found`);
+      return operation(instance);
+    });
   }
 
   return {
@@ -797,18 +275,21 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Driver 
     async start(context: DriverContext): Promise<void> {
       baseUrl = context.baseUrl;
       const healthTimer = setInterval(() => void checkHealth(), healthIntervalMs);
-      const sweepTimer = setInterval(() => void closeIdleSessions(), Math.min(60_000, sessionIdleMs));
+      const sweepTimer = setInterval(() => {
+        const cutoff = Date.now() - sessionIdleMs;
+        for (const instance of instances.values()) void instance.relay.closeIdleSessions(cutoff);
+      }, Math.min(60_000, sessionIdleMs));
       healthTimer.unref();
       sweepTimer.unref();
       timers.push(healthTimer, sweepTimer);
 
       if (!options.stateFile) return;
-      const state = await readState(options.stateFile);
-      if (!state) return;
-      for (const [groupId, saved] of Object.entries(state.groups)) {
-        for (const spec of saved.servers) {
+      const saved = await readState(options.stateFile);
+      if (!saved) return;
+      for (const [groupId, group] of Object.entries(saved.groups)) {
+        for (const spec of group.servers) {
           if (instances.has(spec.instanceNameOnToolbox)) continue;
-          const instance = register(groupId, spec, saved.sharedNetworking);
+          const instance = register(groupId, spec, group.sharedNetworking);
           // Restored groups show up at once as `pending`; the children start
           // in the background so the DTMA answers status while they do.
           runInBackground(withLock(instance, () => launch(instance)));
@@ -831,9 +312,8 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Driver 
           return { alreadyDeployed: true };
         }
         instance.spec = spec;
-        await persist();
-        await stop(instance, defaultGracefulTimeoutMs);
-        await launch(instance);
+        await state.save();
+        await relaunch(instance);
         return { alreadyDeployed: false };
       });
     },
@@ -843,26 +323,23 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Driver 
       if (!group) throw new DriverError('not_found', `MCP group '${groupId}' not found`);
       // Forgotten first and persisted, so that a crash during the stops
       // cannot bring the group back on the next start.
+      const members = membersOf(group);
       groups.delete(groupId);
-      const members = group.names.flatMap((name) => {
-        const instance = instances.get(name);
-        return instance ? [instance] : [];
-      });
       for (const instance of members) {
         instance.removed = true;
         instances.delete(instance.name);
       }
-      await persist();
+      await state.save();
       const removedServers: string[] = [];
       const errors: Record<string, string> = {};
       const grace = removeOptions.forceRemove ? 0 : removeOptions.gracefulTimeoutMs;
       await Promise.all(
         members.map(async (instance) => {
           try {
-            await closeSessions(instance);
+            await instance.relay.closeSessions();
             // Killed outside the lock: a launch that is still waiting for
             // initialize would otherwise hold the removal for startTimeoutMs.
-            if (instance.running) await terminate(instance.running, grace);
+            if (instance.running) await instance.running.child.terminate(grace);
             await withLock(instance, () => stop(instance, grace));
             removedServers.push(instance.name);
           } catch (error) {
@@ -874,36 +351,27 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Driver 
       return { removedServers, errors };
     },
 
-    async restartServer(instanceName: string): Promise<InstanceStatus> {
-      const instance = lookup(instanceName);
-      return withLock(instance, async () => {
-        if (instance.removed) throw new DriverError('not_found', `MCP server '${instanceName}' not found`);
-        await stop(instance, defaultGracefulTimeoutMs);
-        await launch(instance);
-        return instanceStatus(instance);
+    restartServer(instanceName: string): Promise<InstanceStatus> {
+      return underLock(instanceName, async (instance) => {
+        await relaunch(instance);
+        return instanceStatus(instance, baseUrl);
       });
     },
 
-    async refreshCredentials(instanceName: string, request: RefreshCredentialsRequest): Promise<RefreshCredentialsResult> {
-      const instance = lookup(instanceName);
-      return withLock(instance, async () => {
-        if (instance.removed) throw new DriverError('not_found', `MCP server '${instanceName}' not found`);
+    refreshCredentials(instanceName: string, request: RefreshCredentialsRequest): Promise<RefreshCredentialsResult> {
+      return underLock(instanceName, async (instance) => {
         if (request.environmentVariables) {
-          instance.spec = {
-            ...instance.spec,
-            environmentVariables: { ...instance.spec.environmentVariables, ...request.environmentVariables },
-          };
-          await persist();
+          instance.spec = { ...instance.spec, environmentVariables: { ...instance.spec.environmentVariables, ...request.environmentVariables } };
+          await state.save();
         }
         if (!request.restart) return { restarted: false };
-        await stop(instance, defaultGracefulTimeoutMs);
-        await launch(instance);
+        await relaunch(instance);
         return { restarted: true };
       });
     },
 
     status(): Record<string, GroupStatus> {
-      return Object.fromEntries([...groups].map(([groupId, group]) => [groupId, groupStatus(group)]));
+      return Object.fromEntries([...groups].map(([groupId, group]) => [groupId, groupStatus(membersOf(group), group.sharedNetworking, baseUrl)]));
     },
 
     async handleMcpRequest(instanceName: string, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -912,53 +380,18 @@ export function createProcessDriver(options: ProcessDriverOptions = {}): Driver 
         replyJsonRpcError(res, 404, -32601, `MCP server '${instanceName}' not found`);
         return;
       }
-      const sessionHeader = req.headers['mcp-session-id'];
-      const sessionId = Array.isArray(sessionHeader) ? sessionHeader[0] : sessionHeader;
-      if (sessionId !== undefined) {
-        const session = instance.sessions.get(sessionId);
-        if (!session) {
-          // 404 tells a conforming client to start a new session.
-          replyJsonRpcError(res, 404, -32001, 'Session not found');
-          return;
-        }
-        session.lastSeen = Date.now();
-        await session.transport.handleRequest(req, res);
-        return;
-      }
-      if (req.method !== 'POST') {
-        replyJsonRpcError(res, 400, -32000, 'Bad Request: Mcp-Session-Id header is required');
-        return;
-      }
-      const upstream = instance.running?.upstream;
-      if (!upstream || instance.status !== 'running') {
-        replyJsonRpcError(res, 503, -32000, `MCP server '${instanceName}' is not running (status: ${instance.status})`);
-        return;
-      }
-      const server = createRelayServer(instance, upstream);
-      const transport = new StreamableHTTPServerTransport({
-        sessionIdGenerator: () => randomUUID(),
-        onsessioninitialized: (id) => {
-          instance.sessions.set(id, { transport, server, lastSeen: Date.now() });
-        },
-      });
-      transport.onclose = () => {
-        if (transport.sessionId) instance.sessions.delete(transport.sessionId);
-      };
-      await server.connect(transport);
-      await transport.handleRequest(req, res);
-      // Anything but an initialize was refused by the transport: no session to keep.
-      if (!transport.sessionId) await server.close();
+      await instance.relay.handle(req, res);
     },
 
     async close(): Promise<void> {
       closed = true;
       for (const timer of timers) clearInterval(timer);
-      await Promise.allSettled([...instances.values()].map((instance) => closeSessions(instance)));
-      await Promise.allSettled([...children].map((running) => terminate(running, 2000)));
+      await Promise.allSettled([...instances.values()].map((instance) => instance.relay.closeSessions()));
+      await Promise.allSettled([...children].map((child) => child.terminate(2000)));
       await Promise.allSettled([...background]);
       // Children spawned by launches that were already past the `closed` check.
-      await Promise.allSettled([...children].map((running) => terminate(running, 0)));
-      await stateWrites.catch(() => undefined);
+      await Promise.allSettled([...children].map((child) => child.terminate(0)));
+      await state.settled();
     },
   };
 }

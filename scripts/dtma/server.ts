@@ -1,29 +1,17 @@
 /**
- * The DTMA HTTP server: the contract of DESIGN.md section 7 over Node's http
- * module. It authenticates, validates, maps driver outcomes to status codes
- * and serves each instance's MCP endpoint; the driver does the rest.
+ * The DTMA HTTP server: the DTMA contract (contract.ts, routes.ts) over Node's
+ * http module. It checks who is asking (request-guard.ts), dispatches to the
+ * contract's routes, serves each instance's MCP endpoint through the driver,
+ * and maps errors to status codes; the driver does the rest.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { z } from 'zod';
-import {
-  DeployGroupRequestSchema,
-  RefreshCredentialsRequestSchema,
-  RemoveGroupQuerySchema,
-  describeZodError,
-  type DeployGroupRequest,
-  type DeployGroupResponse,
-  type ErrorResponse,
-  type GroupHealthResponse,
-  type LivenessResponse,
-  type RefreshCredentialsResponse,
-  type RemoveGroupResponse,
-  type RestartServerResponse,
-  type ServerSpec,
-  type StatusResponse,
-} from './contract.js';
+import type { LivenessResponse } from './contract.js';
 import { DriverError, errorMessage, type Driver } from './driver.js';
+import { HttpError, decodeParam, parseJsonBody, readBody, sendError, sendJson } from './http-util.js';
+import { replyJsonRpcError } from './mcp-relay.js';
+import { allowedHostsFor, createRequestGuard, type GuardRefusal, type RequestGuard } from './request-guard.js';
+import { contractRoutes } from './routes.js';
 
 export interface DtmaServerOptions {
   /** Bearer token every /mcp and admin route requires. */
@@ -40,6 +28,12 @@ export interface DtmaServerOptions {
    * route, so a tool call cannot bypass the control plane's grants.
    */
   mcpEndpointAuth?: 'bearer' | 'none';
+  /** Host names (`host:port`) accepted besides this DTMA's own addresses and publicUrl's. */
+  allowedHosts?: string[];
+  /** Origins a browser page may call from (`http://localhost:6274`); none by default. */
+  allowedOrigins?: string[];
+  /** Echoed by GET /health, so that the process that started this one can recognise it. */
+  instanceId?: string;
   /** One line per answered request. */
   log?: (line: string) => void;
   maxBodyBytes?: number;
@@ -50,30 +44,6 @@ export interface DtmaServer {
   readonly url: string;
   listen(): Promise<string>;
   close(): Promise<void>;
-}
-
-const DEFAULT_GRACEFUL_TIMEOUT_MS = 10_000;
-const DEFAULT_MAX_CONCURRENT_DEPLOYMENTS = 3;
-
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
-  if (res.headersSent || res.destroyed) return;
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), ...headers });
-  res.end(text);
-}
-
-function sendError(res: ServerResponse, status: number, error: string, headers?: Record<string, string>): void {
-  const body: ErrorResponse = { success: false, error };
-  sendJson(res, status, body, headers);
 }
 
 function statusOfDriverError(error: DriverError): number {
@@ -89,90 +59,6 @@ function statusOfDriverError(error: DriverError): number {
   }
 }
 
-async function readBody(req: IncomingMessage, maxBytes: number): Promise<string> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
-    size += buffer.length;
-    if (size > maxBytes) throw new HttpError(413, `body larger than ${maxBytes} bytes`);
-    chunks.push(buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
-}
-
-/** Reads and validates a JSON body; an empty body counts as `emptyAs`. */
-async function readJson<S extends z.ZodType>(req: IncomingMessage, schema: S, maxBytes: number, emptyAs?: unknown): Promise<z.infer<S>> {
-  const text = await readBody(req, maxBytes);
-  let raw: unknown;
-  if (text.trim() === '' && emptyAs !== undefined) {
-    raw = emptyAs;
-  } else {
-    try {
-      raw = JSON.parse(text);
-    } catch (error) {
-      throw new HttpError(400, `body: invalid JSON (${errorMessage(error)})`);
-    }
-  }
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) throw new HttpError(400, describeZodError(parsed.error));
-  return parsed.data;
-}
-
-function decodeParam(value: string | undefined): string {
-  try {
-    return decodeURIComponent(value ?? '');
-  } catch {
-    throw new HttpError(400, 'malformed percent-encoding in path');
-  }
-}
-
-function ordered(servers: ServerSpec[], dependencyOrder: string[] | undefined): ServerSpec[] {
-  if (!dependencyOrder?.length) return servers;
-  const rank = (spec: ServerSpec): number => {
-    const index = dependencyOrder.indexOf(spec.instanceNameOnToolbox);
-    return index === -1 ? dependencyOrder.length : index;
-  };
-  return [...servers].sort((a, b) => rank(a) - rank(b));
-}
-
-async function runPool<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const item = items[next++] as T;
-      await work(item);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
-/** Deploys each server of a request and gathers per-server outcomes; never throws. */
-async function deployGroup(driver: Driver, request: DeployGroupRequest): Promise<DeployGroupResponse> {
-  const { groupId, servers, options } = request;
-  // A dependency order means "one after the other"; without one, a bounded
-  // number of servers start together.
-  const limit = options.dependencyOrder?.length ? 1 : (options.maxConcurrentDeployments ?? DEFAULT_MAX_CONCURRENT_DEPLOYMENTS);
-  const outcomes = new Map<string, string | null>();
-  await runPool(ordered(servers, options.dependencyOrder), limit, async (spec) => {
-    try {
-      await driver.deployServer(groupId, spec, options);
-      outcomes.set(spec.instanceNameOnToolbox, null);
-    } catch (error) {
-      outcomes.set(spec.instanceNameOnToolbox, errorMessage(error));
-    }
-  });
-  const deployedServers = servers.map((spec) => spec.instanceNameOnToolbox).filter((name) => outcomes.get(name) === null);
-  const errors: Record<string, string> = {};
-  for (const [name, message] of outcomes) if (message !== null) errors[name] = message;
-  const success = deployedServers.length > 0;
-  return {
-    success,
-    message: `MCP group '${groupId}' deployment ${success ? 'completed' : 'failed'}: ${deployedServers.length}/${servers.length} servers deployed`,
-    data: { groupId, deployedServers, errors, totalServers: servers.length, successfulDeployments: deployedServers.length },
-  };
-}
-
 function formatHostForUrl(host: string): string {
   // A wildcard address is not something a client can connect to.
   if (host === '0.0.0.0') return '127.0.0.1';
@@ -180,164 +66,50 @@ function formatHostForUrl(host: string): string {
   return host.includes(':') ? `[${host}]` : host;
 }
 
-/** A route parses its body first, so that the fault hooks see it, then runs with it typed. */
-interface Prepared {
-  body: unknown;
-  run: () => Promise<void>;
-}
+const MCP_ENDPOINT = /^\/mcp\/servers\/([^/]+)\/mcp$/;
 
-interface Route {
-  method: string;
-  pattern: RegExp;
-  prepare: (params: string[], req: IncomingMessage, res: ServerResponse, url: URL) => Promise<Prepared>;
-}
-
-function withoutBody(run: (params: string[], res: ServerResponse, url: URL) => Promise<void>): Route['prepare'] {
-  return async (params, _req, res, url) => ({ body: undefined, run: () => run(params, res, url) });
+/** A refusal, as JSON-RPC on an MCP endpoint and as the contract's error elsewhere. */
+function refuse(res: ServerResponse, refusal: GuardRefusal, mcpEndpoint: boolean): void {
+  if (mcpEndpoint) {
+    for (const [name, value] of Object.entries(refusal.headers ?? {})) res.setHeader(name, value);
+    replyJsonRpcError(res, refusal.status, -32000, refusal.message);
+  } else {
+    sendError(res, refusal.status, refusal.message, refusal.headers);
+  }
 }
 
 export function createDtmaServer(options: DtmaServerOptions): DtmaServer {
-  if (!options.token) throw new Error('createDtmaServer: token must be a non-empty string');
   const { driver } = options;
   const host = options.host ?? '127.0.0.1';
   const maxBodyBytes = options.maxBodyBytes ?? 1024 * 1024;
   const log = options.log ?? (() => undefined);
   const hooks = driver.http;
-  // Comparing digests keeps the comparison constant-time whatever the lengths.
-  const tokenDigest = createHash('sha256').update(options.token).digest();
+  const routes = contractRoutes(driver, maxBodyBytes);
+  if (!options.token) throw new Error('createDtmaServer: token must be a non-empty string');
+  // Replaced once listening, when the port is known.
+  let guard: RequestGuard = createRequestGuard({ token: options.token, allowedHosts: new Set(), allowedOrigins: new Set() });
   let baseUrl: string | null = null;
   let ready: Promise<void> = new Promise(() => undefined);
   let closing: Promise<void> | undefined;
 
-  function authorize(req: IncomingMessage, res: ServerResponse): boolean {
-    const header = req.headers.authorization ?? '';
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match?.[1]) {
-      sendError(res, 401, 'missing bearer token', { 'www-authenticate': 'Bearer realm="dtma"' });
-      return false;
-    }
-    const given = createHash('sha256').update(match[1]).digest();
-    if (!timingSafeEqual(given, tokenDigest)) {
-      sendError(res, 401, 'invalid bearer token', { 'www-authenticate': 'Bearer realm="dtma", error="invalid_token"' });
-      return false;
-    }
-    return true;
+  /** Host, Origin and, unless `tokenOptional`, the token; answers the refusal itself. */
+  function admitted(req: IncomingMessage, res: ServerResponse, mcpEndpoint: boolean, tokenOptional = false): boolean {
+    const refusal = guard.checkOrigin(req) ?? (tokenOptional ? null : guard.checkToken(req));
+    if (refusal) refuse(res, refusal, mcpEndpoint);
+    return refusal === null;
   }
-
-  const routes: Route[] = [
-    {
-      method: 'POST',
-      pattern: /^\/mcp\/groups$/,
-      prepare: async (_params, req, res) => {
-        const request = await readJson(req, DeployGroupRequestSchema, maxBodyBytes);
-        return { body: request, run: async () => sendJson(res, 201, await deployGroup(driver, request)) };
-      },
-    },
-    {
-      method: 'DELETE',
-      pattern: /^\/mcp\/groups\/([^/]+)$/,
-      prepare: withoutBody(async ([rawGroupId], res, url) => {
-        const groupId = decodeParam(rawGroupId);
-        const query = RemoveGroupQuerySchema.safeParse(Object.fromEntries(url.searchParams));
-        if (!query.success) throw new HttpError(400, describeZodError(query.error));
-        const result = await driver.removeGroup(groupId, {
-          forceRemove: query.data.forceRemove,
-          gracefulTimeoutMs: query.data.gracefulTimeoutMs ?? DEFAULT_GRACEFUL_TIMEOUT_MS,
-        });
-        const success = Object.keys(result.errors).length === 0;
-        const body: RemoveGroupResponse = {
-          success,
-          message: `MCP group '${groupId}' removal ${success ? 'completed' : 'failed'}`,
-          data: { groupId, removedServers: result.removedServers, errors: result.errors },
-        };
-        sendJson(res, 200, body);
-      }),
-    },
-    {
-      method: 'GET',
-      pattern: /^\/mcp\/status$/,
-      prepare: withoutBody(async (_params, res) => {
-        const groups = driver.status();
-        const all = Object.values(groups);
-        const body: StatusResponse = {
-          success: true,
-          data: {
-            summary: {
-              totalGroups: all.length,
-              totalServers: all.reduce((sum, group) => sum + group.totalInstances, 0),
-              runningServers: all.reduce((sum, group) => sum + group.runningInstances, 0),
-              healthyServers: all.reduce((sum, group) => sum + group.healthyInstances, 0),
-              timestamp: new Date().toISOString(),
-            },
-            groups,
-          },
-        };
-        sendJson(res, 200, body);
-      }),
-    },
-    {
-      method: 'GET',
-      pattern: /^\/mcp\/health\/([^/]+)$/,
-      prepare: withoutBody(async ([rawGroupId], res) => {
-        const groupId = decodeParam(rawGroupId);
-        const health = driver.status()[groupId];
-        if (!health) throw new HttpError(404, `MCP group '${groupId}' not found`);
-        const body: GroupHealthResponse = { success: true, data: { groupId, health, timestamp: new Date().toISOString() } };
-        sendJson(res, 200, body);
-      }),
-    },
-    {
-      method: 'POST',
-      pattern: /^\/mcp\/servers\/([^/]+)\/restart$/,
-      prepare: withoutBody(async ([rawName], res) => {
-        const instanceName = decodeParam(rawName);
-        const status = await driver.restartServer(instanceName);
-        const body: RestartServerResponse = {
-          success: true,
-          message: `MCP server '${instanceName}' restarted`,
-          data: { instanceName, status: status.status, containerId: status.containerId, restartCount: status.restartCount },
-        };
-        sendJson(res, 200, body);
-      }),
-    },
-    {
-      method: 'POST',
-      pattern: /^\/mcp\/credentials\/refresh\/([^/]+)$/,
-      prepare: async ([rawName], req, res) => {
-        const instanceName = decodeParam(rawName);
-        const request = await readJson(req, RefreshCredentialsRequestSchema, maxBodyBytes, {});
-        const run = async (): Promise<void> => {
-          const result = await driver.refreshCredentials(instanceName, request);
-          const body: RefreshCredentialsResponse = {
-            success: true,
-            message: `credentials of MCP server '${instanceName}' ${result.restarted ? 'refreshed' : 'stored'}`,
-            data: {
-              instanceName,
-              status: result.restarted ? 'refreshed' : 'stored',
-              restarted: result.restarted,
-              timestamp: new Date().toISOString(),
-            },
-          };
-          sendJson(res, 200, body);
-        };
-        return { body: request, run };
-      },
-    },
-  ];
 
   async function handleMcpRoute(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
     const method = req.method ?? 'GET';
     const pathname = url.pathname;
-
-    const endpoint = /^\/mcp\/servers\/([^/]+)\/mcp$/.exec(pathname);
+    const endpoint = MCP_ENDPOINT.exec(pathname);
     if (endpoint) {
-      if (options.mcpEndpointAuth !== 'none' && !authorize(req, res)) return;
+      if (!admitted(req, res, true, options.mcpEndpointAuth === 'none')) return;
       if (hooks && (await hooks.intercept({ method, pathname, body: undefined, req, res })) === 'handled') return;
       await driver.handleMcpRequest(decodeParam(endpoint[1]), req, res);
       return;
     }
-
-    if (!authorize(req, res)) return;
+    if (!admitted(req, res, false)) return;
     const candidates = routes.filter((route) => route.pattern.test(pathname));
     if (candidates.length === 0) throw new HttpError(404, `no route for ${method} ${pathname}`);
     const route = candidates.find((candidate) => candidate.method === method);
@@ -349,6 +121,17 @@ export function createDtmaServer(options: DtmaServerOptions): DtmaServer {
     const prepared = await route.prepare(params, req, res, url);
     if (hooks && (await hooks.intercept({ method, pathname, body: prepared.body, req, res })) === 'handled') return;
     await prepared.run();
+  }
+
+  async function handleAdminRoute(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const method = req.method ?? 'GET';
+    if (!hooks) throw new HttpError(404, `no route for ${method} ${url.pathname}`);
+    if (!admitted(req, res, false)) return;
+    const text = method === 'POST' ? await readBody(req, maxBodyBytes) : '';
+    const body = text.trim() === '' ? undefined : parseJsonBody(text);
+    if (!(await hooks.handleAdmin(method, url.pathname, body, res))) {
+      throw new HttpError(404, `no route for ${method} ${url.pathname}`);
+    }
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -364,27 +147,18 @@ export function createDtmaServer(options: DtmaServerOptions): DtmaServer {
     });
 
     if (method === 'GET' && url.pathname === '/health') {
-      const body: LivenessResponse = { status: 'ok', timestamp: new Date().toISOString() };
+      const body: LivenessResponse = {
+        status: 'ok',
+        timestamp: new Date().toISOString(),
+        ...(options.instanceId ? { instanceId: options.instanceId } : {}),
+      };
       sendJson(res, 200, body);
       return;
     }
-
     if (url.pathname.startsWith('/__')) {
-      if (!hooks) throw new HttpError(404, `no route for ${method} ${url.pathname}`);
-      if (!authorize(req, res)) return;
-      const text = method === 'POST' ? await readBody(req, maxBodyBytes) : '';
-      let body: unknown;
-      try {
-        body = text.trim() === '' ? undefined : JSON.parse(text);
-      } catch (error) {
-        throw new HttpError(400, `body: invalid JSON (${errorMessage(error)})`);
-      }
-      if (!(await hooks.handleAdmin(method, url.pathname, body, res))) {
-        throw new HttpError(404, `no route for ${method} ${url.pathname}`);
-      }
+      await handleAdminRoute(req, res, url);
       return;
     }
-
     hooks?.onRequest(req, res);
     if (url.pathname !== '/mcp' && !url.pathname.startsWith('/mcp/')) {
       throw new HttpError(404, `no route for ${method} ${url.pathname}`);
@@ -423,6 +197,11 @@ export function createDtmaServer(options: DtmaServerOptions): DtmaServer {
         });
       });
       const address = server.address() as AddressInfo;
+      guard = createRequestGuard({
+        token: options.token,
+        allowedHosts: allowedHostsFor(host, address.port, options.publicUrl, options.allowedHosts),
+        allowedOrigins: new Set(options.allowedOrigins),
+      });
       baseUrl = (options.publicUrl ?? `http://${formatHostForUrl(host)}:${address.port}`).replace(/\/+$/, '');
       ready = driver.start({ baseUrl });
       try {

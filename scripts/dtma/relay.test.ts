@@ -1,0 +1,222 @@
+/**
+ * The relay of an instance's MCP endpoint, against server-everything from npm:
+ * what a client sees through the local DTMA is what it would see talking to
+ * the server directly (progress, cancellation, logging, ping, session end,
+ * errors). The server runs behind a tap, a small package of this test that
+ * copies every byte the DTMA writes to the server's stdin into a file, so the
+ * test can read what reached the server.
+ */
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { LoggingMessageNotificationSchema, type JSONRPCMessage, type LoggingMessageNotification, type Progress } from '@modelcontextprotocol/sdk/types.js';
+import { StatusResponseSchema, mcpEndpointUrl } from './contract.js';
+import { REPOSITORY_ROOT, resolveNpmImage } from './npm-image.js';
+import { createProcessDriver } from './process-driver.js';
+import { createDtmaServer, type DtmaServer } from './server.js';
+
+const TOKEN = 'relay-test-token';
+const EVERYTHING_BIN = resolveNpmImage('npm:@modelcontextprotocol/server-everything').binPath;
+const scratch = mkdtempSync(path.join(os.tmpdir(), 'dtma-relay-'));
+const tapFile = path.join(scratch, 'stdin.jsonl');
+
+// The tap: runs server-everything, copying its stdin to TAP_FILE on the way.
+const packageRoot = path.join(scratch, 'root');
+const tapDir = path.join(packageRoot, 'node_modules', 'mcp-tap');
+mkdirSync(tapDir, { recursive: true });
+writeFileSync(path.join(tapDir, 'package.json'), JSON.stringify({ name: 'mcp-tap', version: '1.0.0', bin: { 'mcp-tap': 'tap.cjs' } }));
+writeFileSync(
+  path.join(tapDir, 'tap.cjs'),
+  `const { spawn } = require('node:child_process');
+const fs = require('node:fs');
+const server = spawn(process.execPath, [process.env.TAP_TARGET], { stdio: ['pipe', 'inherit', 'inherit'] });
+process.stdin.on('data', (chunk) => { fs.appendFileSync(process.env.TAP_FILE, chunk); server.stdin.write(chunk); });
+process.stdin.on('end', () => server.stdin.end());
+process.on('SIGTERM', () => server.kill('SIGTERM'));
+server.on('exit', (code) => process.exit(code ?? 1));
+`,
+);
+
+/** Every message the DTMA wrote to the server so far. */
+function reachedServer(): JSONRPCMessage[] {
+  let text = '';
+  try {
+    text = readFileSync(tapFile, 'utf8');
+  } catch {
+    return [];
+  }
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as JSONRPCMessage);
+}
+
+async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+let server: DtmaServer;
+let baseUrl: string;
+let pid: number;
+const clients: Client[] = [];
+
+async function connect(): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
+  const client = new Client({ name: 'relay-test', version: '1.0.0' });
+  const transport = new StreamableHTTPClientTransport(new URL(mcpEndpointUrl(baseUrl, 'everything')), {
+    requestInit: { headers: { authorization: `Bearer ${TOKEN}` } },
+  });
+  await client.connect(transport);
+  clients.push(client);
+  return { client, transport };
+}
+
+beforeAll(async () => {
+  server = createDtmaServer({ token: TOKEN, driver: createProcessDriver({ packageRoot, startTimeoutMs: 15_000 }), port: 0 });
+  baseUrl = await server.listen();
+  const reply = await fetch(`${baseUrl}/mcp/groups`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: JSON.stringify({
+      groupId: 'relay',
+      servers: [
+        {
+          accountToolInstanceId: 'ati-relay',
+          instanceNameOnToolbox: 'everything',
+          dockerImageUrl: 'npm:mcp-tap',
+          environmentVariables: { TAP_TARGET: EVERYTHING_BIN, TAP_FILE: tapFile },
+        },
+      ],
+    }),
+  });
+  expect(reply.status).toBe(201);
+  const status = StatusResponseSchema.parse(await (await fetch(`${baseUrl}/mcp/status`, { headers: { authorization: `Bearer ${TOKEN}` } })).json());
+  const instance = status.data.groups.relay?.instances.everything;
+  expect(instance?.status).toBe('running');
+  pid = Number(/^proc-(\d+)$/.exec(instance?.containerId ?? '')?.[1]);
+});
+
+afterAll(async () => {
+  await Promise.allSettled(clients.map((client) => client.close()));
+  await server.close();
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+describe('the MCP relay of the local DTMA', { timeout: 30_000 }, () => {
+  it('relays every progress notification, each before the result', async () => {
+    const { client } = await connect();
+    for (let round = 0; round < 5; round++) {
+      const seen: Progress[] = [];
+      const result = await client.callTool(
+        { name: 'trigger-long-running-operation', arguments: { duration: 0.2, steps: 4 } },
+        undefined,
+        { onprogress: (progress) => seen.push(progress) },
+      );
+      expect(JSON.stringify(result)).toMatch(/Long running operation completed/);
+      expect(seen.map((progress) => progress.progress), `round ${round}`).toEqual([1, 2, 3, 4]);
+    }
+  });
+
+  it('cancels upstream a request the client cancels', async () => {
+    const { client } = await connect();
+    const abort = new AbortController();
+    let firstProgress: () => void = () => undefined;
+    const progressed = new Promise<void>((resolve) => {
+      firstProgress = resolve;
+    });
+    const call = client.callTool({ name: 'trigger-long-running-operation', arguments: { duration: 5, steps: 50 } }, undefined, {
+      signal: abort.signal,
+      onprogress: () => firstProgress(),
+    });
+    await progressed;
+    abort.abort('the user changed their mind');
+    await expect(call).rejects.toThrow();
+    // The DTMA's own request to the server is the one cancelled.
+    const upstreamCall = reachedServer().filter((m) => 'method' in m && m.method === 'tools/call').at(-1);
+    const upstreamId = upstreamCall && 'id' in upstreamCall ? upstreamCall.id : undefined;
+    expect(upstreamId).toBeDefined();
+    await waitFor('notifications/cancelled at the server', () =>
+      reachedServer().find((m) => 'method' in m && m.method === 'notifications/cancelled' && m.params?.requestId === upstreamId),
+    );
+  });
+
+  it('cancels upstream the requests of a session that ends, and forgets the session', async () => {
+    const { client, transport } = await connect();
+    const sessionId = transport.sessionId;
+    const call = client.callTool({ name: 'trigger-long-running-operation', arguments: { duration: 5, steps: 5 } }).catch((error: unknown) => error);
+    const upstreamCall = await waitFor('the call to reach the server', () =>
+      reachedServer()
+        .filter((m) => 'method' in m && m.method === 'tools/call')
+        .find((m) => 'params' in m && JSON.stringify(m.params).includes('"duration":5,"steps":5}')),
+    );
+    await transport.terminateSession();
+    await waitFor('notifications/cancelled at the server', () =>
+      reachedServer().find((m) => 'method' in m && m.method === 'notifications/cancelled' && 'id' in upstreamCall && m.params?.requestId === upstreamCall.id),
+    );
+    const after = await fetch(mcpEndpointUrl(baseUrl, 'everything'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream', 'mcp-session-id': sessionId ?? '' },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list' }),
+    });
+    expect(after.status).toBe(404);
+    await client.close();
+    await call;
+  });
+
+  it("keeps each session's logging level: the server logs at the most verbose, each session gets what it asked for", async () => {
+    const quiet = await connect();
+    const chatty = await connect();
+    const heard = { quiet: [] as LoggingMessageNotification['params'][], chatty: [] as LoggingMessageNotification['params'][] };
+    quiet.client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void heard.quiet.push(n.params));
+    chatty.client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => void heard.chatty.push(n.params));
+    await quiet.client.setLoggingLevel('emergency');
+    await chatty.client.setLoggingLevel('debug');
+    const levels = reachedServer().flatMap((m) => ('method' in m && m.method === 'logging/setLevel' ? [m.params?.level] : []));
+    expect(levels.slice(-2)).toEqual(['emergency', 'debug']);
+
+    await chatty.client.callTool({ name: 'toggle-simulated-logging', arguments: {} });
+    try {
+      await waitFor('a log message at the chatty session', () => heard.chatty[0], 8000);
+    } finally {
+      await chatty.client.callTool({ name: 'toggle-simulated-logging', arguments: {} });
+    }
+    expect(heard.quiet.every((message) => message.level === 'emergency')).toBe(true);
+  });
+
+  it('answers ping from the server: no pong while the server does not answer', async () => {
+    const { client } = await connect();
+    const before = reachedServer().filter((m) => 'method' in m && m.method === 'ping').length;
+    await client.ping();
+    expect(reachedServer().filter((m) => 'method' in m && m.method === 'ping').length).toBe(before + 1);
+    process.kill(pid, 'SIGSTOP');
+    try {
+      await expect(client.ping({ timeout: 500 })).rejects.toThrow(/timed out/i);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await client.ping();
+  });
+
+  it('passes an error on as the server sent it, without a prefix per hop', async () => {
+    const direct = new Client({ name: 'relay-test-direct', version: '1.0.0' });
+    await direct.connect(new StdioClientTransport({ command: process.execPath, args: [EVERYTHING_BIN], stderr: 'ignore' }));
+    clients.push(direct);
+    const { client } = await connect();
+    const failure = (promise: Promise<unknown>) => promise.then(() => ({ code: 0, message: 'no error' }), (error: { code: number; message: string }) => ({ code: error.code, message: error.message }));
+    const viaDtma = await failure(client.getPrompt({ name: 'no-such-prompt' }));
+    expect(viaDtma).toEqual(await failure(direct.getPrompt({ name: 'no-such-prompt' })));
+    expect(viaDtma.code).toBe(-32602);
+    expect(viaDtma.message.match(/MCP error -32602/g)?.length).toBe(2);
+    const missingResource = await failure(client.readResource({ uri: 'demo://no-such-resource' }));
+    expect(missingResource).toEqual(await failure(direct.readResource({ uri: 'demo://no-such-resource' })));
+  });
+});
