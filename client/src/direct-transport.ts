@@ -10,12 +10,12 @@
  *   select ... from public.<fn>(p_x => $1::<type>, ...);   -- named arguments, PostgREST's overload choice
  *   commit;
  *
- * The identity comes from a JWT verified with the project's secret, or from claims the server
+ * The identity comes from a JWT verified with the project's keys (JWKS or secret), or from claims the server
  * trusts; the role must be anon, authenticated or service_role. Only types from `pg` are
  * used, structurally, so this module loads under Deno as well.
  */
 import { McpControlPlaneError, SdkErrorCode, UnavailableError, controlPlaneError } from './errors.ts';
-import { parseClaims, verifyJwt, type JwtClaims, type JwtClaimsInput } from './jwt.ts';
+import { parseClaims, verifyJwt, type JwtClaims, type JwtClaimsInput, type JwtKeyInput } from './jwt.ts';
 import type { RpcTransport } from './transport.ts';
 
 /** The part of a pg.PoolClient this transport uses. */
@@ -30,7 +30,8 @@ export interface PgPoolLike {
 }
 
 export type DirectTransportOptions =
-  | { pool: PgPoolLike; jwt: string; jwtSecret: string | Uint8Array; claims?: never }
+  /** `jwtSecret`: the HS256 secret, or the project's keys (`{ secret?, jwks?, jwksUrl? }`, see jwt.ts). */
+  | { pool: PgPoolLike; jwt: string; jwtSecret: JwtKeyInput; claims?: never }
   /** Claims the caller vouches for (a server acting for a user it authenticated); anon when omitted. */
   | { pool: PgPoolLike; claims?: JwtClaimsInput; jwt?: never; jwtSecret?: never };
 

@@ -5,7 +5,20 @@
 export type { RpcTransport } from './transport.ts';
 export { supabaseTransport, fromPostgrestError, type SupabaseRpcClient, type PostgrestErrorLike } from './supabase-transport.ts';
 export { directTransport, toControlPlaneError, type DirectTransportOptions, type PgPoolLike, type PgClientLike } from './direct-transport.ts';
-export { signJwt, verifyJwt, parseClaims, ApiRoleSchema, JwtClaimsSchema, type ApiRole, type JwtClaims, type JwtClaimsInput } from './jwt.ts';
+export {
+  signJwt,
+  verifyJwt,
+  parseClaims,
+  jwtKeysFromEnv,
+  ApiRoleSchema,
+  JwtClaimsSchema,
+  ASYMMETRIC_ALGORITHMS,
+  type ApiRole,
+  type JwtClaims,
+  type JwtClaimsInput,
+  type JwtKeys,
+  type JwtKeyInput,
+} from './jwt.ts';
 export {
   McpControlPlaneError,
   NotAllowedError,

@@ -238,6 +238,8 @@ insert into table_matrix values
 create temp table other_domains (name text primary key);
 insert into other_domains values ('dtma_requests'), ('mcp_server_oauth_connections'), ('oauth_providers'), ('user_oauth_connections'), ('agent_oauth_permissions'),
   ('vault_secret_owners'), ('mcp_credential_versions'), ('mcp_interaction_logs');
+-- The gateway domain (db/tests/gateway.test.sql).
+insert into other_domains values ('agent_api_keys');
 
 select is_empty($$select c.relname from pg_class c join pg_namespace n on n.oid = c.relnamespace
                    where n.nspname = 'public' and c.relkind in ('r', 'p', 'v', 'm')
@@ -350,6 +352,9 @@ insert into other_domains values ('deploy_mcp_server_to_dtma'), ('harvest_dtma_r
   ('begin_oauth_refresh'), ('complete_oauth_refresh'), ('fail_oauth_refresh'), ('create_vault_secret'), ('get_secret'),
   ('delete_vault_secret'), ('rotate_mcp_credentials'), ('audit_mcp_interactions'),
   ('agents_with_tool_access_at');
+-- The gateway domain (db/tests/gateway.test.sql).
+insert into other_domains values ('create_agent_api_key'), ('list_agent_api_keys'), ('revoke_agent_api_key'),
+  ('gateway_authenticate'), ('gateway_agent_servers'), ('gateway_upstream');
 
 select is_empty($$select p.oid::regprocedure from pg_proc p join pg_namespace n on n.oid = p.pronamespace
                    where n.nspname = 'public'

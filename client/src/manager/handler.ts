@@ -23,8 +23,9 @@ import type { RpcTransport } from '../transport.ts';
 export interface ManagerHandlerOptions {
   /**
    * The transport that acts as the bearer of this JWT: supabaseTransport over a client created
-   * with the anon key and `Authorization: Bearer <jwt>`, or directTransport({ pool, jwt, jwtSecret }).
-   * Either verifies the token; an invalid one fails with 401.
+   * with the anon key and `Authorization: Bearer <jwt>`, or directTransport({ pool, jwt, jwtSecret })
+   * where jwtSecret is the HS256 secret or the project's JWKS (`{ jwksUrl }`, ES256/RS256).
+   * Either verifies the token; an invalid one, or one signed by a foreign key, fails with 401.
    */
   transportFor: (jwt: string) => RpcTransport | Promise<RpcTransport>;
   /** Adds CORS headers (and answers preflights) for this origin, e.g. '*'. */

@@ -2,16 +2,18 @@
  * Serves a fetch handler (the mcp-server-manager) with Node's http module, for local use and
  * tests; on Supabase the same handler runs under Deno.serve. As a command:
  *
- *   DATABASE_URL=postgresql://... JWT_SECRET=... npx tsx client/src/manager/serve.ts
+ *   DATABASE_URL=postgresql://... JWT_JWKS_URL=https://<ref>.supabase.co/auth/v1/.well-known/jwks.json npx tsx client/src/manager/serve.ts
  *
  * serves the manager on MANAGER_PORT (default 54330), each request acting as the bearer of its
- * JWT through the direct transport (verified with JWT_SECRET).
+ * JWT through the direct transport, verified with the project's keys: JWT_JWKS_URL or JWT_JWKS
+ * (ES256/RS256) and/or JWT_SECRET (legacy HS256).
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { directTransport } from '../direct-transport.ts';
+import { jwtKeysFromEnv, type JwtKeyInput } from '../jwt.ts';
 import { createManagerHandler } from './handler.ts';
 
 export interface ServedHandler {
@@ -67,15 +69,15 @@ export async function serveHandler(handler: (req: Request) => Promise<Response>,
 }
 
 /** The manager over a pool, each request acting as the bearer of its JWT. */
-export function managerForPool(pool: pg.Pool, jwtSecret: string): (req: Request) => Promise<Response> {
+export function managerForPool(pool: pg.Pool, jwtSecret: JwtKeyInput): (req: Request) => Promise<Response> {
   return createManagerHandler({ transportFor: (jwt) => directTransport({ pool, jwt, jwtSecret }) });
 }
 
 async function main(): Promise<void> {
   const databaseUrl = process.env.DATABASE_URL ?? 'postgresql://postgres:postgres@127.0.0.1:54322/postgres';
-  const jwtSecret = process.env.JWT_SECRET;
-  if (!jwtSecret) {
-    console.error('serve: JWT_SECRET is required (the secret the access tokens are signed with)');
+  const jwtSecret = jwtKeysFromEnv((name) => process.env[name]);
+  if (Object.keys(jwtSecret).length === 0) {
+    console.error('serve: JWT_JWKS_URL, JWT_JWKS or JWT_SECRET is required (the keys the access tokens are signed with)');
     process.exit(2);
   }
   const pool = new pg.Pool({ connectionString: databaseUrl, max: 10 });

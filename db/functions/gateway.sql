@@ -1,0 +1,195 @@
+-- Gateway API. Two parts:
+--   * agent API keys, for the people who manage an agent: create (the key is returned once),
+--     list, revoke;
+--   * the gateway's own calls (service_role only, never authenticated or anon): who is calling
+--     (a key, or a user the gateway verified from a JWT, acting for an agent), which servers the
+--     agent reaches now and which resources and prompts it may read there, and the upstream
+--     credential of a server. Tool decisions reuse validate_agent_mcp_access and
+--     filter_agent_mcp_tools, called by the gateway as service_role with the definitions it read
+--     from the upstream itself.
+-- Nothing is cached outside the database: every decision is taken when the call arrives, so a
+-- revoke, an expiry, a stopped server, a removed member or a revoked key holds on the next call.
+
+-- The refusal for a caller that is not the platform (the gateway runs as service_role).
+create function private.require_service_caller(p_what text) returns void
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if not private.is_service_caller() then
+    raise exception using errcode = '42501', message = format('only the platform (service_role) may %s', p_what),
+      hint = 'the MCP gateway calls this with the service role; clients go through the gateway';
+  end if;
+end $$;
+comment on function private.require_service_caller(text) is 'Raises 42501 unless the caller is service_role (or a superuser session without claims).';
+
+-- Resources and prompts: reading them is reading, so a read_only or full_access grant shows
+-- them; a custom grant lists tools by name and shows neither (grant read_only to add them).
+create function private.scope_allows_reads(p_scope public.mcp_permission_scope) returns boolean
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select p_scope in ('read_only', 'full_access')
+$$;
+comment on function private.scope_allows_reads(public.mcp_permission_scope) is
+  'Whether a grant of this scope lets the agent list and read the server''s resources and prompts (read_only, full_access).';
+
+create function public.create_agent_api_key(p_agent_id uuid, p_name text, p_expires_at timestamptz default null)
+returns table (key_id uuid, api_key text, prefix text, expires_at timestamptz)
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_agent public.agents := private.require_agent_manager(p_agent_id);
+  v_prefix text := 'mcpk_' || encode(extensions.gen_random_bytes(6), 'hex');
+  v_key text;
+begin
+  if p_name is null or length(p_name) not between 1 and 100 then
+    raise exception using errcode = '22023', message = 'p_name must have 1 to 100 characters';
+  end if;
+  if p_expires_at is not null and p_expires_at <= now() then
+    raise exception using errcode = '22023', message = 'p_expires_at must be in the future';
+  end if;
+  if not v_agent.is_active then
+    raise exception using errcode = '55000', message = format('agent %s is not active', p_agent_id);
+  end if;
+  -- 256 random bits after the prefix, base64url without padding.
+  v_key := v_prefix || '_' || rtrim(translate(encode(extensions.gen_random_bytes(32), 'base64'), '+/', '-_'), '=');
+  return query
+    insert into public.agent_api_keys as k (organization_id, agent_id, name, prefix, key_sha256, created_by, expires_at)
+    values (v_agent.organization_id, p_agent_id, p_name, v_prefix, extensions.digest(v_key, 'sha256'), auth.uid(), p_expires_at)
+    returning k.id, v_key, k.prefix, k.expires_at;
+end $$;
+comment on function public.create_agent_api_key(uuid, text, timestamptz) is
+  'Creates an API key for the agent (its owner or an admin). The key is returned here only; the database keeps its sha256.';
+
+create function public.list_agent_api_keys(p_agent_id uuid)
+returns table (key_id uuid, name text, prefix text, created_by uuid, created_at timestamptz, expires_at timestamptz,
+               last_used_at timestamptz, revoked_at timestamptz, revoke_reason text, state text)
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform private.require_agent_manager(p_agent_id);
+  return query
+    select k.id, k.name, k.prefix, k.created_by, k.created_at, k.expires_at, k.last_used_at, k.revoked_at, k.revoke_reason,
+           case when k.revoked_at is not null then 'revoked'
+                when k.expires_at is not null and k.expires_at <= now() then 'expired'
+                else 'active' end
+      from public.agent_api_keys k
+     where k.agent_id = p_agent_id
+     order by k.created_at desc;
+end $$;
+comment on function public.list_agent_api_keys(uuid) is
+  'The agent''s API keys (prefix, never the key), with their state: active, expired or revoked.';
+
+create function public.revoke_agent_api_key(p_key_id uuid, p_reason text default null) returns boolean
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_agent_id uuid := (select k.agent_id from public.agent_api_keys k where k.id = p_key_id);
+begin
+  -- An unknown key and another organization's key get the same 42501.
+  perform private.require_agent_manager(v_agent_id);
+  update public.agent_api_keys k
+     set revoked_at = now(), revoked_by = auth.uid(), revoke_reason = coalesce(p_reason, 'revoked')
+   where k.id = p_key_id and k.revoked_at is null;
+  return found;
+end $$;
+comment on function public.revoke_agent_api_key(uuid, text) is
+  'Revokes an API key at once (the agent''s owner or an admin). False when it was already revoked.';
+
+-- Who is calling the gateway. With p_api_key: a live key (not revoked, not expired) of an active
+-- agent, which must be p_agent_id when one is named; else 28000 (the gateway answers 401).
+-- With p_user_id (the subject of a JWT the gateway verified): the user may act for p_agent_id
+-- (private.agent_managers) and the agent is active; else 42501 (403).
+create function public.gateway_authenticate(p_api_key text default null, p_user_id uuid default null, p_agent_id uuid default null)
+returns table (agent_id uuid, organization_id uuid, key_id uuid)
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_key public.agent_api_keys;
+begin
+  perform private.require_service_caller('authenticate gateway callers');
+  if (p_api_key is null) = (p_user_id is null) then
+    raise exception using errcode = '22023', message = 'give exactly one of p_api_key and p_user_id';
+  end if;
+  if p_api_key is not null then
+    select k.* into v_key from public.agent_api_keys k join public.agents a on a.id = k.agent_id
+     where k.key_sha256 = extensions.digest(p_api_key, 'sha256')
+       and k.revoked_at is null and (k.expires_at is null or k.expires_at > now()) and a.is_active;
+    if not found or (p_agent_id is not null and v_key.agent_id <> p_agent_id) then
+      raise exception using errcode = '28000', message = 'invalid API key',
+        hint = 'the key is unknown, revoked or expired, or belongs to another agent';
+    end if;
+    update public.agent_api_keys k set last_used_at = now()
+     where k.id = v_key.id and (k.last_used_at is null or k.last_used_at < now() - interval '10 seconds');
+    return query select v_key.agent_id, v_key.organization_id, v_key.id;
+    return;
+  end if;
+  if p_agent_id is null then
+    raise exception using errcode = '22023', message = 'a user acts for an agent: p_agent_id is required',
+      hint = 'name the agent in the gateway URL';
+  end if;
+  return query
+    select a.id, a.organization_id, null::uuid from public.agents a
+     where a.id = p_agent_id and a.is_active
+       and exists (select from private.agent_managers am where am.agent_id = a.id and am.user_id = p_user_id);
+  if not found then
+    raise exception using errcode = '42501', message = format('not allowed to act for agent %s', p_agent_id),
+      hint = 'only the agent''s owner and the admins of its organization may';
+  end if;
+end $$;
+comment on function public.gateway_authenticate(text, uuid, uuid) is
+  'Gateway (service_role): the agent an API key, or a verified user acting for p_agent_id, stands for; 28000 or 42501 otherwise.';
+
+-- The servers an agent reaches through the gateway now: get_agent_mcp_servers (valid grants on
+-- running servers), with the name the gateway namespaces tools by and the read rule.
+create function public.gateway_agent_servers(p_agent_id uuid)
+returns table (server_instance_id uuid, server_name text, instance_name text, permission_scope public.mcp_permission_scope,
+               allowed_tools text[], reads_allowed boolean, mcp_transport_type public.mcp_transport_type, expires_at timestamptz)
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform private.require_service_caller('list the servers of an agent for the gateway');
+  return query
+    select s.server_instance_id, s.server_name, i.instance_name_on_toolbox, s.permission_scope, s.allowed_tools,
+           private.scope_allows_reads(s.permission_scope), s.mcp_transport_type, s.expires_at
+      from public.get_agent_mcp_servers(p_agent_id) s
+      join public.account_tool_instances i on i.id = s.server_instance_id
+     order by i.instance_name_on_toolbox, s.server_instance_id;
+end $$;
+comment on function public.gateway_agent_servers(uuid) is
+  'Gateway (service_role): the servers the agent may use now, with the tools its grant allows and whether it may read resources and prompts.';
+
+-- How the gateway reaches a running server: its DTMA endpoint and the toolbox's bearer token
+-- (from Vault). The token never leaves the gateway: agents present their own credential.
+create function public.gateway_upstream(p_server_instance_id uuid)
+returns table (endpoint_url text, mcp_transport_type public.mcp_transport_type, bearer_token text)
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform private.require_service_caller('read an upstream credential');
+  return query
+    select i.endpoint_url, i.mcp_transport_type, private.toolbox_token(i.account_tool_environment_id)
+      from public.account_tool_instances i
+     where i.id = p_server_instance_id and i.status = 'running' and i.endpoint_url is not null;
+  if not found then
+    raise exception using errcode = 'P0002', message = format('MCP server %s is not running', p_server_instance_id);
+  end if;
+end $$;
+comment on function public.gateway_upstream(uuid) is
+  'Gateway (service_role): the endpoint and bearer token of a running MCP server. Never granted to authenticated.';
+
+revoke execute on function private.require_service_caller(text), private.scope_allows_reads(public.mcp_permission_scope),
+  public.create_agent_api_key(uuid, text, timestamptz), public.list_agent_api_keys(uuid), public.revoke_agent_api_key(uuid, text),
+  public.gateway_authenticate(text, uuid, uuid), public.gateway_agent_servers(uuid), public.gateway_upstream(uuid)
+  from public, anon;
+grant execute on function public.create_agent_api_key(uuid, text, timestamptz), public.list_agent_api_keys(uuid),
+  public.revoke_agent_api_key(uuid, text) to authenticated, service_role;
+grant execute on function public.gateway_authenticate(text, uuid, uuid), public.gateway_agent_servers(uuid),
+  public.gateway_upstream(uuid) to service_role;

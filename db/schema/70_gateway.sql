@@ -1,0 +1,75 @@
+-- Gateway: agent API keys, the credential an agent runtime presents to the agent MCP gateway
+-- (client/src/gateway). A key is shown once, when created; the database keeps only its sha256
+-- and a short visible prefix (to tell keys apart in a list). A key belongs to one agent, may
+-- expire, records when it was last used, and is revoked once, audited like a grant.
+
+create table public.agent_api_keys (
+  id uuid primary key default gen_random_uuid(),
+  organization_id uuid not null references public.organizations (id) on delete cascade,
+  agent_id uuid not null,
+  name text not null check (length(name) between 1 and 100),
+  -- 'mcpk_' and 12 hex characters: the key's first 17 characters, unique, safe to show.
+  prefix text not null unique check (prefix ~ '^mcpk_[0-9a-f]{12}$'),
+  key_sha256 bytea not null unique check (length(key_sha256) = 32),
+  created_by uuid references auth.users (id) on delete set null,
+  created_at timestamptz not null default now(),
+  expires_at timestamptz,
+  last_used_at timestamptz,
+  revoked_by uuid references auth.users (id) on delete set null,
+  revoked_at timestamptz,
+  revoke_reason text,
+  foreign key (agent_id, organization_id) references public.agents (id, organization_id) on delete cascade,
+  constraint expires_after_created check (expires_at is null or expires_at > created_at),
+  constraint revoked_after_created check (revoked_at is null or revoked_at >= created_at)
+);
+comment on table public.agent_api_keys is
+  'API keys of agents for the MCP gateway: sha256 and visible prefix only, expiry, last use, revocation (audited).';
+comment on column public.agent_api_keys.key_sha256 is
+  'sha256 of the whole key. Keys carry 256 random bits, so a fast hash is enough; the key itself is never stored.';
+comment on column public.agent_api_keys.last_used_at is
+  'When the gateway last accepted the key, to within 10 seconds (written at most that often).';
+create index agent_api_keys_agent_org_idx on public.agent_api_keys (agent_id, organization_id);
+create index agent_api_keys_org_idx on public.agent_api_keys (organization_id);
+create index agent_api_keys_created_by_idx on public.agent_api_keys (created_by);
+create index agent_api_keys_revoked_by_idx on public.agent_api_keys (revoked_by);
+
+-- A key is history: only its last use may move, and it may be revoked, once.
+create function private.api_key_is_history() returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if old.revoked_at is not null and new.revoked_at is distinct from old.revoked_at
+     or (to_jsonb(new) - '{revoked_at,revoked_by,revoke_reason,last_used_at}'::text[])
+        <> (to_jsonb(old) - '{revoked_at,revoked_by,revoke_reason,last_used_at}'::text[]) then
+    raise exception using errcode = '55000', message = 'an API key cannot be changed, only revoked once',
+      hint = 'revoke it and create another';
+  end if;
+  return new;
+end $$;
+comment on function private.api_key_is_history() is 'Trigger: an API key may only be revoked, once, and have its last use recorded.';
+
+-- Audited like grants (creation, revocation, deletion), without the hash and without last use.
+create function private.audit_api_key() returns trigger
+language plpgsql security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_row public.agent_api_keys := coalesce(new, old);
+begin
+  perform private.audit(v_row.organization_id, 'agent_api_key.' || lower(tg_op), 'agent_api_key', v_row.id::text,
+                        case when tg_op <> 'INSERT' then to_jsonb(old) - '{key_sha256,last_used_at}'::text[] end,
+                        case when tg_op <> 'DELETE' then to_jsonb(new) - '{key_sha256,last_used_at}'::text[] end,
+                        case when tg_op = 'UPDATE' then new.revoke_reason end);
+  return v_row;
+end $$;
+comment on function private.audit_api_key() is 'Trigger: audits the creation, revocation and deletion of an API key (never its hash).';
+
+create trigger agent_api_keys_history before update on public.agent_api_keys
+  for each row execute function private.api_key_is_history();
+create trigger agent_api_keys_audit_insert_delete after insert or delete on public.agent_api_keys
+  for each row execute function private.audit_api_key();
+create trigger agent_api_keys_audit_revoke after update of revoked_at on public.agent_api_keys
+  for each row execute function private.audit_api_key();
+
+alter table public.agent_api_keys enable row level security;
