@@ -181,15 +181,17 @@ function DriftSection({ servers }: { servers: Pick<Instance, 'id' | 'display_nam
   }, [org.id]);
   const action = useAction();
   const name = new Map(servers.map((s) => [s.id, s.display_name]));
+  // A removed server presents nothing any more: its old sightings need no approval.
+  const pending = (data.data?.drift ?? []).filter((d) => name.has(d.server_instance_id));
   return (
     <Section title="Changed tool definitions awaiting approval">
       <ErrorNote error={data.error ?? action.error} />
-      {data.data && data.data.drift.length === 0 ? <p data-drift-empty="">No server presents a tool that differs from its pinned definition.</p> : null}
-      {(data.data?.drift ?? []).map((d) => {
+      {data.data && pending.length === 0 ? <p data-drift-empty="">No server presents a tool that differs from its pinned definition.</p> : null}
+      {pending.map((d) => {
         const pinned = data.data?.pinned.get(d.server_instance_id)?.find((t) => t.name === d.tool_name);
         const { sha256: _ignored, ...pinnedDefinition } = pinned ?? { sha256: undefined };
         return (
-          <div key={d.id} className="card" data-drift={d.tool_name}>
+          <div key={d.id} className="card" data-drift={d.tool_name} data-server={d.server_instance_id}>
             <div className="card-head">
               <strong>{name.get(d.server_instance_id) ?? short(d.server_instance_id)}</strong> · tool <code>{d.tool_name}</code>
               <span> · presented {d.seen_count}× since {when(d.first_seen_at)}; denied until approved</span>

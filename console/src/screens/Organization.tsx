@@ -60,7 +60,7 @@ export function OrganizationScreen() {
                   </td>
                   <td>{when(m.created_at)}</td>
                   <td>
-                    {(mayTouch || m.user_id === userId) && !lastOwner ? (
+                    {(mayTouch || (m.user_id === userId && role !== 'viewer')) && !lastOwner ? (
                       <Mutating busy={action.busy === `remove ${m.user_id}`}
                         onClick={() => done(`remove ${m.user_id}`, () => rpc.remove_organization_member({ p_organization_id: org.id, p_user_id: m.user_id }))}>
                         {m.user_id === userId ? 'Leave' : 'Remove'}
