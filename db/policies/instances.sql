@@ -11,10 +11,4 @@ create policy mcp_tool_drift_read on public.mcp_tool_drift for select to authent
 
 -- The full last_error may quote a DTMA response body: organizations read last_error_summary, the
 -- platform reads last_error. Every other column is readable (a column added later must be granted).
-revoke select on public.account_tool_instances from authenticated;
-do $$
-begin
-  execute (select format('grant select (%s) on public.account_tool_instances to authenticated', string_agg(quote_ident(a.attname), ', ' order by a.attnum))
-             from pg_catalog.pg_attribute a
-            where a.attrelid = 'public.account_tool_instances'::regclass and a.attnum > 0 and not a.attisdropped and a.attname <> 'last_error');
-end $$;
+select private.grant_select_except('public.account_tool_instances', 'authenticated', '{last_error}');

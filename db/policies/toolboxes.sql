@@ -8,11 +8,5 @@ create policy account_tool_environments_read on public.account_tool_environments
 
 -- The full last_error may quote a DTMA response body: organizations read last_error_summary, the
 -- platform reads last_error. Every other column is readable (a column added later must be granted).
-revoke select on public.account_tool_environments from authenticated;
-do $$
-begin
-  execute (select format('grant select (%s) on public.account_tool_environments to authenticated', string_agg(quote_ident(a.attname), ', ' order by a.attnum))
-             from pg_catalog.pg_attribute a
-            where a.attrelid = 'public.account_tool_environments'::regclass and a.attnum > 0 and not a.attisdropped and a.attname <> 'last_error');
-end $$;
+select private.grant_select_except('public.account_tool_environments', 'authenticated', '{last_error}');
 grant execute on function private.dtma_error_summary(text) to service_role;

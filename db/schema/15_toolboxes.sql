@@ -29,6 +29,22 @@ comment on function private.dtma_error_summary(text) is
   'The classified form of a DTMA error shown to organizations: HTTP status and reason, or the control plane''s own message; never response text.';
 
 
+-- Grants SELECT on every column of a table but the hidden ones (the full last_error of a DTMA
+-- call may quote a response body). Run by the migrations; a column added later needs its grant.
+create function private.grant_select_except(p_table regclass, p_role name, p_hidden text[]) returns void
+language plpgsql volatile
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  execute format('revoke select on %s from %I', p_table, p_role);
+  execute (select format('grant select (%s) on %s to %I', string_agg(quote_ident(a.attname), ', ' order by a.attnum), p_table, p_role)
+             from pg_catalog.pg_attribute a
+            where a.attrelid = p_table and a.attnum > 0 and not a.attisdropped and a.attname <> all (p_hidden));
+end $$;
+comment on function private.grant_select_except(regclass, name, text[]) is
+  'Migrations: lets p_role select every column of p_table but p_hidden (table-level SELECT is revoked).';
+revoke execute on function private.grant_select_except(regclass, name, text[]) from public, anon, authenticated, service_role;
+
 create table public.account_tool_environments (
   id uuid primary key default gen_random_uuid(),
   organization_id uuid not null references public.organizations (id) on delete cascade,

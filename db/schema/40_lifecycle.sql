@@ -65,7 +65,8 @@ begin
   new.status_changed_at := now();
   perform private.audit(new.organization_id, 'instance.transition', 'mcp_instance', new.id::text,
                         jsonb_build_object('status', old.status),
-                        jsonb_build_object('status', new.status, 'event', v_event, 'last_error', new.last_error));
+                        -- Admins read the audit: the error as classified (the full one stays with the platform).
+                        jsonb_build_object('status', new.status, 'event', v_event, 'last_error', private.dtma_error_summary(new.last_error)));
   return new;
 end $$;
 comment on function private.instance_status_guard() is 'Trigger: enforces the lifecycle state machine and audits each transition.';

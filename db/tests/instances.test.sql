@@ -160,8 +160,8 @@ select is(private.apply_instance_event(:'mem', 'deploy_failed', 'dtma_response',
 select results_eq(format($$select i.last_error, a.cause, a.after ->> 'event', a.after ->> 'last_error' from public.account_tool_instances i
                            join public.audit_log a on a.entity_id = i.id::text and a.action = 'instance.transition'
                            where i.id = %L order by a.id desc limit 1$$, :'mem'),
-                  $$values ('image not found', 'dtma_response', 'deploy_failed', 'image not found')$$,
-                  'the error is kept on the server and in the audit row, with its cause');
+                  $$values ('image not found', 'dtma_response', 'deploy_failed', 'DTMA reported an error')$$,
+                  'the error is kept on the server, classified in the audit row (admins read it), with its cause');
 select tests.authenticate_as(:'adam');
 select throws_ok(format($$select public.manage_mcp_servers('stop', %L, '{}', %L)$$, :'acme', :'mem'), '55000', 'cannot stop an MCP server that is failed',
                  'an action the state machine does not allow from the current status is refused (55000)');

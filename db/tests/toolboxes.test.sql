@@ -3,7 +3,7 @@
 -- in can read the token back. Nobody in an organization, not even its owner, registers a toolbox
 -- (a DTMA URL decides where the database's HTTP client goes); Adam, an admin, removes one.
 begin;
-select plan(82);
+select plan(83);
 
 select tests.create_user('olga@acme.test') as olga \gset
 select tests.create_user('adam@acme.test') as adam \gset
@@ -212,9 +212,12 @@ select is((select last_error_summary from public.dtma_requests where instance_id
 select ok(public.manage_mcp_servers('update', :'acme', '{}', :'mem4') ? 'last_error_summary'
           and not public.manage_mcp_servers('update', :'acme', '{}', :'mem4') ? 'last_error',
           'manage_mcp_servers returns the summary, not the full error, to an admin');
-select tests.clear_authentication();
+select tests.authenticate_as_service_role();
 select is((select last_error from public.account_tool_instances where id = :'mem4'), 'HTTP 500: {"secret": "instance metadata"}',
-          'the platform reads the full error');
+          'the platform (service_role) reads the full error');
+select is((select count(*)::int from public.dtma_requests where instance_id = :'mem4' and last_error like 'not sent:%'), 1,
+          'and the DTMA requests in full');
+select tests.clear_authentication();
 select is(array_agg(private.dtma_error_summary(e) order by o), array['timed out', 'no response (lost)', 'DTMA reported an error',
           'DTMA did not answer: HTTP 404 (not found)', 'DTMA reports it stopped', 'DTMA reported an error'],
           'timeouts, lost responses, DTMA''s own messages and nested errors are classified')
