@@ -4,29 +4,6 @@
 -- service_role; an expired one is refreshed single-flight through begin/complete/fail_oauth_refresh
 -- (the HTTP exchange itself is client/src/oauth/refresh.ts). See db/OAUTH.md.
 
--- The agent, if the caller is its runtime: its owner's own session (the owner still a member,
--- not a viewer, of its organization) or a service caller. Admins manage agents but never act
--- as them, so they get 42501 here.
-create function private.require_agent_runtime(p_agent_id uuid) returns public.agents
-language plpgsql stable security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-  v_agent public.agents;
-begin
-  select a.* into v_agent from public.agents a where a.id = p_agent_id;
-  if found and ((v_agent.user_id = auth.uid() and exists (
-       select from public.organization_members m
-        where m.organization_id = v_agent.organization_id and m.user_id = v_agent.user_id and m.role <= 'member'))
-     or private.is_service_caller()) then
-    return v_agent;
-  end if;
-  raise exception using errcode = '42501', message = format('not the runtime of agent %s', p_agent_id),
-    hint = 'only the agent owner''s session or service_role acts as the agent';
-end $$;
-comment on function private.require_agent_runtime(uuid) is
-  'Returns the agent if the caller is its runtime (its owner''s session or a service caller); else raises 42501.';
-
 -- The connection, locked, if the caller owns it (or is a service caller); else 42501, whether
 -- or not it exists.
 create function private.require_connection_owner(p_connection_id uuid) returns public.user_oauth_connections
