@@ -249,7 +249,7 @@ begin
     returning d.tool_name, d.pinned_sha256, d.presented_sha256, d.seen_count
   )
   insert into public.audit_log (organization_id, actor_id, actor_role, action, entity_type, entity_id, before, after, reason, cause)
-  select v_instance.organization_id, auth.uid(), coalesce(auth.role(), session_user::text), 'tool.drift_denied', 'mcp_instance',
+  select v_instance.organization_id, auth.uid(), private.caller_db_role(), 'tool.drift_denied', 'mcp_instance',
          v_instance.id::text, jsonb_build_object('tool', u.tool_name, 'sha256', u.pinned_sha256),
          jsonb_build_object('tool', u.tool_name, 'sha256', u.presented_sha256, 'agent_id', p_agent_id),
          'the presented tool definition differs from the pinned one', 'tool_pinning'

@@ -1,25 +1,13 @@
 -- The authorization core: every "who may" and "what is valid now" rule of the control plane, in
 -- one file applied before the domains' functions. The RPCs, the policies and the overviews ask
 -- these; none spells a rule out again.
---   who the caller is        private.caller_db_role, private.is_service_caller, private.require_self
+--   who the caller is        private.is_service_caller (by private.caller_db_role, db/schema/01_security.sql),
+--                            private.require_self
 --   memberships and roles    private.member_role, private.memberships, private.org_role, private.my_org_ids,
 --                            private.require_org_role, private.require_org_role_for (hidden = missing)
 --   who acts for an agent    private.member_owned_agents, private.agent_managers, private.require_agent_manager,
 --                            private.require_agent_runtime
 --   what a grant allows now  private.grant_states, private.valid_grants, private.scope_allows, private.effective_tools
-
--- The database role the request runs as: the role PostgREST switched to with SET ROLE (the
--- `role` setting, which a definer function leaves as its caller set it), else the session's
--- own user. Unlike the JWT claims, a session cannot set it to a role it is not a member of.
-create function private.caller_db_role() returns name
-language sql stable
-set search_path = pg_catalog, pg_temp
-as $$
-  select case when pg_catalog.current_setting('role') = 'none' then pg_catalog.session_user()
-              else pg_catalog.current_setting('role')::name end
-$$;
-comment on function private.caller_db_role() is
-  'The database role in effect for the request (SET ROLE, else the session user), as seen from inside a definer function.';
 
 -- The caller acts for the platform: the service_role database role (as PostgREST sets it for a
 -- service_role key), or an administrator's own session (a superuser, or the role that owns the
@@ -290,7 +278,7 @@ comment on function private.scope_allows(public.mcp_permission_scope, text[], js
 
 -- Definer functions call these as their owner: no API role needs them, but for the two the
 -- policies call, which answer only about the caller (see the walker's allowlist).
-revoke execute on function private.caller_db_role(), private.is_service_caller(), private.member_role(uuid, uuid),
+revoke execute on function private.is_service_caller(), private.member_role(uuid, uuid),
   private.lock_member_role(uuid, uuid), private.memberships(uuid, public.org_role), private.org_role(uuid),
   private.my_org_ids(public.org_role), private.is_member_of_my_org(uuid, uuid), private.require_org_role(uuid, public.org_role),
   private.require_self(uuid), private.require_org_role_for(uuid, public.org_role, text), private.require_agent_manager(uuid),

@@ -381,7 +381,7 @@ begin
   select p.* into v_provider from public.oauth_providers p where p.id = v_connection.provider_id;
   -- No lease, or an expired one whose holder crashed or hangs: this caller takes over.
   insert into private.oauth_refresh_leases as l (connection_id, lease_id, holder_role, holder_id, acquired_at, expires_at)
-  values (p_connection_id, gen_random_uuid(), coalesce(auth.role(), session_user::text), auth.uid(), clock_timestamp(),
+  values (p_connection_id, gen_random_uuid(), private.caller_db_role(), auth.uid(), clock_timestamp(),
           clock_timestamp() + make_interval(secs => p_lease_seconds))
   on conflict (connection_id) do update
      set lease_id = excluded.lease_id, holder_role = excluded.holder_role, holder_id = excluded.holder_id,

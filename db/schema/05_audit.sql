@@ -47,7 +47,7 @@ language sql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
   insert into public.audit_log (organization_id, actor_id, actor_role, action, entity_type, entity_id, before, after, reason, cause)
-  values (p_organization_id, auth.uid(), coalesce(auth.role(), session_user::text), p_action, p_entity_type, p_entity_id,
+  values (p_organization_id, auth.uid(), private.caller_db_role(), p_action, p_entity_type, p_entity_id,
           p_before, p_after, coalesce(p_reason, nullif(current_setting('mcp.audit_reason', true), '')),
           coalesce(nullif(current_setting('mcp.audit_cause', true), ''), 'user_action'))
 $$;

@@ -4,7 +4,7 @@
 -- erase the interaction log through its partitions; ids of another organization are probed for
 -- existence; users and agents who made history are deleted, and the history stays.
 begin;
-select plan(47);
+select plan(48);
 
 select tests.create_user('ada@example.com') as ada \gset
 select tests.create_user('eve@example.com') as eve \gset
@@ -81,6 +81,7 @@ select throws_ok(format('select * from public.get_available_mcp_servers(%L)', :'
                  'nor passes for another user in an RPC taking a user id (42501)');
 select throws_ok(format('select public.add_organization_member(%L, %L, %L)', :'acme', :'eve', 'owner'), '42501', null,
                  'nor joins an organization as its owner (42501)');
+select public.create_organization('Forged', 'forged') as forged_org \gset
 -- And the claim must agree with the role: service_role with a user's claims acts as that user.
 select set_config('role', 'none', true) is not null as reset_role \gset
 select set_config('request.jwt.claims', jsonb_build_object('sub', :'eve', 'role', 'authenticated')::text, true) is not null as user_claims \gset
@@ -89,6 +90,8 @@ select throws_ok(format('select public.get_secret(%L)', :'ada_secret'), '42501',
                  'service_role carrying a user''s claims is that user, not the platform (42501)');
 select tests.clear_authentication();
 select is(public.get_secret(:'ada_secret'), 'ada-private-token', 'an administrator''s own session is the platform');
+select is((select actor_role from public.audit_log where organization_id = :'forged_org' and action = 'membership.insert'),
+          'authenticated', 'the audit trail records the database role, not the forged claim');
 
 -- 4. The private helpers answer no question about others.
 select tests.authenticate_as(:'eve');
