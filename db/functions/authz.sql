@@ -8,6 +8,7 @@
 --   who acts for an agent    private.member_owned_agents, private.agent_managers, private.require_agent_manager,
 --                            private.require_agent_runtime
 --   what a grant allows now  private.grant_states, private.valid_grants, private.scope_allows, private.effective_tools
+--   what an OAuth permission allows now   private.oauth_permission_states
 
 -- The caller acts for the platform: the service_role database role (as PostgREST sets it for a
 -- service_role key), or an administrator's own session (a superuser, or the role that owns the
@@ -275,6 +276,24 @@ comment on function private.effective_tools(public.mcp_permission_scope, text[],
 
 comment on function private.scope_allows(public.mcp_permission_scope, text[], jsonb) is
   'Whether a scope (with its allowed tools) allows a tool of the pinned manifest.';
+
+-- The state of every OAuth permission now, the one definition of its validity: not revoked, not
+-- expired, on a connection that is not revoked and still belongs to the agent's owner (an agent
+-- handed to another user does not take the former owner's accounts along). Whether the token
+-- itself is fresh or needs a refresh is the connection's state, not the permission's.
+create view private.oauth_permission_states with (security_invoker = true) as
+  select g.id as permission_id, g.agent_id, g.connection_id,
+         case when g.revoked_at is not null then 'revoked'
+              when g.expires_at is not null and g.expires_at <= now() then 'expired'
+              when c.user_id <> a.user_id then 'owner_changed'
+              when c.status = 'revoked' then 'connection_revoked'
+              else 'valid' end as state
+    from public.agent_oauth_permissions g
+    join public.user_oauth_connections c on c.id = g.connection_id
+    join public.agents a on a.id = g.agent_id;
+comment on view private.oauth_permission_states is
+  'Each OAuth permission''s state now: revoked, expired, owner_changed, connection_revoked, or valid. For definer functions only.';
+revoke all on private.oauth_permission_states from public, anon, authenticated, service_role;
 
 -- Definer functions call these as their owner: no API role needs them, but for the two the
 -- policies call, which answer only about the caller (see the walker's allowlist).

@@ -241,17 +241,15 @@ returns table (
 language plpgsql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-  v_agent public.agents := private.require_agent_manager(p_agent_id);
 begin
+  perform private.require_agent_manager(p_agent_id);
   return query
     select g.id, c.id, p.name, p.display_name, c.account_label, g.scopes, g.expires_at, g.usage_count, g.last_used_at,
            g.granted_by, g.granted_at,
-           case when g.expires_at is not null and g.expires_at <= now() then 'expired'
-                when c.user_id <> v_agent.user_id then 'owner_changed'
-                when c.status <> 'active' then 'connection_' || c.status::text
-                else 'valid' end
+           -- A valid permission on a connection whose token needs a refresh (or failed one) says so.
+           case when s.state <> 'valid' or c.status = 'active' then s.state else 'connection_' || c.status::text end
       from public.agent_oauth_permissions g
+      join private.oauth_permission_states s on s.permission_id = g.id
       join public.user_oauth_connections c on c.id = g.connection_id
       join public.oauth_providers p on p.id = c.provider_id
      where g.agent_id = p_agent_id and g.revoked_at is null
@@ -271,7 +269,7 @@ begin
   update public.agent_oauth_permissions g
      set usage_count = g.usage_count + 1, last_used_at = now()
    where g.agent_id = v_agent.id and g.connection_id = p_connection_id and g.revoked_at is null
-     and (g.expires_at is null or g.expires_at > now())
+     and exists (select from private.oauth_permission_states s where s.permission_id = g.id and s.state = 'valid')
   returning g.usage_count into v_count;
   if v_count is null then
     raise exception using errcode = '42501', message = 'the agent holds no live permission on this OAuth connection';
@@ -304,9 +302,8 @@ begin
     from public.agent_oauth_permissions g
     join public.user_oauth_connections c on c.id = g.connection_id
     join public.oauth_providers p on p.id = c.provider_id
-   where g.agent_id = p_agent_id and p.name = p_provider
-     and g.revoked_at is null and (g.expires_at is null or g.expires_at > now())
-     and c.user_id = v_agent.user_id and c.status <> 'revoked'
+   where g.agent_id = p_agent_id and p.name = p_provider and g.revoked_at is null
+     and exists (select from private.oauth_permission_states s where s.permission_id = g.id and s.state = 'valid')
      and v_wanted <@ g.scopes and v_wanted <@ c.scopes
    order by g.granted_at desc
    limit 1;

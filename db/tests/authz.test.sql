@@ -4,7 +4,7 @@
 -- its owner gone from the organization, its owner made a viewer, expired, revoked, its server
 -- stopped, its server never deployed. Then only an owner touches an owner, by the role check.
 begin;
-select plan(12);
+select plan(16);
 
 select tests.create_user('olga@example.com') as olga \gset
 select tests.create_user('mia@example.com') as mia \gset
@@ -89,6 +89,64 @@ select is_empty($$select * from verdicts where (overview = 'valid') <> validate_
 select is_empty($$select * from verdicts where (overview = 'valid') <> validate_mcp$$, 'so does validate_mcp_access');
 select is_empty($$select * from verdicts where (overview = 'valid') <> listed$$, 'and get_agent_mcp_servers lists exactly the valid ones');
 select is((select count(*)::int from verdicts where validate), 1, 'of which one is valid');
+
+-- OAuth permissions have one state too: Mia lends her GitHub account to three agents; one
+-- permission expires, one agent is handed to Ann (the account stays Mia's). The admins' list,
+-- the usage counter and the token agree on each.
+select tests.authenticate_as(:'mia');
+select public.store_user_oauth_connection('github', 'gho_mia', 'ghr_mia', 3600, array['repo']) as github \gset
+create temp table oauth_cases (expected text, agent uuid, runtime uuid);
+grant select, insert, update on oauth_cases to authenticated;
+with a as (insert into public.agents (organization_id, user_id, name) values (:'acme', :'mia', 'oauth valid') returning id)
+insert into oauth_cases select 'valid', id, :'mia' from a;
+with a as (insert into public.agents (organization_id, user_id, name) values (:'acme', :'mia', 'oauth expired') returning id)
+insert into oauth_cases select 'expired', id, :'mia' from a;
+with a as (insert into public.agents (organization_id, user_id, name) values (:'acme', :'mia', 'oauth handed over') returning id)
+insert into oauth_cases select 'owner_changed', id, :'ann' from a;
+select count(public.grant_agent_oauth_access(agent, :'github', array['repo'])) as lent from oauth_cases
+ where expected <> 'expired' \gset
+select tests.clear_authentication();
+insert into public.agent_oauth_permissions (organization_id, agent_id, connection_id, scopes, granted_by, granted_at, expires_at)
+select :'acme', agent, :'github', array['repo'], :'mia', now() - interval '1 day', now() - interval '1 hour'
+  from oauth_cases where expected = 'expired';
+select tests.authenticate_as(:'olga');
+update public.agents set user_id = :'ann' where id = (select agent from oauth_cases where expected = 'owner_changed');
+select tests.clear_authentication();
+create function pg_temp.oauth_verdict(p_agent uuid, p_runtime uuid, p_connection uuid) returns text[]
+language plpgsql volatile as $$
+declare
+  v_state text;
+  v_usage text;
+  v_token text;
+begin
+  perform tests.authenticate_as((select u.id from auth.users u where u.email = 'olga@example.com'));
+  select s.state into v_state from public.get_agent_oauth_permissions(p_agent) s;
+  perform tests.authenticate_as(p_runtime);
+  begin
+    perform public.record_agent_oauth_usage(p_agent, p_connection);
+    v_usage := 'counted';
+  exception when others then
+    v_usage := sqlstate;
+  end;
+  begin
+    select t.status into v_token from public.get_agent_oauth_token(p_agent, 'github', array['repo']) t;
+  exception when others then
+    v_token := sqlstate;
+  end;
+  perform tests.clear_authentication();
+  return array[v_state, v_usage, v_token];
+end $$;
+create temp table oauth_verdicts as
+  select c.expected, v[1] as listed, v[2] as usage, v[3] as token
+    from oauth_cases c cross join lateral pg_temp.oauth_verdict(c.agent, c.runtime, :'github') v;
+select is_empty($$select * from oauth_verdicts where listed is distinct from expected$$,
+                'the admins'' list names each OAuth permission''s state');
+select is_empty($$select * from oauth_verdicts where (listed = 'valid') <> (usage = 'counted')$$,
+                'the usage counter counts exactly the valid ones (a handed-over agent no longer uses its former owner''s account)');
+select is_empty($$select * from oauth_verdicts where (listed = 'valid') <> (token = 'ok')$$,
+                'and the token goes exactly to the valid ones');
+select is((select array_agg(usage || '/' || token order by expected) from oauth_verdicts where listed <> 'valid'),
+          array['42501/42501', '42501/42501'], 'the others are refused by both (42501)');
 
 -- Only an owner touches an owner: an admin is refused by the role check itself.
 select tests.authenticate_as(:'ann');
