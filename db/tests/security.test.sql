@@ -148,6 +148,11 @@ exception when others then
   return sqlstate || ' ' || replace(sqlerrm, p_id::text, '<id>');
 end $$;
 grant execute on function pg_temp.outcome(text, uuid) to authenticated;
+-- Globex's server presented a changed tool definition, waiting for Globex's approval.
+select tests.authenticate_as(:'gus');
+select count(*) as seen from public.filter_agent_mcp_tools(:'gus_bot', :'gmem', '[{"name": "read_graph", "description": "changed"}]') \gset
+select tests.clear_authentication();
+select presented_sha256 as gdrift from public.mcp_tool_drift where server_instance_id = :'gmem' \gset
 create temp table probes (rpc text, call text, other uuid);
 grant select on probes to authenticated;
 insert into probes values
@@ -165,6 +170,7 @@ insert into probes values
   ('record_agent_mcp_connection_usage (server)', format('select public.record_agent_mcp_connection_usage(%L, %%L, true, 1)', :'ada_bot'), :'gmem'),
   ('agents_with_tool_access_at (server)', 'select * from public.agents_with_tool_access_at(%L, ''read_graph'')', :'gmem'),
   ('deploy_mcp_server_to_dtma (server)', 'select public.deploy_mcp_server_to_dtma(%L)', :'gmem'),
+  ('approve_mcp_tool_definition (server)', format('select public.approve_mcp_tool_definition(%%L, ''read_graph'', %L)', :'gdrift'), :'gmem'),
   ('rotate_mcp_credentials (server)', 'select public.rotate_mcp_credentials(''API_KEY'', ''v'', %L)', :'gmem'),
   ('audit_mcp_interactions (server)', format('select public.audit_mcp_interactions(%L, jsonb_build_array(jsonb_build_object(''server_instance_id'', %%L, ''interaction_type'', ''error'', ''outcome'', ''error'', ''duration_ms'', 1)))', :'ada_bot'), :'gmem'),
   ('get_agent_mcp_servers (agent)', 'select * from public.get_agent_mcp_servers(%L)', :'gus_bot'),
