@@ -3,7 +3,7 @@
 -- these; none spells a rule out again.
 --   who the caller is        private.is_service_caller (by private.caller_db_role, db/schema/01_security.sql),
 --                            private.require_self
---   memberships and roles    private.member_role, private.memberships, private.org_role, private.my_org_ids,
+--   memberships and roles    private.member_role, private.is_org_member, private.memberships, private.org_role, private.my_org_ids,
 --                            private.require_org_role, private.require_org_role_for (hidden = missing)
 --   who acts for an agent    private.member_owned_agents, private.agent_managers, private.require_agent_manager,
 --                            private.require_agent_runtime
@@ -70,6 +70,16 @@ $$;
 comment on function private.memberships(uuid, public.org_role) is
   'The organizations where the user holds at least the given role, with that role. For definer functions only.';
 
+-- Whether a user is a member (or stronger) of an organization. For definer functions only: it
+-- answers about any user, so no API role may call it.
+create function private.is_org_member(p_organization_id uuid, p_user_id uuid) returns boolean
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(private.member_role(p_organization_id, p_user_id) <= 'member', false)
+$$;
+comment on function private.is_org_member(uuid, uuid) is 'Whether the user is a member, admin or owner of the organization. For definer functions only.';
+
 -- The caller's role in an organization, or null.
 create function private.org_role(p_organization_id uuid) returns public.org_role
 language sql stable security definer
@@ -95,8 +105,7 @@ create function private.is_member_of_my_org(p_organization_id uuid, p_user_id uu
 language sql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select private.org_role(p_organization_id) is not null
-     and coalesce(private.member_role(p_organization_id, p_user_id) <= 'member', false)
+  select private.org_role(p_organization_id) is not null and private.is_org_member(p_organization_id, p_user_id)
 $$;
 comment on function private.is_member_of_my_org(uuid, uuid) is
   'Whether the user is a member (or stronger) of the organization, answered only where the caller holds a role there.';
@@ -298,7 +307,8 @@ revoke all on private.oauth_permission_states from public, anon, authenticated, 
 -- Definer functions call these as their owner: no API role needs them, but for the two the
 -- policies call, which answer only about the caller (see the walker's allowlist).
 revoke execute on function private.is_service_caller(), private.member_role(uuid, uuid),
-  private.lock_member_role(uuid, uuid), private.memberships(uuid, public.org_role), private.org_role(uuid),
+  private.lock_member_role(uuid, uuid), private.memberships(uuid, public.org_role), private.is_org_member(uuid, uuid),
+  private.org_role(uuid),
   private.my_org_ids(public.org_role), private.is_member_of_my_org(uuid, uuid), private.require_org_role(uuid, public.org_role),
   private.require_self(uuid), private.require_org_role_for(uuid, public.org_role, text), private.require_agent_manager(uuid),
   private.require_agent_runtime(uuid), private.scope_allows(public.mcp_permission_scope, text[], jsonb),

@@ -4,7 +4,7 @@
 -- erase the interaction log through its partitions; ids of another organization are probed for
 -- existence; users and agents who made history are deleted, and the history stays.
 begin;
-select plan(48);
+select plan(49);
 
 select tests.create_user('ada@example.com') as ada \gset
 select tests.create_user('eve@example.com') as eve \gset
@@ -95,8 +95,10 @@ select is((select actor_role from public.audit_log where organization_id = :'for
 
 -- 4. The private helpers answer no question about others.
 select tests.authenticate_as(:'eve');
+select throws_ok(format('select private.is_org_member(%L, %L)', :'acme', :'ada'), '42501', null,
+                 'a stranger cannot ask whether a user belongs to an organization (42501)');
 select throws_ok(format('select private.member_role(%L, %L)', :'acme', :'ada'), '42501', null,
-                 'a stranger cannot ask which role a user holds in an organization (42501)');
+                 'nor which role a user holds there (42501)');
 select throws_ok(format('select private.org_role(%L)', :'acme'), '42501', null, 'nor call the role helper directly (42501)');
 select is(private.is_member_of_my_org(:'acme', :'ada'), false,
           'the policies'' membership helper answers a stranger nothing about an organization they are not in');
