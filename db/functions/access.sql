@@ -224,6 +224,7 @@ declare
   v_agent public.agents := private.require_agent_manager(p_agent_id);
   v_grant public.agent_mcp_server_access;
   v_instance public.account_tool_instances;
+  v_first_sightings jsonb;
 begin
   if jsonb_typeof(p_tools) is distinct from 'array' then
     raise exception using errcode = '22023', message = 'p_tools must be the array of tools the server presented';
@@ -232,7 +233,9 @@ begin
    where i.id = p_server_instance_id and i.organization_id = v_agent.organization_id;
   select g.* into v_grant from private.valid_grants g where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id;
 
-  -- Record first sightings (and count repeats) of definitions that differ from the pinned ones.
+  -- Record first sightings (and count repeats) of definitions that differ from the pinned ones;
+  -- audit the first sightings.
+  perform private.set_audit_context('the presented tool definition differs from the pinned one', 'tool_pinning');
   with presented as (
     select p ->> 'name' as name, p as definition, private.tool_sha256(p) as sha
       from jsonb_array_elements(p_tools) p
@@ -248,12 +251,15 @@ begin
       do update set last_seen_at = now(), seen_count = d.seen_count + 1
     returning d.tool_name, d.pinned_sha256, d.presented_sha256, d.seen_count
   )
-  insert into public.audit_log (organization_id, actor_id, actor_role, action, entity_type, entity_id, before, after, reason, cause)
-  select v_instance.organization_id, auth.uid(), private.caller_db_role(), 'tool.drift_denied', 'mcp_instance',
-         v_instance.id::text, jsonb_build_object('tool', u.tool_name, 'sha256', u.pinned_sha256),
-         jsonb_build_object('tool', u.tool_name, 'sha256', u.presented_sha256, 'agent_id', p_agent_id),
-         'the presented tool definition differs from the pinned one', 'tool_pinning'
+  select coalesce(jsonb_agg(jsonb_build_object(
+           'before', jsonb_build_object('tool', u.tool_name, 'sha256', u.pinned_sha256),
+           'after', jsonb_build_object('tool', u.tool_name, 'sha256', u.presented_sha256, 'agent_id', p_agent_id))), '[]')
+    into v_first_sightings
     from upserted u where u.seen_count = 1;
+  perform private.audit(v_instance.organization_id, 'tool.drift_denied', 'mcp_instance', v_instance.id::text,
+                        f -> 'before', f -> 'after')
+     from jsonb_array_elements(v_first_sightings) f;
+  perform private.set_audit_context(null);
 
   return query
     select p ->> 'name',
