@@ -1,85 +1,6 @@
 -- Access API: grant, revoke and validate an agent's access to MCP servers and their tools.
--- Validity is computed at check time (active, not revoked, not expired, server running), so
--- expiry needs no clean-up job and a revoke takes effect at once.
-
--- Who may act for an agent: its owner while a member (not a viewer), and the admins and owners
--- of its organization. The one definition of that rule (service callers are added by callers).
-create view private.agent_managers with (security_invoker = true) as
-  select a.id as agent_id, m.user_id
-    from public.agents a
-    join public.organization_members m on m.organization_id = a.organization_id
-   where m.role <= 'admin' or (m.role = 'member' and m.user_id = a.user_id);
-comment on view private.agent_managers is 'Pairs (agent, user) where the user may act for the agent. For definer functions only.';
-revoke all on private.agent_managers from public, anon, authenticated, service_role;
-
--- The agent, if the caller may act for it (see private.agent_managers) or is a service caller.
--- Otherwise 42501, whether or not the agent exists.
-create function private.require_agent_manager(p_agent_id uuid) returns public.agents
-language plpgsql stable security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-  v_agent public.agents;
-begin
-  select a.* into v_agent from public.agents a where a.id = p_agent_id;
-  -- Membership first: the common caller (the owner's runtime) never pays the service check.
-  if found and (exists (select from private.agent_managers am where am.agent_id = p_agent_id and am.user_id = auth.uid())
-                or private.is_service_caller()) then
-    return v_agent;
-  end if;
-  raise exception using errcode = '42501', message = format('not allowed to act for agent %s', p_agent_id),
-    hint = 'only the agent''s owner and the admins of its organization may';
-end $$;
-comment on function private.require_agent_manager(uuid) is
-  'Returns the agent if the caller is its owner, an admin of its organization or a service caller; else raises 42501.';
-
--- Whether a scope (with its allowed tools) allows a tool of the pinned manifest.
-create function private.scope_allows(p_scope public.mcp_permission_scope, p_allowed_tools text[], p_tool jsonb) returns boolean
-language sql immutable
-set search_path = pg_catalog, pg_temp
-as $$
-  select case p_scope
-    when 'full_access' then true
-    when 'read_only' then private.tool_is_read_only(p_tool)
-    when 'custom' then (p_tool ->> 'name') = any (p_allowed_tools)
-  end
-$$;
--- The same rule over an instance's stored tool-name lists: the effective tools of a grant.
-create function private.effective_tools(
-  p_scope public.mcp_permission_scope, p_allowed_tools text[], p_tool_names text[], p_read_only_tool_names text[]
-) returns text[]
-language sql immutable
-set search_path = pg_catalog, pg_temp
-as $$
-  select case p_scope
-    when 'full_access' then p_tool_names
-    when 'read_only' then p_read_only_tool_names
-    when 'custom' then array(select x from unnest(p_tool_names) x where x = any (p_allowed_tools) order by x)
-  end
-$$;
-comment on function private.effective_tools(public.mcp_permission_scope, text[], text[], text[]) is
-  'The tools a grant allows, from the instance''s stored pinned tool names.';
-
-comment on function private.scope_allows(public.mcp_permission_scope, text[], jsonb) is
-  'Whether a scope (with its allowed tools) allows a tool of the pinned manifest.';
-
--- The grants that make an agent able to use a server now: live (not revoked), unexpired, on a
--- running server, for an active agent whose owner is still a member (or stronger) of its
--- organization. The one definition of validity; every check below reads it. A view, so the
--- planner inlines it onto the live-grant index (a function would be planned blind per call).
-create view private.valid_grants with (security_invoker = true) as
-  select g.*
-    from public.agent_mcp_server_access g
-    join public.account_tool_instances i on i.id = g.server_instance_id
-    join public.agents a on a.id = g.agent_id
-   where g.revoked_at is null and g.is_active and (g.expires_at is null or g.expires_at > now())
-     and i.status = 'running'
-     and a.is_active
-     and exists (select from public.organization_members m
-                  where m.organization_id = a.organization_id and m.user_id = a.user_id and m.role <= 'member');
-comment on view private.valid_grants is
-  'Grants valid now: live, unexpired, server running, agent active, owner still a member. For definer functions only.';
-revoke all on private.valid_grants from public, anon, authenticated, service_role;
+-- Validity is computed at check time by the authorization core (private.grant_states in
+-- db/functions/authz.sql), so expiry needs no clean-up job and a revoke takes effect at once.
 
 create function public.validate_agent_mcp_access(p_agent_id uuid, p_server_instance_id uuid) returns boolean
 language plpgsql stable security definer
@@ -237,10 +158,10 @@ begin
   return query
     select i.id, i.organization_id, o.name, i.display_name, i.mcp_server_type, i.status, i.health_status,
            i.mcp_transport_type, i.endpoint_url, jsonb_array_length(i.pinned_manifest), m.role
-      from public.organization_members m
+      from private.memberships(p_user_id, 'member') m
       join public.organizations o on o.id = m.organization_id
       join public.account_tool_instances i on i.organization_id = m.organization_id
-     where m.user_id = p_user_id and m.role <= 'member' and i.status <> 'removed'
+     where i.status <> 'removed'
      order by o.name, i.priority desc, i.display_name;
 end $$;
 comment on function public.get_available_mcp_servers(uuid) is
@@ -303,6 +224,7 @@ declare
   v_agent public.agents := private.require_agent_manager(p_agent_id);
   v_grant public.agent_mcp_server_access;
   v_instance public.account_tool_instances;
+  v_first_sightings jsonb;
 begin
   if jsonb_typeof(p_tools) is distinct from 'array' then
     raise exception using errcode = '22023', message = 'p_tools must be the array of tools the server presented';
@@ -311,7 +233,9 @@ begin
    where i.id = p_server_instance_id and i.organization_id = v_agent.organization_id;
   select g.* into v_grant from private.valid_grants g where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id;
 
-  -- Record first sightings (and count repeats) of definitions that differ from the pinned ones.
+  -- Record first sightings (and count repeats) of definitions that differ from the pinned ones;
+  -- audit the first sightings.
+  perform private.set_audit_context('the presented tool definition differs from the pinned one', 'tool_pinning');
   with presented as (
     select p ->> 'name' as name, p as definition, private.tool_sha256(p) as sha
       from jsonb_array_elements(p_tools) p
@@ -327,12 +251,15 @@ begin
       do update set last_seen_at = now(), seen_count = d.seen_count + 1
     returning d.tool_name, d.pinned_sha256, d.presented_sha256, d.seen_count
   )
-  insert into public.audit_log (organization_id, actor_id, actor_role, action, entity_type, entity_id, before, after, reason, cause)
-  select v_instance.organization_id, auth.uid(), coalesce(auth.role(), session_user::text), 'tool.drift_denied', 'mcp_instance',
-         v_instance.id::text, jsonb_build_object('tool', u.tool_name, 'sha256', u.pinned_sha256),
-         jsonb_build_object('tool', u.tool_name, 'sha256', u.presented_sha256, 'agent_id', p_agent_id),
-         'the presented tool definition differs from the pinned one', 'tool_pinning'
+  select coalesce(jsonb_agg(jsonb_build_object(
+           'before', jsonb_build_object('tool', u.tool_name, 'sha256', u.pinned_sha256),
+           'after', jsonb_build_object('tool', u.tool_name, 'sha256', u.presented_sha256, 'agent_id', p_agent_id))), '[]')
+    into v_first_sightings
     from upserted u where u.seen_count = 1;
+  perform private.audit(v_instance.organization_id, 'tool.drift_denied', 'mcp_instance', v_instance.id::text,
+                        f -> 'before', f -> 'after')
+     from jsonb_array_elements(v_first_sightings) f;
+  perform private.set_audit_context(null);
 
   return query
     select p ->> 'name',
@@ -455,14 +382,12 @@ begin
            array(select t ->> 'name' from jsonb_array_elements(i.pinned_manifest) t
                   where private.scope_allows(g.permission_scope, g.allowed_tools, t) order by 1),
            g.expires_at,
-           case when g.revoked_at is not null then 'revoked'
-                when g.expires_at is not null and g.expires_at <= now() then 'expired'
-                when i.status <> 'running' then 'server ' || i.status
-                else 'valid' end,
+           s.state,
            gu.email::text, g.granted_at
       from public.agent_mcp_server_access g
       join public.agents a on a.id = g.agent_id
       join public.account_tool_instances i on i.id = g.server_instance_id
+      join private.grant_states s on s.grant_id = g.id
       left join auth.users ou on ou.id = a.user_id
       left join auth.users gu on gu.id = g.granted_by
      where g.organization_id = p_organization_id
@@ -490,6 +415,3 @@ begin
     execute format('grant execute on function %s to authenticated, service_role', f);
   end loop;
 end $$;
--- Definer functions call these as their owner: no API role needs them.
-revoke execute on function private.require_agent_manager(uuid), private.scope_allows(public.mcp_permission_scope, text[], jsonb),
-  private.effective_tools(public.mcp_permission_scope, text[], text[], text[]) from public, anon, authenticated, service_role;

@@ -175,10 +175,7 @@ declare
 begin
   select d.* into v_drift from public.mcp_tool_drift d
    where d.server_instance_id = p_server_instance_id and d.tool_name = p_tool_name and d.presented_sha256 = p_presented_sha256;
-  if not found then
-    raise exception using errcode = 'P0002', message = 'no such presented tool definition to approve';
-  end if;
-  perform private.require_org_role(v_drift.organization_id, 'admin');
+  perform private.require_org_role_for(v_drift.organization_id, 'admin', 'presented tool definition to approve');
   select i.pinned_manifest into v_manifest from public.account_tool_instances i where i.id = p_server_instance_id for update;
   v_manifest := coalesce((select jsonb_agg(t) from jsonb_array_elements(v_manifest) t where t ->> 'name' <> p_tool_name), '[]'::jsonb)
                 || jsonb_build_array(private.tool_definition(v_drift.presented_definition) || jsonb_build_object('sha256', v_drift.presented_sha256));

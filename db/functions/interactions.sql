@@ -61,7 +61,7 @@ begin
   end if;
   insert into public.mcp_interaction_logs (organization_id, agent_id, agent_owner_id, actor_role, server_instance_id,
          interaction_type, tool_name, arguments_sha256, outcome, duration_ms, error_message, request_id)
-  select v_agent.organization_id, v_agent.id, v_agent.user_id, coalesce(auth.role(), session_user::text),
+  select v_agent.organization_id, v_agent.id, v_agent.user_id, private.caller_db_role(),
          (e ->> 'server_instance_id')::uuid, (e ->> 'interaction_type')::public.mcp_interaction_type, e ->> 'tool_name',
          case when e ? 'arguments' then private.jsonb_sha256(e -> 'arguments') end,
          (e ->> 'outcome')::public.mcp_interaction_outcome, (e ->> 'duration_ms')::integer, e ->> 'error', e ->> 'request_id'

@@ -4,29 +4,6 @@
 -- service_role; an expired one is refreshed single-flight through begin/complete/fail_oauth_refresh
 -- (the HTTP exchange itself is client/src/oauth/refresh.ts). See db/OAUTH.md.
 
--- The agent, if the caller is its runtime: its owner's own session (the owner still a member,
--- not a viewer, of its organization) or a service caller. Admins manage agents but never act
--- as them, so they get 42501 here.
-create function private.require_agent_runtime(p_agent_id uuid) returns public.agents
-language plpgsql stable security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-  v_agent public.agents;
-begin
-  select a.* into v_agent from public.agents a where a.id = p_agent_id;
-  if found and ((v_agent.user_id = auth.uid() and exists (
-       select from public.organization_members m
-        where m.organization_id = v_agent.organization_id and m.user_id = v_agent.user_id and m.role <= 'member'))
-     or private.is_service_caller()) then
-    return v_agent;
-  end if;
-  raise exception using errcode = '42501', message = format('not the runtime of agent %s', p_agent_id),
-    hint = 'only the agent owner''s session or service_role acts as the agent';
-end $$;
-comment on function private.require_agent_runtime(uuid) is
-  'Returns the agent if the caller is its runtime (its owner''s session or a service caller); else raises 42501.';
-
 -- The connection, locked, if the caller owns it (or is a service caller); else 42501, whether
 -- or not it exists.
 create function private.require_connection_owner(p_connection_id uuid) returns public.user_oauth_connections
@@ -264,17 +241,15 @@ returns table (
 language plpgsql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-  v_agent public.agents := private.require_agent_manager(p_agent_id);
 begin
+  perform private.require_agent_manager(p_agent_id);
   return query
     select g.id, c.id, p.name, p.display_name, c.account_label, g.scopes, g.expires_at, g.usage_count, g.last_used_at,
            g.granted_by, g.granted_at,
-           case when g.expires_at is not null and g.expires_at <= now() then 'expired'
-                when c.user_id <> v_agent.user_id then 'owner_changed'
-                when c.status <> 'active' then 'connection_' || c.status::text
-                else 'valid' end
+           -- A valid permission on a connection whose token needs a refresh (or failed one) says so.
+           case when s.state <> 'valid' or c.status = 'active' then s.state else 'connection_' || c.status::text end
       from public.agent_oauth_permissions g
+      join private.oauth_permission_states s on s.permission_id = g.id
       join public.user_oauth_connections c on c.id = g.connection_id
       join public.oauth_providers p on p.id = c.provider_id
      where g.agent_id = p_agent_id and g.revoked_at is null
@@ -294,7 +269,7 @@ begin
   update public.agent_oauth_permissions g
      set usage_count = g.usage_count + 1, last_used_at = now()
    where g.agent_id = v_agent.id and g.connection_id = p_connection_id and g.revoked_at is null
-     and (g.expires_at is null or g.expires_at > now())
+     and exists (select from private.oauth_permission_states s where s.permission_id = g.id and s.state = 'valid')
   returning g.usage_count into v_count;
   if v_count is null then
     raise exception using errcode = '42501', message = 'the agent holds no live permission on this OAuth connection';
@@ -327,9 +302,8 @@ begin
     from public.agent_oauth_permissions g
     join public.user_oauth_connections c on c.id = g.connection_id
     join public.oauth_providers p on p.id = c.provider_id
-   where g.agent_id = p_agent_id and p.name = p_provider
-     and g.revoked_at is null and (g.expires_at is null or g.expires_at > now())
-     and c.user_id = v_agent.user_id and c.status <> 'revoked'
+   where g.agent_id = p_agent_id and p.name = p_provider and g.revoked_at is null
+     and exists (select from private.oauth_permission_states s where s.permission_id = g.id and s.state = 'valid')
      and v_wanted <@ g.scopes and v_wanted <@ c.scopes
    order by g.granted_at desc
    limit 1;
@@ -404,7 +378,7 @@ begin
   select p.* into v_provider from public.oauth_providers p where p.id = v_connection.provider_id;
   -- No lease, or an expired one whose holder crashed or hangs: this caller takes over.
   insert into private.oauth_refresh_leases as l (connection_id, lease_id, holder_role, holder_id, acquired_at, expires_at)
-  values (p_connection_id, gen_random_uuid(), coalesce(auth.role(), session_user::text), auth.uid(), clock_timestamp(),
+  values (p_connection_id, gen_random_uuid(), private.caller_db_role(), auth.uid(), clock_timestamp(),
           clock_timestamp() + make_interval(secs => p_lease_seconds))
   on conflict (connection_id) do update
      set lease_id = excluded.lease_id, holder_role = excluded.holder_role, holder_id = excluded.holder_id,

@@ -18,11 +18,8 @@ create policy agents_update on public.agents for update to authenticated
   using ((user_id = (select auth.uid()) and organization_id in (select private.my_org_ids('member')))
          or organization_id in (select private.my_org_ids('admin')))
   with check ((user_id = (select auth.uid()) and organization_id in (select private.my_org_ids('member')))
-              -- An admin may hand the agent to a member (or stronger) of the organization: the
-              -- admin reads the organization's members through their own policy.
-              or (organization_id in (select private.my_org_ids('admin'))
-                  and user_id in (select m.user_id from public.organization_members m
-                                   where m.organization_id = agents.organization_id and m.role <= 'member')));
+              -- An admin may hand the agent to a member (or stronger) of the organization.
+              or (organization_id in (select private.my_org_ids('admin')) and private.is_member_of_my_org(organization_id, user_id)));
 create policy agents_delete on public.agents for delete to authenticated
   using ((user_id = (select auth.uid()) and organization_id in (select private.my_org_ids('member')))
          or organization_id in (select private.my_org_ids('admin')));

@@ -1,6 +1,21 @@
 -- Database-wide privileges of the API roles (anon, authenticated), applied before any domain
 -- creates an object: what PostgreSQL or the platform grants them by default that they must not
--- hold. The README's "Security" section says what a hosted project allows.
+-- hold (the README's "Security" section says what a hosted project allows); and who the
+-- caller is by database role, which the audit trail records and the authorization core trusts.
+
+-- The database role the request runs as: the role PostgREST switched to with SET ROLE (the
+-- `role` setting, which a definer function leaves as its caller set it), else the session's
+-- own user. Unlike the JWT claims, a session cannot set it to a role it is not a member of.
+create function private.caller_db_role() returns name
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case when pg_catalog.current_setting('role') = 'none' then pg_catalog.session_user()
+              else pg_catalog.current_setting('role')::name end
+$$;
+comment on function private.caller_db_role() is
+  'The database role in effect for the request (SET ROLE, else the session user), as seen from inside a definer function.';
+revoke execute on function private.caller_db_role() from public, anon, authenticated, service_role;
 
 -- Sequences: Supabase's default privileges give the API roles ALL on every new sequence of
 -- public, so a signed-in user could setval() the audit trail's identity to its maximum and stop

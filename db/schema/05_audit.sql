@@ -22,20 +22,23 @@ create index audit_log_org_time_idx on public.audit_log (organization_id, occurr
 create index audit_log_entity_idx on public.audit_log (entity_type, entity_id, occurred_at desc);
 alter table public.audit_log enable row level security;
 
-create function private.audit_log_refuse_change() returns trigger
+-- The one append-only trigger: refuses UPDATE, DELETE and TRUNCATE of a history table (the
+-- audit trail, the interaction log) to every role, the owner included. tg_argv[0] names it.
+create function private.refuse_append_only_change() returns trigger
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  raise exception using errcode = '42501', message = 'the audit trail is append-only',
-    hint = format('%s on public.audit_log is refused to every role', tg_op);
+  raise exception using errcode = '42501', message = format('%s is append-only', tg_argv[0]),
+    hint = format('%s on %s is refused to every role', tg_op, tg_table_name);
 end $$;
-comment on function private.audit_log_refuse_change() is 'Refuses UPDATE, DELETE and TRUNCATE on the audit trail.';
+comment on function private.refuse_append_only_change() is
+  'Trigger: refuses UPDATE, DELETE and TRUNCATE of an append-only table (tg_argv[0] names it).';
 
 create trigger audit_log_append_only before update or delete on public.audit_log
-  for each row execute function private.audit_log_refuse_change();
+  for each row execute function private.refuse_append_only_change('the audit trail');
 create trigger audit_log_no_truncate before truncate on public.audit_log
-  for each statement execute function private.audit_log_refuse_change();
+  for each statement execute function private.refuse_append_only_change('the audit trail');
 
 -- Appends one audit row. The reason and cause of the change come from the transaction-local
 -- settings mcp.audit_reason and mcp.audit_cause that the RPCs set before they write.
@@ -47,7 +50,7 @@ language sql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
   insert into public.audit_log (organization_id, actor_id, actor_role, action, entity_type, entity_id, before, after, reason, cause)
-  values (p_organization_id, auth.uid(), coalesce(auth.role(), session_user::text), p_action, p_entity_type, p_entity_id,
+  values (p_organization_id, auth.uid(), private.caller_db_role(), p_action, p_entity_type, p_entity_id,
           p_before, p_after, coalesce(p_reason, nullif(current_setting('mcp.audit_reason', true), '')),
           coalesce(nullif(current_setting('mcp.audit_cause', true), ''), 'user_action'))
 $$;

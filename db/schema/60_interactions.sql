@@ -41,23 +41,13 @@ create index mcp_interaction_logs_agent_time_idx on public.mcp_interaction_logs 
 create index mcp_interaction_logs_tool_time_idx on public.mcp_interaction_logs (server_instance_id, tool_name, occurred_at desc);
 alter table public.mcp_interaction_logs enable row level security;
 
-create function private.interaction_log_refuse_change() returns trigger
-language plpgsql
-set search_path = pg_catalog, pg_temp
-as $$
-begin
-  raise exception using errcode = '42501', message = 'the MCP interaction log is append-only',
-    hint = format('%s on %s is refused to every role', tg_op, tg_table_name);
-end $$;
-comment on function private.interaction_log_refuse_change() is 'Refuses UPDATE, DELETE and TRUNCATE on the MCP interaction log.';
-
 -- Row triggers of a partitioned table are cloned onto every partition, present and future; a
 -- statement trigger is not, and TRUNCATE of a partition never reaches the parent's: each
 -- partition gets its own (private.refuse_interaction_log_truncate, called for every partition).
 create trigger mcp_interaction_logs_append_only before update or delete on public.mcp_interaction_logs
-  for each row execute function private.interaction_log_refuse_change();
+  for each row execute function private.refuse_append_only_change('the MCP interaction log');
 create trigger mcp_interaction_logs_no_truncate before truncate on public.mcp_interaction_logs
-  for each statement execute function private.interaction_log_refuse_change();
+  for each statement execute function private.refuse_append_only_change('the MCP interaction log');
 
 create table private.mcp_interaction_logs_default partition of public.mcp_interaction_logs default;
 comment on table private.mcp_interaction_logs_default is 'Interactions of a month with no partition of its own (none is lost).';
@@ -70,7 +60,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 begin
   execute format('create trigger mcp_interaction_logs_no_truncate before truncate on %s
-                    for each statement execute function private.interaction_log_refuse_change()', p_partition);
+                    for each statement execute function private.refuse_append_only_change(%L)', p_partition, 'the MCP interaction log');
 end $$;
 comment on function private.refuse_interaction_log_truncate(regclass) is
   'Adds the TRUNCATE refusal to one partition of mcp_interaction_logs (statement triggers are not inherited).';

@@ -174,8 +174,8 @@ select tests.authenticate_as(:'mia');
 select throws_ok(format($$select public.approve_mcp_tool_definition(%L, 'read_graph', %L)$$, :'mem', :'drift_sha'), '42501', null,
                  'a member cannot approve a changed definition (42501)');
 select tests.authenticate_as(:'bob');
-select throws_ok(format($$select public.approve_mcp_tool_definition(%L, 'read_graph', %L)$$, :'mem', :'drift_sha'), '42501', null,
-                 'another tenant cannot approve it (42501)');
+select throws_ok(format($$select public.approve_mcp_tool_definition(%L, 'read_graph', %L)$$, :'mem', :'drift_sha'), 'P0002', null,
+                 'another tenant cannot approve it: it is answered as missing (P0002)');
 select tests.authenticate_as(:'adam');
 select lives_ok(format($$select public.approve_mcp_tool_definition(%L, 'read_graph', %L)$$, :'mem', :'drift_sha'),
                 'an admin approves the changed definition');

@@ -2,7 +2,7 @@
 -- through: each test lists the offenders and expects none, so a failure names the culprit.
 -- The project's functions are those of schemas public and private that no extension owns.
 begin;
-select plan(16);
+select plan(18);
 
 create temp view project_functions as
   select p.oid, n.nspname, p.oid::regprocedure as signature, p.prosecdef, p.proconfig, p.proacl, p.proowner
@@ -47,7 +47,10 @@ select is_empty($$select signature from project_functions f
                    where nspname = 'private' and has_function_privilege('authenticated', oid, 'execute')
                      and signature::text not in (
                        -- the RLS policies call it: the caller's own organizations, by role
-                       'private.my_org_ids(org_role)')$$,
+                       'private.my_org_ids(org_role)',
+                       -- the agents policy calls it: whether a user is a member of an organization
+                       -- where the caller holds a role (what the caller may read anyway)
+                       'private.is_member_of_my_org(uuid,uuid)')$$,
                 'no private function is executable by authenticated but those allowlisted with their reason');
 
 -- Identity columns draw from their sequences without any privilege on them: no API role needs
@@ -79,6 +82,27 @@ select is_empty($$select i.inhrelid::regclass as partition, i.inhparent::regclas
                                       where t.tgrelid = i.inhrelid and (t.tgtype & 32) <> 0
                                         and t.tgfoid in (select p.tgfoid from pg_trigger p where p.tgrelid = i.inhparent and (p.tgtype & 32) <> 0))$$,
                 'every partition of a table that refuses TRUNCATE refuses it too');
+
+-- One rule, one place: who holds which role where is read from organization_members only by
+-- the authorization core (db/functions/authz.sql); every other function, view and policy asks
+-- the core. Writing a membership (the tenancy RPCs) is not reading the rule.
+select is_empty($$select f.signature from project_functions f join pg_proc p on p.oid = f.oid
+                   where regexp_replace(p.prosrc, '(insert\s+into|update|delete\s+from)\s+public\.organization_members', '', 'gi')
+                         ~* 'organization_members'
+                     and f.signature::text not in (
+                       'private.member_role(uuid,uuid)', 'private.lock_member_role(uuid,uuid)',
+                       'private.memberships(uuid,org_role)',
+                       -- the table's own trigger: an organization keeps an owner
+                       'private.keep_an_owner()')$$,
+                'no function but the authorization core''s reads the membership rule from organization_members');
+select is_empty($$select c.oid::regclass::text from pg_class c join pg_namespace n on n.oid = c.relnamespace
+                   where n.nspname in ('public', 'private') and c.relkind = 'v'
+                     and pg_get_viewdef(c.oid) ~* 'organization_members'
+                     and c.oid not in ('private.member_owned_agents'::regclass, 'private.agent_managers'::regclass)
+                  union all
+                  select format('policy %s on %s', p.policyname, p.tablename) from pg_policies p
+                   where p.schemaname = 'public' and concat(p.qual, p.with_check) ~* 'organization_members'$$,
+                'nor does any view or policy outside the core');
 
 -- Admins read the API in psql (\df+, \d+).
 select is_empty($$select signature from project_functions where obj_description(oid, 'pg_proc') is null$$,

@@ -309,7 +309,7 @@ insert into rpc_matrix values
   ('manage_mcp_servers', $$select 'ok' from public.manage_mcp_servers('update', {acme}, '{"display_name": "Renamed"}', {a_mem})$$,
                                                                                                                           '42501', '42501', '42501', 'ok',    '42501', 'ok'),
   ('approve_mcp_tool_definition', $$select 'ok' from public.approve_mcp_tool_definition({a_mem}, 'read_graph', {a_drift_sha})$$,
-                                                                                                                          '42501', '42501', '42501', 'ok',    '42501', 'ok'),
+                                                                                                                          'P0002', '42501', '42501', 'ok',    'P0002', 'ok'),
   ('validate_agent_mcp_access', $$select public.validate_agent_mcp_access({a_agent}, {a_mem})::text$$,
                                                                                                                           '42501', '42501', 'true',  'true',  '42501', 'true'),
   ('validate_agent_mcp_access', $$select public.validate_agent_mcp_access({a_agent}, {a_mem}, 'read_graph')::text$$,

@@ -4,7 +4,7 @@
 -- erase the interaction log through its partitions; ids of another organization are probed for
 -- existence; users and agents who made history are deleted, and the history stays.
 begin;
-select plan(46);
+select plan(49);
 
 select tests.create_user('ada@example.com') as ada \gset
 select tests.create_user('eve@example.com') as eve \gset
@@ -81,6 +81,7 @@ select throws_ok(format('select * from public.get_available_mcp_servers(%L)', :'
                  'nor passes for another user in an RPC taking a user id (42501)');
 select throws_ok(format('select public.add_organization_member(%L, %L, %L)', :'acme', :'eve', 'owner'), '42501', null,
                  'nor joins an organization as its owner (42501)');
+select public.create_organization('Forged', 'forged') as forged_org \gset
 -- And the claim must agree with the role: service_role with a user's claims acts as that user.
 select set_config('role', 'none', true) is not null as reset_role \gset
 select set_config('request.jwt.claims', jsonb_build_object('sub', :'eve', 'role', 'authenticated')::text, true) is not null as user_claims \gset
@@ -89,12 +90,18 @@ select throws_ok(format('select public.get_secret(%L)', :'ada_secret'), '42501',
                  'service_role carrying a user''s claims is that user, not the platform (42501)');
 select tests.clear_authentication();
 select is(public.get_secret(:'ada_secret'), 'ada-private-token', 'an administrator''s own session is the platform');
+select is((select actor_role from public.audit_log where organization_id = :'forged_org' and action = 'membership.insert'),
+          'authenticated', 'the audit trail records the database role, not the forged claim');
 
 -- 4. The private helpers answer no question about others.
 select tests.authenticate_as(:'eve');
 select throws_ok(format('select private.is_org_member(%L, %L)', :'acme', :'ada'), '42501', null,
                  'a stranger cannot ask whether a user belongs to an organization (42501)');
+select throws_ok(format('select private.member_role(%L, %L)', :'acme', :'ada'), '42501', null,
+                 'nor which role a user holds there (42501)');
 select throws_ok(format('select private.org_role(%L)', :'acme'), '42501', null, 'nor call the role helper directly (42501)');
+select is(private.is_member_of_my_org(:'acme', :'ada'), false,
+          'the policies'' membership helper answers a stranger nothing about an organization they are not in');
 select is_empty(format('select 1 where %L::uuid in (select private.my_org_ids(%L))', :'acme', 'viewer'),
                 'the one helper the policies need answers about the caller only');
 select tests.authenticate_as(:'olga');
@@ -143,6 +150,11 @@ exception when others then
   return sqlstate || ' ' || replace(sqlerrm, p_id::text, '<id>');
 end $$;
 grant execute on function pg_temp.outcome(text, uuid) to authenticated;
+-- Globex's server presented a changed tool definition, waiting for Globex's approval.
+select tests.authenticate_as(:'gus');
+select count(*) as seen from public.filter_agent_mcp_tools(:'gus_bot', :'gmem', '[{"name": "read_graph", "description": "changed"}]') \gset
+select tests.clear_authentication();
+select presented_sha256 as gdrift from public.mcp_tool_drift where server_instance_id = :'gmem' \gset
 create temp table probes (rpc text, call text, other uuid);
 grant select on probes to authenticated;
 insert into probes values
@@ -160,6 +172,7 @@ insert into probes values
   ('record_agent_mcp_connection_usage (server)', format('select public.record_agent_mcp_connection_usage(%L, %%L, true, 1)', :'ada_bot'), :'gmem'),
   ('agents_with_tool_access_at (server)', 'select * from public.agents_with_tool_access_at(%L, ''read_graph'')', :'gmem'),
   ('deploy_mcp_server_to_dtma (server)', 'select public.deploy_mcp_server_to_dtma(%L)', :'gmem'),
+  ('approve_mcp_tool_definition (server)', format('select public.approve_mcp_tool_definition(%%L, ''read_graph'', %L)', :'gdrift'), :'gmem'),
   ('rotate_mcp_credentials (server)', 'select public.rotate_mcp_credentials(''API_KEY'', ''v'', %L)', :'gmem'),
   ('audit_mcp_interactions (server)', format('select public.audit_mcp_interactions(%L, jsonb_build_array(jsonb_build_object(''server_instance_id'', %%L, ''interaction_type'', ''error'', ''outcome'', ''error'', ''duration_ms'', 1)))', :'ada_bot'), :'gmem'),
   ('get_agent_mcp_servers (agent)', 'select * from public.get_agent_mcp_servers(%L)', :'gus_bot'),

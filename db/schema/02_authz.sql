@@ -1,0 +1,2 @@
+-- The authorization core (db/functions/authz.sql) has no tables of its own: its rules read those
+-- of the domains. This file gives it its place in the order, before every domain's functions.
