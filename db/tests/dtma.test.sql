@@ -3,7 +3,7 @@
 -- Vault, idempotency key, body), and the harvest applies every kind of response. Responses are
 -- inserted into net._http_response by the test, as pg_net's worker would record them.
 begin;
-select plan(63);
+select plan(65);
 
 select tests.create_user('dtma-owner@example.com') as owner \gset
 select tests.create_user('dtma-member@example.com') as member \gset
@@ -213,6 +213,21 @@ select is((select method || ' ' || path from pg_temp.req(:'inst')), format('DELE
 select pg_temp.respond(:'inst', 200, '{"success": true, "data": {"removedServers": ["mem-1"], "errors": {}}}');
 select pg_temp.harvest();
 select is((select status::text from public.account_tool_instances where id = :'inst'), 'removed', 'removed');
+
+-- every operation the outbox may hold has its handler: the dispatch is a static case, so one
+-- without a branch would fail there (case not found), not be skipped while marked succeeded
+insert into public.dtma_requests (organization_id, toolbox_id, instance_id, operation, method, path, idempotency_key, state)
+select :'org', :'toolbox', :'inst', op, 'GET', '/x', 'dispatch-test:' || op, 'failed'
+  from (select (regexp_matches(pg_get_constraintdef(c.oid), '''([a-z_]+)''', 'g'))[1] as op
+          from pg_catalog.pg_constraint c
+         where c.conrelid = 'public.dtma_requests'::regclass and pg_get_constraintdef(c.oid) like '%operation%') ops;
+select cmp_ok((select count(*)::int from public.dtma_requests where idempotency_key like 'dispatch-test:%'), '>=', 7,
+              'every operation of the outbox''s check constraint');
+select private.dtma_dispatch(r, 'permanent', 'dispatch test', 'dtma_response')
+  from public.dtma_requests r where r.idempotency_key like 'dispatch-test:%';
+select is((select array_agg(operation || ': ' || last_error) from public.dtma_requests
+            where idempotency_key like 'dispatch-test:%' and last_error like '%handler failed%'), null,
+          'has a handler the dispatch reaches');
 
 select * from finish();
 rollback;
