@@ -23,7 +23,7 @@ end $$;
 comment on function private.try_jsonb(text) is 'p_text as jsonb, or null when it does not parse.';
 
 -- Sends one queued request through pg_net (after commit). Locks the instance, so that only one
--- request per instance is ever in flight; returns false when another one is.
+-- request per instance is ever in flight, in order; returns false when it must wait.
 create function private.dtma_send(p_request_id bigint) returns boolean
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
@@ -40,8 +40,15 @@ begin
     return false;
   end if;
   if v_req.instance_id is not null then
-    perform from public.account_tool_instances i where i.id = v_req.instance_id for update;
-    if exists (select from public.dtma_requests s where s.instance_id = v_req.instance_id and s.state = 'sent') then
+    -- Never wait for an instance a lifecycle change holds (it may wait for this request): next time.
+    perform from public.account_tool_instances i where i.id = v_req.instance_id for update skip locked;
+    if not found then
+      return false;
+    end if;
+    -- In order: nothing while another request of the instance is in flight, or an older one waits
+    -- (a retry in backoff must not be overtaken by the stop queued after it).
+    if exists (select from public.dtma_requests s
+                where s.instance_id = v_req.instance_id and (s.state = 'sent' or (s.state = 'queued' and s.id < v_req.id))) then
       return false;
     end if;
   end if;
@@ -256,6 +263,7 @@ comment on function public.deploy_mcp_server_to_dtma(uuid) is
 --   declined    a restart the DTMA would not do (cooldown, restart cap, unknown): nothing changed
 --   unconfirmed a credentials refresh the DTMA accepted without saying it was applied
 --   absent      the group asked about does not run (a health check, or the check before a resend)
+--   pending     the group of a deploy whose answer was lost is still starting: ask again later
 create function private.dtma_classify(
   p_operation text, p_check_first boolean, p_status_code integer, p_body jsonb, p_content text,
   p_timed_out boolean, p_error_msg text, p_timeout_ms integer, out outcome text, out error text
@@ -285,7 +293,7 @@ begin
      where e.value ->> 'status' = 'error';
     if error is null and exists (select from jsonb_each(case when jsonb_typeof(v_health) = 'object' then v_health else '{}'::jsonb end) e
                                   where e.value ->> 'status' in ('pending', 'pulling', 'starting')) then
-      outcome := 'transient'; error := 'DTMA is still deploying its group';
+      outcome := 'pending'; error := 'DTMA is still deploying its group';
     elsif error is null then
       outcome := 'ok';
     end if;
@@ -541,6 +549,13 @@ begin
 
   for v_req in select r.* from public.dtma_requests r where r.state = 'sent' order by r.sent_at limit p_limit
                for update skip locked loop
+    -- The instance first, without waiting: a lifecycle change that holds it may be waiting for
+    -- this request (it abandons queued ones); its answer is applied by the next harvest.
+    if v_req.instance_id is not null
+       and not exists (select from public.account_tool_instances i where i.id = v_req.instance_id for update skip locked) then
+      v_in_flight := v_in_flight + 1;
+      continue;
+    end if;
     v_found := false;
     if v_req.net_epoch is not distinct from v_epoch then
       select h.status_code, h.content, h.timed_out, h.error_msg into v_res
@@ -580,6 +595,16 @@ begin
        where r.id = v_req.id;
       v_retried := v_retried + 1;
       continue;
+    end if;
+    if v_outcome = 'pending' and now() < v_req.created_at + make_interval(secs => 2 * v_req.max_attempts * v_req.timeout_ms / 1000.0) then
+      -- The DTMA is still deploying it: wait, beyond max_attempts, but no longer than twice all attempts' timeouts.
+      update public.dtma_requests r set state = 'queued', last_status_code = v_code, last_error = v_error,
+             next_attempt_at = now() + greatest(v_backoff, interval '500 milliseconds')
+       where r.id = v_req.id;
+      v_retried := v_retried + 1;
+      continue;
+    elsif v_outcome = 'pending' then
+      v_outcome := 'transient';
     end if;
     if v_outcome = 'transient' and v_req.attempt < v_req.max_attempts then
       update public.dtma_requests r

@@ -7,7 +7,7 @@
 -- confirmed; a deploy whose answer was lost is checked before a resend; stop then delete ends
 -- removed. Then a crash: a request sent before it never takes a response recorded after it.
 begin;
-select plan(55);
+select plan(57);
 
 \ir fixtures/upstream_dtma_exchanges.sql
 
