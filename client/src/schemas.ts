@@ -38,7 +38,7 @@ export const PermissionScopeSchema = z.enum(['read_only', 'full_access', 'custom
 export type PermissionScope = z.infer<typeof PermissionScopeSchema>;
 export const ManageActionSchema = z.enum(['create', 'update', 'delete', 'deploy', 'stop', 'restart']);
 export type ManageAction = z.infer<typeof ManageActionSchema>;
-export const DtmaRequestStateSchema = z.enum(['queued', 'sent', 'succeeded', 'failed', 'abandoned']);
+export const DtmaRequestStateSchema = z.enum(['queued', 'sent', 'succeeded', 'failed', 'abandoned', 'unconfirmed']);
 
 // ---------------------------------------------------------------- shared shapes
 

@@ -23,7 +23,7 @@ end $$;
 comment on function private.try_jsonb(text) is 'p_text as jsonb, or null when it does not parse.';
 
 -- Sends one queued request through pg_net (after commit). Locks the instance, so that only one
--- request per instance is ever in flight; returns false when another one is.
+-- request per instance is ever in flight, in order; returns false when it must wait.
 create function private.dtma_send(p_request_id bigint) returns boolean
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
@@ -40,8 +40,15 @@ begin
     return false;
   end if;
   if v_req.instance_id is not null then
-    perform from public.account_tool_instances i where i.id = v_req.instance_id for update;
-    if exists (select from public.dtma_requests s where s.instance_id = v_req.instance_id and s.state = 'sent') then
+    -- Never wait for an instance a lifecycle change holds (it may wait for this request): next time.
+    perform from public.account_tool_instances i where i.id = v_req.instance_id for update skip locked;
+    if not found then
+      return false;
+    end if;
+    -- In order: nothing while another request of the instance is in flight, or an older one waits
+    -- (a retry in backoff must not be overtaken by the stop queued after it).
+    if exists (select from public.dtma_requests s
+                where s.instance_id = v_req.instance_id and (s.state = 'sent' or (s.state = 'queued' and s.id < v_req.id))) then
       return false;
     end if;
   end if;
@@ -140,10 +147,13 @@ comment on function private.dtma_enqueue(uuid, uuid, text, text, text, jsonb, te
 -- project: the local DTMA runs the npm package with baseConfigOverrideJson's env and args.
 -- upstream: dtma-agent pulls an OCI image and spreads baseConfigOverrideJson into Docker's
 -- create options, so env and args go as Docker's Env and Cmd; its transports are stdio|sse|websocket.
-create function private.dtma_server_spec(p_instance_id uuid) returns jsonb
+create function private.dtma_server_spec(p_instance_id uuid, p_configuration jsonb default null, p_environment jsonb default null)
+returns jsonb
 language sql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
+  -- Stored bodies are built from the secret-free configuration; the wire body (private.dtma_wire_body)
+  -- passes the configuration with its secrets and the full environment, read when it is sent.
   select jsonb_strip_nulls(jsonb_build_object(
            'accountToolInstanceId', i.id, 'instanceNameOnToolbox', i.instance_name_on_toolbox,
            'mcpEndpointPath', i.mcp_endpoint_path, 'mcpServerCapabilities', i.mcp_server_capabilities,
@@ -153,21 +163,23 @@ as $$
               when 'upstream' then jsonb_build_object(
                 'dockerImageUrl', coalesce(c.oci_image, c.docker_image_url),
                 'mcpTransportType', case when i.mcp_transport_type::text in ('stdio', 'sse', 'websocket') then i.mcp_transport_type::text else 'stdio' end,
-                'environmentVariables', coalesce(i.configuration -> 'env', '{}'::jsonb),
+                'environmentVariables', v.env,
                 'baseConfigOverrideJson', jsonb_strip_nulls(jsonb_build_object(
-                  'Env', (select coalesce(jsonb_agg(e.key || '=' || e.value order by e.key), '[]'::jsonb)
-                            from jsonb_each_text(coalesce(i.configuration -> 'env', '{}'::jsonb)) e),
-                  'Cmd', case when jsonb_array_length(coalesce(i.configuration -> 'args', '[]'::jsonb)) > 0 then i.configuration -> 'args' end)))
-              else jsonb_build_object(
+                  'Env', (select coalesce(jsonb_agg(e.key || '=' || e.value order by e.key), '[]'::jsonb) from jsonb_each_text(v.env) e),
+                  'Cmd', case when jsonb_array_length(coalesce(v.config -> 'args', '[]'::jsonb)) > 0 then v.config -> 'args' end)))
+              else jsonb_strip_nulls(jsonb_build_object(
                 'dockerImageUrl', c.docker_image_url, 'mcpTransportType', i.mcp_transport_type,
-                'baseConfigOverrideJson', i.configuration)
+                'baseConfigOverrideJson', v.config, 'environmentVariables', p_environment))
             end
     from public.account_tool_instances i
     join public.mcp_server_catalog c on c.id = i.catalog_id
     join public.account_tool_environments t on t.id = i.account_tool_environment_id
+   cross join lateral (select coalesce(p_configuration, i.configuration) as config,
+                              coalesce(p_environment, coalesce(p_configuration, i.configuration) -> 'env', '{}'::jsonb) as env) v
    where i.id = p_instance_id
 $$;
-comment on function private.dtma_server_spec(uuid) is 'One server of a POST /mcp/groups body, in the dialect of the instance''s toolbox.';
+comment on function private.dtma_server_spec(uuid, jsonb, jsonb) is
+  'One server of a POST /mcp/groups body, in the dialect of the instance''s toolbox; with the configuration and environment given, as sent.';
 
 -- The deploy body of the DTMA contract for one instance, in its own group.
 create function private.dtma_deploy_body(p_instance_id uuid) returns jsonb
@@ -264,6 +276,7 @@ comment on function public.deploy_mcp_server_to_dtma(uuid) is
 --   declined    a restart the DTMA would not do (cooldown, restart cap, unknown): nothing changed
 --   unconfirmed a credentials refresh the DTMA accepted without saying it was applied
 --   absent      the group asked about does not run (a health check, or the check before a resend)
+--   pending     the group of a deploy whose answer was lost is still starting: ask again later
 create function private.dtma_classify(
   p_operation text, p_check_first boolean, p_status_code integer, p_body jsonb, p_content text,
   p_timed_out boolean, p_error_msg text, p_timeout_ms integer, out outcome text, out error text
@@ -293,7 +306,7 @@ begin
      where e.value ->> 'status' = 'error';
     if error is null and exists (select from jsonb_each(case when jsonb_typeof(v_health) = 'object' then v_health else '{}'::jsonb end) e
                                   where e.value ->> 'status' in ('pending', 'pulling', 'starting')) then
-      outcome := 'transient'; error := 'DTMA is still deploying its group';
+      outcome := 'pending'; error := 'DTMA is still deploying its group';
     elsif error is null then
       outcome := 'ok';
     end if;
@@ -549,6 +562,13 @@ begin
 
   for v_req in select r.* from public.dtma_requests r where r.state = 'sent' order by r.sent_at limit p_limit
                for update skip locked loop
+    -- The instance first, without waiting: a lifecycle change that holds it may be waiting for
+    -- this request (it abandons queued ones); its answer is applied by the next harvest.
+    if v_req.instance_id is not null
+       and not exists (select from public.account_tool_instances i where i.id = v_req.instance_id for update skip locked) then
+      v_in_flight := v_in_flight + 1;
+      continue;
+    end if;
     v_found := false;
     if v_req.net_epoch is not distinct from v_epoch then
       select h.status_code, h.content, h.timed_out, h.error_msg into v_res
@@ -588,6 +608,16 @@ begin
        where r.id = v_req.id;
       v_retried := v_retried + 1;
       continue;
+    end if;
+    if v_outcome = 'pending' and now() < v_req.created_at + make_interval(secs => 2 * v_req.max_attempts * v_req.timeout_ms / 1000.0) then
+      -- The DTMA is still deploying it: wait, beyond max_attempts, but no longer than twice all attempts' timeouts.
+      update public.dtma_requests r set state = 'queued', last_status_code = v_code, last_error = v_error,
+             next_attempt_at = now() + greatest(v_backoff, interval '500 milliseconds')
+       where r.id = v_req.id;
+      v_retried := v_retried + 1;
+      continue;
+    elsif v_outcome = 'pending' then
+      v_outcome := 'transient';
     end if;
     if v_outcome = 'transient' and v_req.attempt < v_req.max_attempts then
       update public.dtma_requests r

@@ -157,8 +157,8 @@ as $$
   select case
     when p_request.instance_id is null then coalesce(p_request.body, '{}'::jsonb)
     when p_request.operation = 'deploy' then
-      jsonb_set(jsonb_set(p_request.body, '{servers,0,baseConfigOverrideJson}', private.instance_configuration(p_request.instance_id)),
-                '{servers,0,environmentVariables}', private.mcp_server_environment(p_request.instance_id))
+      jsonb_set(p_request.body, '{servers,0}', private.dtma_server_spec(p_request.instance_id,
+                private.instance_configuration(p_request.instance_id), private.mcp_server_environment(p_request.instance_id)))
     when p_request.operation in ('restart', 'credentials_refresh') then
       coalesce(p_request.body, '{}'::jsonb) || jsonb_build_object('environmentVariables',
         private.mcp_server_environment(p_request.instance_id, p_request.operation = 'credentials_refresh'))

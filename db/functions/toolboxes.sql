@@ -108,16 +108,7 @@ declare
 begin
   update public.dtma_requests r set state = 'failed', last_error = v_error, completed_at = now()
    where r.id = p_request_id returning * into v_req;
-  perform set_config('mcp.dtma_cause', 'url_policy', true);
-  case v_req.operation
-    when 'deploy' then perform private.dtma_on_deploy(v_req, false, v_error);
-    when 'restart' then perform private.dtma_on_restart(v_req, false, v_error);
-    when 'stop' then perform private.dtma_on_stop(v_req, false, v_error);
-    when 'remove' then perform private.dtma_on_remove(v_req, false, v_error);
-    when 'status' then perform private.dtma_on_status(v_req, false, v_error);
-    when 'credentials_refresh' then perform private.dtma_on_credentials_refresh(v_req, false, v_error);
-  end case;
-  perform set_config('mcp.dtma_cause', '', true);
+  perform private.dtma_dispatch(v_req, 'permanent', v_error, 'url_policy');
 end $$;
 comment on function private.dtma_refuse(bigint, text) is
   'Fails a DTMA request whose toolbox URL the policy refuses, without sending it, and applies the failure to its instance or toolbox.';

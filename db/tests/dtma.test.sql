@@ -3,7 +3,7 @@
 -- Vault, idempotency key, body), and the harvest applies every kind of response. Responses are
 -- inserted into net._http_response by the test, as pg_net's worker would record them.
 begin;
-select plan(63);
+select plan(69);
 
 select tests.create_user('dtma-owner@example.com') as owner \gset
 select tests.create_user('dtma-member@example.com') as member \gset
@@ -216,6 +216,37 @@ select is((select method || ' ' || path from pg_temp.req(:'inst')), format('DELE
 select pg_temp.respond(:'inst', 200, '{"success": true, "data": {"removedServers": ["mem-1"], "errors": {}}}');
 select pg_temp.harvest();
 select is((select status::text from public.account_tool_instances where id = :'inst'), 'removed', 'removed');
+
+-- the classification is a pure function of the answer, and never of the HTTP client's wording
+select is((select array_agg(distinct c.outcome) from unnest(array['Couldn''t connect to server', 'ECONNREFUSED: connect ECONNREFUSED 127.0.0.1:1',
+            'Couldn''t resolve host name', 'anything at all']) e,
+            unnest(array['deploy', 'stop', 'remove', 'restart', 'status', 'health', 'credentials_refresh']) op,
+            private.dtma_classify(op, false, null, null, null, false, e, 1000) c),
+          array['transient'], 'no HTTP status is "no answer", whatever pg_net''s error_msg says, for every operation');
+select is((select array_agg(c.outcome order by s) from unnest(array[404, 500, 200]) s,
+            private.dtma_classify('remove', false, s, jsonb_build_object('success', s = 200, 'error', 'Container group g not found'), null, false, null, 1000) c),
+          array['ok', 'ok', 'ok'], 'a removal answered "not found" is done, whatever the status code');
+select is((select c.outcome from private.dtma_classify('restart', false, 400,
+            '{"success": false, "message": "Failed to restart MCP server ''x'' - check server status and restart limits"}', null, false, null, 1000) c),
+          'declined', 'a refused restart is declined, not failed');
+select is((select array_agg(c.outcome order by e) from unnest(array['connect ENOENT /var/run/docker.sock', '(HTTP code 400) unexpected - invalid reference format']) e,
+            private.dtma_classify('deploy', false, 201, jsonb_build_object('success', false, 'data', jsonb_build_object('errors', jsonb_build_object('x', e))), null, false, null, 1000) c),
+          array['permanent', 'transient'], 'a deploy failure under a 201 is classified by its cause');
+
+-- every operation the outbox may hold has its handler: the dispatch is a static case, so one
+-- without a branch would fail there (case not found), not be skipped while marked succeeded
+insert into public.dtma_requests (organization_id, toolbox_id, instance_id, operation, method, path, idempotency_key, state)
+select :'org', :'toolbox', :'inst', op, 'GET', '/x', 'dispatch-test:' || op, 'failed'
+  from (select (regexp_matches(pg_get_constraintdef(c.oid), '''([a-z_]+)''', 'g'))[1] as op
+          from pg_catalog.pg_constraint c
+         where c.conrelid = 'public.dtma_requests'::regclass and pg_get_constraintdef(c.oid) like '%operation%') ops;
+select cmp_ok((select count(*)::int from public.dtma_requests where idempotency_key like 'dispatch-test:%'), '>=', 7,
+              'every operation of the outbox''s check constraint');
+select private.dtma_dispatch(r, 'permanent', 'dispatch test', 'dtma_response')
+  from public.dtma_requests r where r.idempotency_key like 'dispatch-test:%';
+select is((select array_agg(operation || ': ' || last_error) from public.dtma_requests
+            where idempotency_key like 'dispatch-test:%' and last_error like '%handler failed%'), null,
+          'has a handler the dispatch reaches');
 
 select * from finish();
 rollback;

@@ -7,7 +7,7 @@
 -- confirmed; a deploy whose answer was lost is checked before a resend; stop then delete ends
 -- removed. Then a crash: a request sent before it never takes a response recorded after it.
 begin;
-select plan(55);
+select plan(57);
 
 \ir fixtures/upstream_dtma_exchanges.sql
 
@@ -70,6 +70,19 @@ create function pg_temp.status(p_instance uuid) returns text language sql as
 create function pg_temp.act(p_action text, p_instance uuid) returns text language sql as
   $$ select public.manage_mcp_servers(p_action, (select organization_id from public.account_tool_instances where id = p_instance), '{}', p_instance) ->> 'status' $$;
 grant execute on function pg_temp.act(text, uuid), pg_temp.status(uuid) to authenticated;
+-- One lifecycle step: the owner acts, the DTMA answers (when p_answer is given), the harvest applies it.
+select set_config('tests.owner', :'owner', false);
+create function pg_temp.step(p_action text, p_instance uuid, p_answer text default null) returns text language plpgsql as $$
+begin
+  perform tests.authenticate_as(current_setting('tests.owner')::uuid);
+  perform pg_temp.act(p_action, p_instance);
+  perform tests.clear_authentication();
+  if p_answer is not null then
+    perform pg_temp.answer(pg_temp.req(p_instance), p_answer);
+    perform pg_temp.harvest();
+  end if;
+  return pg_temp.status(p_instance);
+end $$;
 
 -- What each dialect asks of the container: the project's DTMA runs the npm package with the
 -- configuration; the upstream one pulls the OCI image, with the environment as Docker's Env.

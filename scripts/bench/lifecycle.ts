@@ -96,8 +96,8 @@ async function harvestCost(n: number) {
   const { ids } = await setupOrg('synthetic', 'http://127.0.0.1:9', 1);
   await pool.query(`
     with r as (
-      insert into public.dtma_requests (organization_id, toolbox_id, instance_id, operation, method, path, idempotency_key, state, attempt, net_request_id, sent_at)
-      select i.organization_id, i.account_tool_environment_id, null, 'status', 'GET', '/mcp/status', 'synthetic:' || g, 'sent', 1, -g, now()
+      insert into public.dtma_requests (organization_id, toolbox_id, instance_id, operation, method, path, idempotency_key, state, attempt, net_request_id, net_epoch, sent_at)
+      select i.organization_id, i.account_tool_environment_id, null, 'status', 'GET', '/mcp/status', 'synthetic:' || g, 'sent', 1, -g, private.net_epoch(), now()
         from public.account_tool_instances i, generate_series(1, $2::int) g where i.id = $1
       returning net_request_id)
     insert into net._http_response (id, status_code, content) select net_request_id, 200, '{"success": true, "data": {"groups": {}}}' from r`,

@@ -88,9 +88,16 @@ describe('a database crash in the middle of deploys', () => {
     expect(Number(fresh[0].id)).toBe(1);
     await waitFor('the unrelated requests to be answered', async () => {
       const { rows } = await pool.query<{ n: number }>(
-        'select count(*)::int as n from net._http_response where id = any($1::bigint[])', [before.map((r) => r.net_request_id)]);
-      return rows[0].n === before.length ? true : undefined;
+        'select count(*)::int as n from net._http_response where id = any($1::bigint[])', [fresh.map((r) => r.id)]);
+      return rows[0].n === fresh.length ? true : undefined;
     }, 60_000, 200);
+    // Every old id now bears exactly one answer, the unrelated request's: the deploys' own late
+    // answers from the DTMA were dropped, as pg_net loses what was in flight at a crash.
+    const { rows: bearers } = await pool.query<{ id: string; n: number; content: string }>(
+      'select id::text, count(*)::int as n, max(content) as content from net._http_response where id = any($1::bigint[]) group by id',
+      [before.map((r) => r.net_request_id)]);
+    expect(bearers).toHaveLength(before.length);
+    expect(bearers.every((b) => b.n === 1 && b.content === '{"status": "ok"}')).toBe(true);
 
     // The worker reconnected by itself; the harvest (run by it, and here) recovers every deploy.
     await waitFor('every instance to be running again', async () => {

@@ -36,6 +36,7 @@ interface QueuedRequest {
   headers: Record<string, string>;
   body: Buffer | null;
   timeout_milliseconds: number;
+  server_started: string;
 }
 
 interface Outcome {
@@ -47,14 +48,17 @@ interface Outcome {
   error_msg: string | null;
 }
 
+// Each claim notes the server's start time: a request claimed before a database restart is lost
+// with it, as pg_net's in-flight requests die with its worker; its late answer is not recorded
+// (the ids start again after a crash, so it would land on another request's id).
 const CLAIM_SQL = `
   delete from net.http_request_queue q
    where q.id in (select id from net.http_request_queue order by id limit $1 for update skip locked)
-  returning q.id::text, q.method::text, q.url, q.headers, q.body, q.timeout_milliseconds`;
+  returning q.id::text, q.method::text, q.url, q.headers, q.body, q.timeout_milliseconds, pg_postmaster_start_time()::text as server_started`;
 
 const RECORD_SQL = `
   insert into net._http_response (id, status_code, content_type, headers, content, timed_out, error_msg)
-  values ($1, $2, $3, $4, $5, $6, $7)`;
+  select $1, $2, $3, $4, $5, $6, $7 where pg_postmaster_start_time()::text = $8`;
 
 const TTL_SQL = `
   delete from net._http_response
@@ -134,8 +138,10 @@ export async function startPgNetWorker(opts: WorkerOptions): Promise<PgNetWorker
       pool.query(opts.afterResponsesSql!).catch((err: Error) => log(`pg_net: after-responses SQL failed: ${err.message}`));
     }, opts.afterMs ?? 100);
   };
-  const record = async (id: string, o: Outcome) => {
-    await pool.query(RECORD_SQL, [id, o.status_code, o.content_type, o.headers, o.content, o.timed_out, o.error_msg]);
+  const record = async (req: QueuedRequest, o: Outcome) => {
+    const { rowCount } = await pool.query(RECORD_SQL,
+      [req.id, o.status_code, o.content_type, o.headers, o.content, o.timed_out, o.error_msg, req.server_started]);
+    if (rowCount === 0) log(`pg_net ${req.id}: claimed before a database restart, its answer is dropped`);
     runAfter();
   };
 
@@ -143,7 +149,7 @@ export async function startPgNetWorker(opts: WorkerOptions): Promise<PgNetWorker
     inFlight++;
     sent++;
     void send(req)
-      .then((o) => record(req.id, o).then(() =>
+      .then((o) => record(req, o).then(() =>
         log(`pg_net ${req.id} ${req.method} ${req.url} -> ${o.status_code ?? (o.timed_out ? 'timeout' : o.error_msg)}`)))
       .catch((err: Error) => log(`pg_net ${req.id}: could not record the response: ${err.message}`))
       .finally(() => {
