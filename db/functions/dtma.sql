@@ -261,7 +261,8 @@ begin
   perform private.require_org_role_for(v_org, 'admin', format('MCP server %s', deploy_mcp_server_to_dtma.server_instance_id));
   perform private.request_lifecycle(deploy_mcp_server_to_dtma.server_instance_id, 'deploy');
   return private.instance_json(deploy_mcp_server_to_dtma.server_instance_id) || jsonb_build_object('dtma_request', (
-    select to_jsonb(r) - 'body' from public.dtma_requests r
+    -- Organization users see the classified outcome (last_error_summary), never what DTMA answered.
+    select to_jsonb(r) - 'body' - 'response' - 'last_error' from public.dtma_requests r
      where r.instance_id = deploy_mcp_server_to_dtma.server_instance_id order by r.id desc limit 1));
 end $$;
 comment on function public.deploy_mcp_server_to_dtma(uuid) is

@@ -3,7 +3,7 @@
 -- Vault, idempotency key, body), and the harvest applies every kind of response. Responses are
 -- inserted into net._http_response by the test, as pg_net's worker would record them.
 begin;
-select plan(69);
+select plan(70);
 
 select tests.create_user('dtma-owner@example.com') as owner \gset
 select tests.create_user('dtma-member@example.com') as member \gset
@@ -66,6 +66,9 @@ select count(*) as queued_before from net.http_request_queue \gset
 select tests.authenticate_as(:'owner');
 select is(public.manage_mcp_servers('deploy', :'org', '{}', :'inst') ->> 'status', 'deploying', 'a second deploy: still deploying');
 select is(public.deploy_mcp_server_to_dtma(:'inst') ->> 'status', 'deploying', 'deploy_mcp_server_to_dtma too');
+select is((select array_agg(k order by k) from jsonb_object_keys(public.deploy_mcp_server_to_dtma(:'inst') -> 'dtma_request') k
+            where k in ('body', 'response', 'last_error')), null,
+          'and it shows the admin the classified outcome only: no body, response or raw error');
 select tests.clear_authentication();
 select is((select count(*) from net.http_request_queue), :'queued_before'::bigint, 'nothing more was queued for pg_net');
 select is((select count(*)::int from public.dtma_requests where instance_id = :'inst'), 1, 'still one DTMA request');
