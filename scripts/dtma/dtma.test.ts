@@ -264,7 +264,8 @@ describe('local DTMA with the process driver', { timeout: 30_000 }, () => {
     const port = new URL(dtma.url).port;
     const initialize = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 't', version: '1' } } };
     const mcp = { method: 'POST', body: initialize, headers: { accept: 'application/json, text/event-stream' } };
-    for (const headers of [{ host: `evil.example:${port}` }, { host: `127.0.0.1:${Number(port) + 1}` }, { origin: 'http://evil.example' }]) {
+    const forged: Record<string, string>[] = [{ host: `evil.example:${port}` }, { host: `127.0.0.1:${Number(port) + 1}` }, { origin: 'http://evil.example' }];
+    for (const headers of forged) {
       const endpoint = await request(dtma.url, '/mcp/servers/anything/mcp', { ...mcp, headers: { ...mcp.headers, ...headers } });
       expect(endpoint.status, JSON.stringify(headers)).toBe(403);
       expect(endpoint.body).toMatchObject({ jsonrpc: '2.0', error: { code: -32000, message: expect.stringMatching(/^(Host|Origin) /) } });
