@@ -24,7 +24,7 @@ const sizes = (process.env.SIZES ?? '1,5,10').split(',').map(Number);
 
 const { createMcpChat } = await import('../src/chat/index.ts');
 const { closeMCPContext } = await import('../src/chat/registry.ts');
-const { createAgent, createOrganization, deployServer, removeServers, testPool } = await import('../src/testing/stack.ts');
+const { createAgent, createOrganization, deployServer, removeServers, testPool } = await import('../../test/support/stack.ts');
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -13,7 +13,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import type pg from 'pg';
-import { newPool } from '../../scripts/testing.ts';
+import { newPool } from '../../test/support/db.ts';
 import * as sdk from './index.ts';
 import {
   ConnectionConfigSchema,

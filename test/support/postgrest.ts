@@ -7,9 +7,9 @@
  */
 import type pg from 'pg';
 import { decodeJwt } from 'jose';
-import { serveHandler, type ServedHandler } from '../manager/serve.ts';
-import { directTransport } from '../direct-transport.ts';
-import { McpControlPlaneError } from '../errors.ts';
+import { serveHandler, type ServedHandler } from '../../client/src/manager/serve.ts';
+import { directTransport } from '../../client/src/direct-transport.ts';
+import { McpControlPlaneError } from '../../client/src/errors.ts';
 
 /** PostgREST's HTTP status for an error code (its documented table); 42501 is 401 for anon, else 403. */
 export function postgrestStatus(code: string, role: string): number {
