@@ -32,6 +32,18 @@ function walk(dir: string): string[] {
   });
 }
 
+/** Every text file of the project under `dir` (sources, SQL, Markdown, shell). */
+function walkAll(dir: string): string[] {
+  const absolute = path.join(ROOT, dir);
+  if (!existsSync(absolute)) return [];
+  return readdirSync(absolute).flatMap((entry) => {
+    if (entry === 'node_modules' || entry === 'migrations' || entry.startsWith('.')) return [];
+    const relative = path.join(dir, entry);
+    if (statSync(path.join(ROOT, relative)).isDirectory()) return walkAll(relative);
+    return /\.(ts|tsx|js|mjs|sql|md|sh)$/.test(entry) ? [relative] : [];
+  });
+}
+
 const isTestCode = (file: string): boolean => /\.test\.[a-z]+$/.test(file) || file.startsWith('test/');
 
 /** The relative module specifiers a file imports or re-exports, statically or dynamically. */
@@ -80,6 +92,12 @@ describe('the layout', () => {
     expect(definers).toEqual([`${TEST_HOME}/db.ts`]);
     const helpersElsewhere = everywhere.filter((file) => /(^|\/)(testing|test-support|fixtures?)(\/|\.ts$)/.test(file) && !file.startsWith(TEST_HOME));
     expect(helpersElsewhere).toEqual([]);
+  });
+
+  it("cites the project's own documents, never a design file that is not in the repository", () => {
+    const files = ['client', 'scripts', 'test', 'db', 'docs', 'supabase', 'console'].flatMap((dir) => walkAll(dir)).concat(['README.md']);
+    const citing = files.filter((file) => readFileSync(path.join(ROOT, file), 'utf8').includes('DESIGN' + '.md'));
+    expect(citing).toEqual([]);
   });
 
   it('says at the top of every source file longer than 400 lines why it is long', () => {
