@@ -35,6 +35,11 @@ as_pg() {
 psql_db() { psql "$DB_URL" -v ON_ERROR_STOP=1 -X -q "$@"; }
 
 http_ok() { node -e "fetch(process.argv[1]).then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))" "$1"; }
+# The instanceId a DTMA's GET /health answers with (empty when none answers): tells the DTMA this
+# checkout started from another process that holds the port.
+health_instance_id() {
+  node -e "fetch(process.argv[1]).then(r => r.json()).then(b => console.log(b.instanceId ?? ''), () => console.log(''))" "$1/health"
+}
 
 pg_running() { as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; }
 
@@ -51,10 +56,10 @@ svc_start() {
   echo $! > "$(svc_pidfile "$name")"
   for _ in $(seq 1 100); do
     if eval "$ready" >/dev/null 2>&1; then return; fi
-    svc_running "$name" || { tail -n 20 "$LOCAL_DIR/$name.log" >&2; die "$name exited at start" "read $LOCAL_DIR/$name.log"; }
+    svc_running "$name" || { tail -n 20 "$LOCAL_DIR/$name.log" >&2; die "$name exited at start" "read $LOCAL_DIR/$name.log; npm run status shows what runs"; }
     sleep 0.2
   done
-  die "$name did not become ready in 20 s" "read $LOCAL_DIR/$name.log"
+  die "$name did not become ready in 20 s" "read $LOCAL_DIR/$name.log; npm run status shows what runs"
 }
 svc_stop() {
   local f; f="$(svc_pidfile "$1")"

@@ -8,7 +8,7 @@ init_cluster() {
     info "cluster exists: $PGDATA_DIR"
     return
   fi
-  [ -x "$PG_BIN/initdb" ] || die "no PostgreSQL 15 server in $PG_BIN" "run: bash scripts/setup.sh"
+  [ -x "$PG_BIN/initdb" ] || die "no PostgreSQL 15 server in $PG_BIN" "run: npm run setup (npm start and npm test run it too)"
   step "creating cluster in $PGDATA_DIR (port $DB_PORT)"
   mkdir -p "$LOCAL_DIR" "$PGDATA_DIR"
   chmod 755 "$LOCAL_DIR"
@@ -19,7 +19,7 @@ init_cluster() {
   chmod 700 "$PGDATA_DIR"
   as_pg "$PG_BIN/initdb" -D "$PGDATA_DIR" -U postgres --pwfile="$pwfile" -E UTF8 --locale=C.UTF-8 \
     --auth-local=trust --auth-host=scram-sha-256 >/dev/null \
-    || { rm -f "$pwfile"; die "initdb failed in $PGDATA_DIR" "remove $PGDATA_DIR and run again"; }
+    || { rm -f "$pwfile"; die "initdb failed in $PGDATA_DIR" "remove $PGDATA_DIR, then npm start again"; }
   rm -f "$pwfile"
   # The Vault stand-in's root key lives in a file beside the data, never in a table
   # (as pgsodium's server key does on Supabase).
@@ -52,12 +52,12 @@ start_cluster() {
     return
   fi
   if (exec 3<>"/dev/tcp/127.0.0.1/$DB_PORT") 2>/dev/null; then
-    die "port $DB_PORT is taken by another process" "stop it, or choose another port: DB_PORT=<port> $0 start"
+    die "port $DB_PORT is taken by another process" "stop it (npm run status shows what runs), or choose another port: DB_PORT=<port> npm start (tests: TEST_DB_PORT=<port> npm test)"
   fi
   step "starting postgres on port $DB_PORT"
   if [ "$(id -u)" = 0 ]; then touch "$PG_LOG"; chown postgres:postgres "$PG_LOG"; fi
   as_pg "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -l "$PG_LOG" -w -t 60 start >/dev/null \
-    || die "postgres did not start" "read $PG_LOG"
+    || die "postgres did not start" "read $PG_LOG; npm run status shows what runs"
 }
 
 stop_cluster() {

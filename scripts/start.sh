@@ -26,14 +26,48 @@ bash "$ROOT/scripts/db.sh" all
 echo "$schema_hash" > "$hash_file"
 
 export DATABASE_URL="$DB_URL"
+# A ready check reads only what the worker logged since this start: the log is appended to, and an
+# old "sending queued" line proves nothing about the process started now.
+worker_log="$LOCAL_DIR/pg-net-worker.log"
+worker_log_from=$(( $(stat -c %s "$worker_log" 2>/dev/null || echo 0) + 1 ))
 # The local worker harvests DTMA responses as they land (pg_cron 1.4 ticks only by the minute).
-svc_start pg-net-worker "grep -q 'sending queued' '$LOCAL_DIR/pg-net-worker.log'" \
+svc_start pg-net-worker "tail -c +$worker_log_from '$worker_log' | grep -q 'sending queued'" \
   env PG_NET_AFTER_SQL='select public.harvest_dtma_responses()' npx --no-install tsx scripts/pg-net/main.ts
 [ -s "$token_file" ] || (umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > "$token_file")
-svc_start dtma "http_ok http://127.0.0.1:$DTMA_PORT/health" \
-  env DTMA_TOKEN="$(cat "$token_file")" DTMA_STATE_FILE="$LOCAL_DIR/dtma-state.json" npx --no-install tsx scripts/dtma/main.ts
+
+# The DTMA answers GET /health with the instance id it was started with: only that answer proves
+# that the process on the port is the one started here (another one would refuse our token).
+dtma_url="http://127.0.0.1:$DTMA_PORT"
+instance_file="$LOCAL_DIR/dtma-instance-id"
+if ! svc_running dtma; then
+  if http_ok "$dtma_url/health"; then
+    die "port $DTMA_PORT is taken by another process" \
+      "stop it (npm run status shows what runs), or choose another port: DTMA_PORT=<port> npm start"
+  fi
+  od -An -N12 -tx1 /dev/urandom | tr -d ' \n' > "$instance_file"
+fi
+instance_id="$(cat "$instance_file" 2>/dev/null || true)"
+svc_start dtma "[ \"\$(health_instance_id $dtma_url)\" = '$instance_id' ]" \
+  env DTMA_TOKEN="$(cat "$token_file")" DTMA_STATE_FILE="$LOCAL_DIR/dtma-state.json" DTMA_INSTANCE_ID="$instance_id" \
+  npx --no-install tsx scripts/dtma/main.ts
 step "demo data (scripts/demo.sql)"
-psql_db -v dtma_url="http://127.0.0.1:$DTMA_PORT" -v dtma_token="$(cat "$token_file")" -f "$ROOT/scripts/demo.sql" >/dev/null
+psql_db -v dtma_url="$dtma_url" -v dtma_token="$(cat "$token_file")" -f "$ROOT/scripts/demo.sql" >/dev/null
+
+# Up means: each process started here runs, and the ports answer as those processes.
+step "checking that what answers is what was started"
+pg_running || die "postgres is not running" "read $PG_LOG; npm run status shows what runs"
+[ "$(psql_db -At -c "select count(*) from public.organizations where slug = 'demo'")" = 1 ] \
+  || die "the database on port $DB_PORT has no demo organization" "npm run status shows what runs; npm run stop, then npm start"
+svc_running pg-net-worker || die "the pg_net worker exited" "read $worker_log; npm run status shows what runs"
+svc_running dtma || die "the local DTMA exited" "read $LOCAL_DIR/dtma.log; npm run status shows what runs"
+[ -n "$instance_id" ] && [ "$(health_instance_id "$dtma_url")" = "$instance_id" ] \
+  || die "port $DTMA_PORT does not answer as the DTMA started here" \
+    "stop what holds it (npm run status shows what runs), then npm start, or choose another port: DTMA_PORT=<port> npm start"
+cat > "$LOCAL_DIR/stack.env" <<ENV
+DB_PORT=$DB_PORT
+DTMA_PORT=$DTMA_PORT
+DTMA_INSTANCE_ID=$instance_id
+ENV
 
 cat <<TXT
 
@@ -41,6 +75,7 @@ The stack is up.
   database     $DB_URL
   psql         psql '$DB_URL'
   pg_net       worker log: ${LOCAL_DIR#$ROOT/}/pg-net-worker.log
-  local DTMA   http://127.0.0.1:$DTMA_PORT (token in ${token_file#$ROOT/}; log: ${LOCAL_DIR#$ROOT/}/dtma.log)
+  local DTMA   $dtma_url (token in ${token_file#$ROOT/}; log: ${LOCAL_DIR#$ROOT/}/dtma.log)
+  status       npm run status
   stop         npm run stop
 TXT

@@ -12,6 +12,8 @@ source "$(dirname "$0")/lib.sh"
 started=$(date +%s)
 
 bash "$ROOT/scripts/setup.sh"
+step "tsc --noEmit (the SDK, examples, benchmarks, scripts, tests)"
+(cd "$ROOT" && npx --no-install tsc --noEmit -p .) || die "type errors" "fix them; npm run typecheck runs only this step"
 export DTMA_PORT="${TEST_DTMA_PORT:-30029}" DTMA_TOKEN="test-dtma-token-$RANDOM$RANDOM"
 
 cleanup() {
@@ -29,7 +31,7 @@ step "pgTAP: applying db/tests/_setup.sql, then pg_prove db/tests/*.test.sql"
 psql_db -f "$ROOT/db/tests/_setup.sql" >/dev/null
 if ! PGPASSWORD="$DB_PASSWORD" PGOPTIONS='--client-min-messages=warning' pg_prove --dbname "$DB_NAME" \
      --host 127.0.0.1 --port "$DB_PORT" --username postgres --timer $(cd "$ROOT" && ls db/tests/*.test.sql | sed "s#^#$ROOT/#"); then
-  die "pgTAP failed" "run one file with: PGPASSWORD=$DB_PASSWORD pg_prove -h 127.0.0.1 -p $DB_PORT -U postgres -d $DB_NAME db/tests/<file>"
+  die "pgTAP failed" "run one file (README, Tests): DB_PORT=$DB_PORT MCP_LOCAL_DIR=${LOCAL_DIR#$ROOT/} bash scripts/stack.sh start, then PGPASSWORD=$DB_PASSWORD pg_prove -h 127.0.0.1 -p $DB_PORT -U postgres -d $DB_NAME db/tests/<file>"
 fi
 
 export DATABASE_URL="$DB_URL"
@@ -37,11 +39,14 @@ export DATABASE_URL="$DB_URL"
 svc_start pg-net-worker "grep -q 'sending queued' '$LOCAL_DIR/pg-net-worker.log'" \
   env PG_NET_AFTER_SQL='select public.harvest_dtma_responses()' npx --no-install tsx scripts/pg-net/main.ts
 rm -f "$LOCAL_DIR/dtma-state.json"
-svc_start dtma "http_ok http://127.0.0.1:$DTMA_PORT/health" \
-  env DTMA_STATE_FILE="$LOCAL_DIR/dtma-state.json" npx --no-install tsx scripts/dtma/main.ts
+# Ready only when the DTMA answering is the one started here (GET /health echoes its instance id).
+instance_id="$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
+svc_start dtma "[ \"\$(health_instance_id http://127.0.0.1:$DTMA_PORT)\" = '$instance_id' ]" \
+  env DTMA_STATE_FILE="$LOCAL_DIR/dtma-state.json" DTMA_INSTANCE_ID="$instance_id" npx --no-install tsx scripts/dtma/main.ts
+printf 'DB_PORT=%s\nDTMA_PORT=%s\nDTMA_INSTANCE_ID=%s\n' "$DB_PORT" "$DTMA_PORT" "$instance_id" > "$LOCAL_DIR/stack.env"
 export DTMA_URL="http://127.0.0.1:$DTMA_PORT"
 
 step "vitest"
-(cd "$ROOT" && npx --no-install vitest run) || die "vitest failed" "run: npx vitest run <file> with the stack of scripts/test.sh"
+(cd "$ROOT" && npx --no-install vitest run "$@") || die "vitest failed" "run only some files (README, Tests): npm test -- <file>..."
 
 step "all tests passed in $(( $(date +%s) - started )) s"

@@ -16,15 +16,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-process.env.DATABASE_URL ??= 'postgresql://postgres:postgres@127.0.0.1:54322/postgres?sslmode=disable';
-const dtmaUrl = process.env.DTMA_URL ?? 'http://127.0.0.1:30000';
-const dtmaToken = process.env.DTMA_TOKEN ?? readFileSync(path.join(root, '.local', 'dtma-token'), 'utf8').trim();
+process.env.DATABASE_URL ??= `postgresql://postgres:postgres@127.0.0.1:${process.env.DB_PORT ?? '54322'}/postgres?sslmode=disable`;
+const dtmaUrl = process.env.DTMA_URL ?? `http://127.0.0.1:${process.env.DTMA_PORT ?? '30000'}`;
+const dtmaToken = process.env.DTMA_TOKEN ?? readFileSync(path.join(process.env.MCP_LOCAL_DIR ?? path.join(root, '.local'), 'dtma-token'), 'utf8').trim();
 const runs = Number(process.env.RUNS ?? 30);
 const sizes = (process.env.SIZES ?? '1,5,10').split(',').map(Number);
 
 const { createMcpChat } = await import('../src/chat/index.ts');
 const { closeMCPContext } = await import('../src/chat/registry.ts');
-const { createAgent, createOrganization, deployServer, removeServers, testPool } = await import('../src/testing/stack.ts');
+const { createAgent, createOrganization, deployServer, removeServers, testPool } = await import('../../test/support/stack.ts');
 
 function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);

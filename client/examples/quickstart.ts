@@ -7,7 +7,8 @@
  * It deploys the demo's memory server through the control plane (the database asks the local
  * DTMA over pg_net), grants the demo agent read-only access, gathers the agent's MCP context
  * (only what the grant allows), calls a tool, and shows a refusal as a typed error.
- * Another stack: set DATABASE_URL and DTMA_TOKEN (and JWT_SECRET if you like).
+ * Another stack: the same DB_PORT as `DB_PORT=... npm start`, or DATABASE_URL and DTMA_TOKEN (and
+ * JWT_SECRET if you like).
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -16,7 +17,8 @@ import pg from 'pg';
 import { McpControlPlaneError, createMcpChat, createRpc, directTransport, signJwt } from '../src/index.ts';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const databaseUrl = process.env.DATABASE_URL ?? 'postgresql://postgres:postgres@127.0.0.1:54322/postgres?sslmode=disable';
+// The same defaults as the stack: DATABASE_URL, else DB_PORT (as `DB_PORT=... npm start`), else 54322.
+const databaseUrl = process.env.DATABASE_URL ?? `postgresql://postgres:postgres@127.0.0.1:${process.env.DB_PORT ?? '54322'}/postgres?sslmode=disable`;
 const dtmaToken = process.env.DTMA_TOKEN ?? readFileSync(path.join(process.env.MCP_LOCAL_DIR ?? path.join(root, '.local'), 'dtma-token'), 'utf8').trim();
 // Locally there is no Supabase Auth: we sign the user's access token ourselves, with a secret
 // the transport verifies it with. On Supabase, the session's token and the project's secret.

@@ -53,4 +53,12 @@ export type {
   ServerError,
   ServerStatus,
 } from './chat/types.ts';
+export {
+  getAgentOAuthToken,
+  OAuthRefreshError,
+  ProviderTokenResponseSchema,
+  type AgentOAuthToken,
+  type GetAgentOAuthTokenOptions,
+  type ProviderTokenResponse,
+} from './oauth/refresh.ts';
 export { createManagerHandler, DeployBodySchema, GrantBodySchema, RevokeBodySchema, type ManagerHandlerOptions } from './manager/handler.ts';

@@ -7,13 +7,13 @@
 import { SignJWT, exportJWK, generateKeyPair, type JSONWebKeySet, type JWK } from 'jose';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recordingServer } from '../../scripts/testing.ts';
+import { recordingServer } from '../../test/support/http.ts';
 import { directTransport } from './direct-transport.ts';
 import { UnauthorizedError } from './errors.ts';
 import { signJwt, verifyJwt, type JwtKeys } from './jwt.ts';
 import { serveHandler, managerForPool, type ServedHandler } from './manager/serve.ts';
 import { createRpc } from './rpc.ts';
-import { JWT_SECRET, createUser, testPool } from './testing/stack.ts';
+import { JWT_SECRET, createUser, testPool } from '../../test/support/stack.ts';
 
 type Signer = { kid: string; alg: 'ES256' | 'RS256'; privateKey: CryptoKey; publicJwk: JWK };
 

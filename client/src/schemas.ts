@@ -6,6 +6,9 @@
  *
  * Arguments are strict objects: PostgREST finds a function by the names of the arguments sent,
  * so an unknown key is a mistake worth catching before the request leaves.
+ *
+ * Longer than 400 lines because it is the whole contract in one place: client/src/contract.test.ts
+ * holds it against the database's catalog, and a reader finds every function's shape here.
  */
 import { z } from 'zod';
 
@@ -258,18 +261,20 @@ export const AgentOauthPermissionSchema = z.object({
   state: z.string(),
 });
 
+/** get_agent_oauth_token's row: `ok` carries the token; `refresh_required` none (refresh, then ask again). */
 export const AgentOauthTokenSchema = z.object({
-  status: z.string(),
+  status: z.enum(['ok', 'refresh_required']),
   access_token: z.string().nullable(),
-  token_type: z.string().nullable(),
+  token_type: z.string(),
   expires_at: TimestampSchema.nullable(),
-  connection_id: UuidSchema.nullable(),
-  permission_id: UuidSchema.nullable(),
-  scopes: z.array(z.string()).nullable(),
+  connection_id: UuidSchema,
+  permission_id: UuidSchema,
+  scopes: z.array(z.string()),
 });
+export type AgentOauthToken = z.infer<typeof AgentOauthTokenSchema>;
 
-export const OauthRefreshLeaseSchema = z.object({
-  outcome: z.string(),
+/** begin_oauth_refresh's columns; each outcome fills its own (OauthRefreshLeaseSchema). */
+const OauthRefreshRowSchema = z.object({
   lease_id: UuidSchema.nullable(),
   lease_expires_at: TimestampSchema.nullable(),
   refresh_token: z.string().nullable(),
@@ -281,6 +286,26 @@ export const OauthRefreshLeaseSchema = z.object({
   retry_at: TimestampSchema.nullable(),
   last_error: z.string().nullable(),
 });
+
+/**
+ * begin_oauth_refresh's row, by outcome: `lease` (the caller refreshes with the refresh token at
+ * the token endpoint), `wait` (another caller holds the lease), `fresh` (someone refreshed
+ * meanwhile), `failed` (the last refresh failed: retry after retry_at).
+ */
+export const OauthRefreshLeaseSchema = z.discriminatedUnion('outcome', [
+  OauthRefreshRowSchema.extend({
+    outcome: z.literal('lease'),
+    lease_id: UuidSchema,
+    lease_expires_at: TimestampSchema,
+    refresh_token: z.string().min(1),
+    token_endpoint: z.url({ protocol: /^https?$/ }),
+    provider: z.string(),
+  }),
+  OauthRefreshRowSchema.extend({ outcome: z.literal('wait'), lease_expires_at: TimestampSchema }),
+  OauthRefreshRowSchema.extend({ outcome: z.literal('fresh'), access_token: z.string().min(1) }),
+  OauthRefreshRowSchema.extend({ outcome: z.literal('failed') }),
+]);
+export type OauthRefreshLease = z.infer<typeof OauthRefreshLeaseSchema>;
 
 // ---------------------------------------------------------------- the functions
 
@@ -437,11 +462,12 @@ export const rpcSchemas = {
   record_agent_oauth_usage: { args: z.strictObject({ p_agent_id: UuidSchema, p_connection_id: UuidSchema }), result: z.int() },
   get_agent_oauth_token: {
     args: z.strictObject({ p_agent_id: UuidSchema, p_provider: z.string(), p_scopes: z.array(z.string()).optional() }),
-    result: z.array(AgentOauthTokenSchema),
+    // One row, or an error (42501 no permission, 55000 the connection must be reconnected).
+    result: z.array(AgentOauthTokenSchema).length(1),
   },
   begin_oauth_refresh: {
     args: z.strictObject({ p_connection_id: UuidSchema, p_lease_seconds: z.int().min(1).optional() }),
-    result: z.array(OauthRefreshLeaseSchema),
+    result: z.array(OauthRefreshLeaseSchema).length(1),
   },
   complete_oauth_refresh: {
     args: z.strictObject({

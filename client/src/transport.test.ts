@@ -3,7 +3,7 @@
  * errors the database raises mapped to typed errors (the same through either transport), JWTs
  * refused as PostgREST refuses them, and arguments checked before anything is sent.
  *
- * There is no PostgREST here (no Docker): supabase-js talks to testing/postgrest.ts, a real
+ * There is no PostgREST here (no Docker): supabase-js talks to test/support/postgrest.ts, a real
  * HTTP server speaking PostgREST's RPC wire format (arguments as JSON, errors as
  * {code, message, details, hint} with PostgREST's status), which runs each call through the
  * direct transport. supabase-js is unmodified; fromPostgrestError is also checked on
@@ -14,14 +14,14 @@ import { createClient } from '@supabase/supabase-js';
 import { SignJWT } from 'jose';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { databaseUrl } from '../../scripts/testing.ts';
+import { databaseUrl } from '../../test/support/db.ts';
 import { directTransport } from './direct-transport.ts';
 import { ConflictError, InvalidArgumentError, McpControlPlaneError, NotAllowedError, UnauthorizedError, UnavailableError } from './errors.ts';
 import { signJwt, verifyJwt } from './jwt.ts';
 import { createRpc } from './rpc.ts';
 import { fromPostgrestError, supabaseTransport } from './supabase-transport.ts';
-import { JWT_SECRET, createUser, testPool, userJwt, userTransport } from './testing/stack.ts';
-import { servePostgrest } from './testing/postgrest.ts';
+import { JWT_SECRET, createUser, testPool, userJwt, userTransport } from '../../test/support/stack.ts';
+import { servePostgrest } from '../../test/support/postgrest.ts';
 import type { RpcTransport } from './transport.ts';
 import type { ServedHandler } from './manager/serve.ts';
 

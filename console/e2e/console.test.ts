@@ -15,7 +15,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { directTransport } from '../../client/src/direct-transport.ts';
 import { createRpc } from '../../client/src/rpc.ts';
-import { JWT_SECRET, dtma, requiredEnv, suffix, testPool, waitForStatus } from '../../client/src/testing/stack.ts';
+import { JWT_SECRET, dtma, requiredEnv, suffix, testPool, waitForStatus } from '../../test/support/stack.ts';
 import type { Tool } from '../src/types.ts';
 import { ROOT, openScreen, startConsoleStack, type ConsoleStack } from './stack.ts';
 

@@ -118,7 +118,7 @@ select is_empty($$select relation, relkind from public_relations
                       or (relkind = 'v' and not exists (select from unnest(reloptions) o where o ~* '^security_invoker=(true|on|yes|1)$'))$$,
                 'every view of public is security_invoker (and there is no materialized view)');
 
--- DESIGN.md section 5: every column a foreign key uses leads some index, so that a lookup or a
+-- docs/ARCHITECTURE.md, authorization core: every column a foreign key uses leads some index, so that a lookup or a
 -- cascade from the referenced row does not scan the table. A partial index serves only if its
 -- predicate is that very column being not null (which every foreign-key lookup implies).
 select is_empty($$select c.conrelid::regclass as relation, c.conname, a.attname

@@ -1,5 +1,5 @@
 /**
- * The HTTP contract of DTMA (DESIGN.md section 7), as zod schemas.
+ * The HTTP contract of DTMA (docs/ARCHITECTURE.md, README.md beside this file), as zod schemas.
  *
  * One source for the shapes: the local DTMA validates what it receives with
  * these schemas, and the SDK and the tests validate what they receive with the

@@ -18,6 +18,7 @@ import { StatusResponseSchema, mcpEndpointUrl } from './contract.js';
 import { REPOSITORY_ROOT, resolveNpmImage } from './npm-image.js';
 import { createProcessDriver } from './process-driver.js';
 import { createDtmaServer, type DtmaServer } from './server.js';
+import { waitFor } from '../../test/support/db.ts';
 
 const TOKEN = 'relay-test-token';
 const EVERYTHING_BIN = resolveNpmImage('npm:@modelcontextprotocol/server-everything').binPath;
@@ -53,16 +54,6 @@ function reachedServer(): JSONRPCMessage[] {
     .split('\n')
     .filter((line) => line.trim() !== '')
     .map((line) => JSON.parse(line) as JSONRPCMessage);
-}
-
-async function waitFor<T>(what: string, probe: () => T | undefined, timeoutMs = 5000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 let server: DtmaServer;
@@ -144,7 +135,7 @@ describe('the MCP relay of the local DTMA', { timeout: 30_000 }, () => {
     const upstreamCall = reachedServer().filter((m) => 'method' in m && m.method === 'tools/call').at(-1);
     const upstreamId = upstreamCall && 'id' in upstreamCall ? upstreamCall.id : undefined;
     expect(upstreamId).toBeDefined();
-    await waitFor('notifications/cancelled at the server', () =>
+    await waitFor('notifications/cancelled at the server', async () =>
       reachedServer().find((m) => 'method' in m && m.method === 'notifications/cancelled' && m.params?.requestId === upstreamId),
     );
   });
@@ -153,13 +144,13 @@ describe('the MCP relay of the local DTMA', { timeout: 30_000 }, () => {
     const { client, transport } = await connect();
     const sessionId = transport.sessionId;
     const call = client.callTool({ name: 'trigger-long-running-operation', arguments: { duration: 5, steps: 5 } }).catch((error: unknown) => error);
-    const upstreamCall = await waitFor('the call to reach the server', () =>
+    const upstreamCall = await waitFor('the call to reach the server', async () =>
       reachedServer()
         .filter((m) => 'method' in m && m.method === 'tools/call')
         .find((m) => 'params' in m && JSON.stringify(m.params).includes('"duration":5,"steps":5}')),
     );
     await transport.terminateSession();
-    await waitFor('notifications/cancelled at the server', () =>
+    await waitFor('notifications/cancelled at the server', async () =>
       reachedServer().find((m) => 'method' in m && m.method === 'notifications/cancelled' && 'id' in upstreamCall && m.params?.requestId === upstreamCall.id),
     );
     const after = await fetch(mcpEndpointUrl(baseUrl, 'everything'), {
@@ -185,7 +176,7 @@ describe('the MCP relay of the local DTMA', { timeout: 30_000 }, () => {
 
     await chatty.client.callTool({ name: 'toggle-simulated-logging', arguments: {} });
     try {
-      await waitFor('a log message at the chatty session', () => heard.chatty[0], 8000);
+      await waitFor('a log message at the chatty session', async () => heard.chatty[0], 8000);
     } finally {
       await chatty.client.callTool({ name: 'toggle-simulated-logging', arguments: {} });
     }

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDtmaServer, type DtmaServer } from '../dtma/server.ts';
 import { createFaultDriver } from '../dtma/fault-driver.ts';
 import { createProcessDriver } from '../dtma/process-driver.ts';
-import { asUser, createUser, newPool, recordingServer, waitFor } from '../testing.ts';
+import { asUser, createUser, newPool, waitFor } from '../../test/support/db.ts';
+import { recordingServer } from '../../test/support/http.ts';
 
 const pool = newPool(60);
 const dtmaUrl = process.env.DTMA_URL ?? '';

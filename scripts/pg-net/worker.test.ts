@@ -1,7 +1,8 @@
 // The pg_net stand-in end to end: SQL queues a request, the worker started by scripts/test.sh
 // sends it to a real local HTTP server, and the response lands in net._http_response.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { databaseUrl, newPool, recordingServer, waitFor } from '../testing.ts';
+import { databaseUrl, newPool, waitFor } from '../../test/support/db.ts';
+import { recordingServer } from '../../test/support/http.ts';
 import { startPgNetWorker } from './worker.ts';
 
 const pool = newPool();

@@ -8,8 +8,8 @@ import { createClient } from '@supabase/supabase-js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signJwt } from '../../client/src/jwt.ts';
-import { JWT_SECRET, createAgent, createOrganization, createUser, testPool, userJwt, type Organization } from '../../client/src/testing/stack.ts';
-import { databaseUrl } from '../../scripts/testing.ts';
+import { JWT_SECRET, createAgent, createOrganization, createUser, testPool, userJwt, type Organization } from '../../test/support/stack.ts';
+import { databaseUrl } from '../../test/support/db.ts';
 import { serveStandin } from './server.ts';
 import type { ServedHandler } from '../../client/src/manager/serve.ts';
 

@@ -14,7 +14,7 @@ import { createProcessDriver } from '../../../scripts/dtma/process-driver.ts';
 import { createDtmaServer, type DtmaServer } from '../../../scripts/dtma/server.ts';
 import { IllegalStateError, NotAllowedError, UpstreamError } from '../errors.ts';
 import { supabaseTransport } from '../supabase-transport.ts';
-import { servePostgrest } from '../testing/postgrest.ts';
+import { servePostgrest } from '../../../test/support/postgrest.ts';
 import {
   JWT_SECRET,
   createAgent,
@@ -26,7 +26,7 @@ import {
   testPool,
   userJwt,
   type Organization,
-} from '../testing/stack.ts';
+} from '../../../test/support/stack.ts';
 import { findContextTool } from './context.ts';
 import { createMcpChat, type McpChat } from './index.ts';
 import type { McpContext, ServerContext } from './types.ts';

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signJwt } from '../jwt.ts';
-import { JWT_SECRET, createAgent, createOrganization, createUser, removeServers, suffix, testPool, userJwt, waitForStatus, type Organization } from '../testing/stack.ts';
+import { JWT_SECRET, createAgent, createOrganization, createUser, removeServers, suffix, testPool, userJwt, waitForStatus, type Organization } from '../../../test/support/stack.ts';
 import { managerForPool, serveHandler, type ServedHandler } from './serve.ts';
 
 let pool: pg.Pool;

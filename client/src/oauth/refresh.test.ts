@@ -5,12 +5,12 @@
 // a refresh token, which single-flight must prevent, would show up as invalid_grant.
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { newPool, waitFor } from '../../../scripts/testing.ts';
+import { newPool, waitFor } from '../../../test/support/db.ts';
 import { directTransport } from '../direct-transport.ts';
 import { IllegalStateError, NotAllowedError } from '../errors.ts';
 import type { RpcTransport } from '../transport.ts';
 import { getAgentOAuthToken, OAuthRefreshError, type GetAgentOAuthTokenOptions } from './refresh.ts';
-import { startTokenEndpoint, type TokenEndpoint } from './token-endpoint.ts';
+import { startTokenEndpoint, type TokenEndpoint } from '../../../test/support/token-endpoint.ts';
 
 const pool = newPool(30);
 const tag = randomBytes(4).toString('hex');

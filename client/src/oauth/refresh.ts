@@ -15,40 +15,12 @@
  * client secret comes from the runtime's own configuration, never from the database.
  */
 import { z } from 'zod';
-import { IllegalStateError, SdkErrorCode, UnexpectedResultError, UpstreamError, type ControlPlaneErrorFields } from '../errors.ts';
-import { describeIssues } from '../rpc.ts';
-import { TimestampSchema, UuidSchema } from '../schemas.ts';
+import { IllegalStateError, SdkErrorCode, UpstreamError, type ControlPlaneErrorFields } from '../errors.ts';
+import { callRpc, describeIssues } from '../rpc.ts';
+import type { OauthRefreshLease } from '../schemas.ts';
 import type { RpcTransport } from '../transport.ts';
 
-// ---------------------------------------------------------------- what the database answers
-
-export const AgentOAuthTokenRowSchema = z.object({
-  status: z.enum(['ok', 'refresh_required']),
-  access_token: z.string().nullable(),
-  token_type: z.string(),
-  expires_at: TimestampSchema.nullable(),
-  connection_id: UuidSchema,
-  permission_id: UuidSchema,
-  scopes: z.array(z.string()),
-});
-export type AgentOAuthTokenRow = z.infer<typeof AgentOAuthTokenRowSchema>;
-
-export const OAuthRefreshBeginRowSchema = z.discriminatedUnion('outcome', [
-  z.object({
-    outcome: z.literal('lease'),
-    lease_id: UuidSchema,
-    lease_expires_at: TimestampSchema,
-    refresh_token: z.string().min(1),
-    token_endpoint: z.url({ protocol: /^https?$/ }),
-    client_id: z.string().nullable(),
-    provider: z.string(),
-  }),
-  z.object({ outcome: z.literal('wait'), lease_expires_at: TimestampSchema }),
-  z.object({ outcome: z.literal('fresh'), access_token: z.string().min(1) }),
-  z.object({ outcome: z.literal('failed'), retry_at: TimestampSchema.nullable(), last_error: z.string().nullable() }),
-]);
-export type OAuthRefreshBeginRow = z.infer<typeof OAuthRefreshBeginRowSchema>;
-type Lease = Extract<OAuthRefreshBeginRow, { outcome: 'lease' }>;
+type Lease = Extract<OauthRefreshLease, { outcome: 'lease' }>;
 
 // ---------------------------------------------------------------- what a provider answers
 
@@ -117,7 +89,7 @@ export async function getAgentOAuthToken(options: GetAgentOAuthTokenOptions): Pr
     if (Date.now() > deadline) {
       throw new OAuthRefreshError({ message: `no usable ${options.provider} token within ${options.timeoutMs ?? 20_000} ms` });
     }
-    const token = await callRow(options.transport, 'get_agent_oauth_token', AgentOAuthTokenRowSchema, {
+    const [token] = await callRpc(options.transport, 'get_agent_oauth_token', {
       p_agent_id: options.agentId,
       p_provider: options.provider,
       p_scopes: options.scopes ?? [],
@@ -133,7 +105,7 @@ export async function getAgentOAuthToken(options: GetAgentOAuthTokenOptions): Pr
         refreshed,
       };
     }
-    const begin = await callRow(options.transport, 'begin_oauth_refresh', OAuthRefreshBeginRowSchema, {
+    const [begin] = await callRpc(options.transport, 'begin_oauth_refresh', {
       p_connection_id: token.connection_id,
       p_lease_seconds: leaseSeconds,
     });
@@ -195,12 +167,13 @@ async function refreshWithLease(options: GetAgentOAuthTokenOptions, lease: Lease
   const parsed = ProviderTokenResponseSchema.safeParse(payload);
   if (status >= 200 && status < 300 && payload.ok !== false && payload.error === undefined && parsed.success) {
     try {
-      await options.transport.rpc('complete_oauth_refresh', {
+      const { refresh_token, expires_in, scope } = parsed.data;
+      await callRpc(options.transport, 'complete_oauth_refresh', {
         p_lease_id: lease.lease_id,
         p_access_token: parsed.data.access_token,
-        p_refresh_token: parsed.data.refresh_token ?? null,
-        p_expires_in: parsed.data.expires_in ?? null,
-        p_scopes: parsed.data.scope === undefined ? null : parsed.data.scope.split(/[\s,]+/).filter((s) => s !== ''),
+        ...(refresh_token === undefined ? {} : { p_refresh_token: refresh_token }),
+        ...(expires_in === undefined ? {} : { p_expires_in: expires_in }),
+        ...(scope === undefined ? {} : { p_scopes: scope.split(/[\s,]+/).filter((s) => s !== '') }),
       });
       return true;
     } catch (error) {
@@ -218,13 +191,13 @@ async function refreshWithLease(options: GetAgentOAuthTokenOptions, lease: Lease
 async function fail(options: GetAgentOAuthTokenOptions, lease: Lease, failure: { error: string; retryable: boolean; retryAfter?: number }, cause?: unknown): Promise<never> {
   let retryAt: Date | null = null;
   try {
-    const answer = await options.transport.rpc('fail_oauth_refresh', {
+    const answer = await callRpc(options.transport, 'fail_oauth_refresh', {
       p_lease_id: lease.lease_id,
       p_error: failure.error,
       p_retryable: failure.retryable,
-      p_retry_after_seconds: failure.retryAfter ?? null,
+      ...(failure.retryAfter === undefined ? {} : { p_retry_after_seconds: failure.retryAfter }),
     });
-    retryAt = typeof answer === 'string' ? new Date(answer) : null;
+    retryAt = answer === null ? null : new Date(answer);
   } catch (error) {
     if (!(error instanceof IllegalStateError)) throw error;
   }
@@ -236,20 +209,6 @@ async function fail(options: GetAgentOAuthTokenOptions, lease: Lease, failure: {
 }
 
 // ---------------------------------------------------------------- helpers
-
-async function callRow<T>(transport: RpcTransport, name: string, schema: z.ZodType<T>, args: Record<string, unknown>): Promise<T> {
-  const raw = await transport.rpc(name, args);
-  const parsed = z.array(schema).length(1).safeParse(raw);
-  if (!parsed.success) {
-    throw new UnexpectedResultError({
-      code: SdkErrorCode.unexpectedResult,
-      message: `${name} answered an unexpected shape`,
-      details: describeIssues(parsed.error),
-      hint: 'the SDK and the database schema disagree: update one of them',
-    });
-  }
-  return parsed.data[0] as T;
-}
 
 /** JSON, or form-encoded as GitHub answers without an Accept header. */
 function parseBody(text: string, contentType: string | null): Record<string, unknown> {

@@ -1,6 +1,9 @@
-// Helpers for the vitest suites that run against the stack started by scripts/test.sh.
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+/**
+ * The database side of the test helpers, for the suites that run against the stack of
+ * scripts/test.sh (DATABASE_URL): pools, users, acting as a user, waiting for a state.
+ * Test helpers live in test/support only; product code never imports them (test/layout.test.ts).
+ */
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 
 export function databaseUrl(): string {
@@ -24,36 +27,6 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined>,
   }
 }
 
-export interface Received {
-  method: string;
-  url: string;
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-/** A real HTTP server on a free loopback port that records what it receives. */
-export async function recordingServer(
-  handler: (req: Received, res: http.ServerResponse) => void = (_req, res) => res.end('ok'),
-): Promise<{ url: string; received: Received[]; close: () => Promise<void> }> {
-  const received: Received[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const r = { method: req.method ?? '', url: req.url ?? '', headers: req.headers, body: Buffer.concat(chunks).toString('utf8') };
-      received.push(r);
-      handler(r, res);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    received,
-    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
-  };
-}
-
 /** Runs one statement as a signed-in user, in one transaction, the way PostgREST does. */
 export async function asUser(pool: pg.Pool, userId: string, sql: string, params: unknown[] = []): Promise<pg.QueryResult> {
   const client = await pool.connect();
@@ -72,9 +45,11 @@ export async function asUser(pool: pg.Pool, userId: string, sql: string, params:
   }
 }
 
-/** A user in auth.users with a unique e-mail; returns its id. */
+/** A confirmed e-mail user in auth.users (as Supabase Auth writes one), unique per call; returns its id. */
 export async function createUser(pool: pg.Pool, label: string): Promise<string> {
   const { rows } = await pool.query<{ id: string }>(
-    `insert into auth.users (email) values ($1 || '-' || gen_random_uuid() || '@example.com') returning id`, [label]);
-  return rows[0].id;
+    `insert into auth.users (email, raw_app_meta_data, email_confirmed_at) values ($1, '{"provider":"email"}', now()) returning id`,
+    [`${label}-${randomBytes(4).toString('hex')}@example.test`],
+  );
+  return (rows[0] as { id: string }).id;
 }

@@ -8,7 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type http from 'node:http';
-import { recordingServer, type Received } from '../../../scripts/testing.ts';
+import { recordingServer, type Received } from './http.ts';
 
 export interface TokenEndpointOptions {
   /** The client that must authenticate (body client_id/client_secret or HTTP Basic). */

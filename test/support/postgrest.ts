@@ -7,10 +7,12 @@
  */
 import type pg from 'pg';
 import { decodeJwt } from 'jose';
-import { serveHandler, type ServedHandler } from '../manager/serve.ts';
-import { directTransport } from '../direct-transport.ts';
-import { McpControlPlaneError } from '../errors.ts';
-import { postgrestStatus } from '../../../standins/postgrest/status.ts';
+import { serveHandler, type ServedHandler } from '../../client/src/manager/serve.ts';
+import { directTransport } from '../../client/src/direct-transport.ts';
+import { McpControlPlaneError } from '../../client/src/errors.ts';
+import { postgrestStatus } from '../../standins/postgrest/status.ts';
+
+export { postgrestStatus };
 
 export async function servePostgrest(pool: pg.Pool, jwtSecret: string): Promise<ServedHandler> {
   return serveHandler(async (req) => {

@@ -7,12 +7,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
-import { newPool, waitFor } from '../../../scripts/testing.ts';
-import { directTransport } from '../direct-transport.ts';
-import { signJwt } from '../jwt.ts';
-import { createRpc, type Rpc } from '../rpc.ts';
-import type { JsonObject, McpServerStatus } from '../schemas.ts';
-import type { RpcTransport } from '../transport.ts';
+import { createUser, newPool, waitFor } from './db.ts';
+import { directTransport } from '../../client/src/direct-transport.ts';
+import { signJwt } from '../../client/src/jwt.ts';
+import { createRpc, type Rpc } from '../../client/src/rpc.ts';
+import type { JsonObject, McpServerStatus } from '../../client/src/schemas.ts';
+import type { RpcTransport } from '../../client/src/transport.ts';
 
 /** The secret the suites sign and verify JWTs with (the direct transport checks it; no PostgREST here). */
 export const JWT_SECRET = `test-jwt-secret-${randomBytes(16).toString('hex')}`;
@@ -36,13 +36,7 @@ export function testPool(): pg.Pool {
   return newPool(20);
 }
 
-export async function createUser(pool: pg.Pool, label: string): Promise<string> {
-  const { rows } = await pool.query<{ id: string }>(
-    `insert into auth.users (email, raw_app_meta_data, email_confirmed_at) values ($1, '{"provider":"email"}', now()) returning id`,
-    [`${label}-${suffix()}@sdk.test`],
-  );
-  return (rows[0] as { id: string }).id;
-}
+export { createUser };
 
 export async function userJwt(userId: string): Promise<string> {
   return signJwt({ sub: userId, role: 'authenticated', aud: 'authenticated' }, JWT_SECRET);
