@@ -10,7 +10,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { asUser, createUser, databaseUrl, recordingServer, waitFor } from '../testing.ts';
+import { asUser, createUser, databaseUrl, waitFor } from '../../test/support/db.ts';
+import { recordingServer } from '../../test/support/http.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const dtmaUrl = process.env.DTMA_URL ?? '';

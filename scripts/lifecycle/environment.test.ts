@@ -6,7 +6,8 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { asUser, createUser, newPool, recordingServer, waitFor } from '../testing.ts';
+import { asUser, createUser, newPool, waitFor } from '../../test/support/db.ts';
+import { recordingServer } from '../../test/support/http.ts';
 
 const pool = newPool(10);
 const dtmaUrl = process.env.DTMA_URL ?? '';
