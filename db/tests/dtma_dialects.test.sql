@@ -14,8 +14,11 @@ select plan(57);
 select tests.create_user('dialect-owner@example.com') as owner \gset
 select tests.authenticate_as(:'owner');
 select public.create_organization('Dialects', 'dialects') as org \gset
+-- The platform registers the toolboxes (loopback over http is allowed for the local stack).
+select tests.clear_authentication();
 select public.create_toolbox(:'org', 'box-project', 'http://127.0.0.1:30991', 'toolbox-token-project-0123456789') as box_project \gset
 select public.create_toolbox(:'org', 'box-upstream', 'http://127.0.0.1:30992', 'toolbox-token-upstream-0123456789') as box_upstream \gset
+select tests.authenticate_as(:'owner');
 select (public.manage_mcp_servers('create', :'org', jsonb_build_object('toolbox_id', :'box_project', 'catalog_name', 'memory',
   'instance_name', 'mem-1', 'configuration', '{"env": {"MEMORY_FILE_PATH": "/data/graph.jsonl"}}'::jsonb)) ->> 'id') as inst_project \gset
 select (public.manage_mcp_servers('create', :'org', jsonb_build_object('toolbox_id', :'box_upstream', 'catalog_name', 'memory',

@@ -14,6 +14,7 @@ select public.create_organization('Shared Globex', 'shared-globex') as globex \g
 select tests.clear_authentication();
 
 -- The platform registers the toolboxes.
+insert into private.toolbox_url_rules (verdict, host, allow_http, reason) values ('allow', 'dtma.shared.test', true, 'the shared test DTMA');
 select public.create_toolbox(:'acme', 'acme-box', 'http://dtma.shared.test:30993', 'toolbox-token-acme-0123456789') as box_a \gset
 select throws_ok(format($$select public.create_toolbox(%L, 'again', 'http://dtma.shared.test:30993', 'toolbox-token-other-0123456789')$$, :'globex'),
                  '23505', null, 'a DTMA base URL cannot be registered twice, in any organization');
