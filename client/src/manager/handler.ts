@@ -6,8 +6,8 @@
  * issue list); SQLSTATEs become HTTP statuses (errors.ts).
  *
  *   POST   /deploy               {organization_id, server_id} | {organization_id, server_config}
- *   DELETE /remove/{instanceId}  [?organization_id=]
- *   GET    /status               [?organization_id=]
+ *   DELETE /remove/{instanceId}  [?organization_id=]   (the database also revokes the server's grants)
+ *   GET    /status               [?organization_id=[&refresh=true[&wait_ms=]]]
  *   POST   /permissions/grant    {agent_id, server_instance_id, permission_scope, allowed_tools?, expires_at?}
  *   POST   /permissions/revoke   {agent_id, server_instance_id}
  *
@@ -19,6 +19,7 @@ import { McpControlPlaneError, NotFoundError, SdkErrorCode, UnauthorizedError } 
 import { createRpc, describeIssues, type Rpc } from '../rpc.ts';
 import { CreateServerConfigSchema, PermissionScopeSchema, TimestampArgSchema, UuidSchema } from '../schemas.ts';
 import type { RpcTransport } from '../transport.ts';
+import { refreshServerStatus, serverStatus, type ServerStatusRow } from './status.ts';
 
 export interface ManagerHandlerOptions {
   /**
@@ -44,6 +45,13 @@ export const GrantBodySchema = z.strictObject({
 });
 export const RevokeBodySchema = z.strictObject({ agent_id: UuidSchema, server_instance_id: UuidSchema });
 const OrganizationQuerySchema = z.object({ organization_id: UuidSchema.optional() });
+const StatusQuerySchema = z.strictObject({
+  organization_id: UuidSchema.optional(),
+  /** Ask the DTMA now (through the database's outbox) instead of waiting for the minute's poll. */
+  refresh: z.enum(['true', 'false']).optional(),
+  /** How long to wait for the fresh reading (default 5000, at most 10000 ms). */
+  wait_ms: z.coerce.number().int().min(0).max(10_000).optional(),
+});
 
 class HttpError extends Error {
   constructor(
@@ -117,7 +125,7 @@ async function organizationOf(rpc: Rpc, userId: string, instanceId: string): Pro
   return found.organization_id;
 }
 
-type Route = (req: Request, url: URL, rpc: Rpc, jwt: string, params: string[]) => Promise<{ status: number; data: unknown }>;
+type Route = (req: Request, url: URL, rpc: Rpc, jwt: string, params: string[], transport: RpcTransport) => Promise<{ status: number; data: unknown; meta?: unknown }>;
 
 const routes: { method: string; pattern: RegExp; run: Route }[] = [
   {
@@ -150,10 +158,33 @@ const routes: { method: string; pattern: RegExp; run: Route }[] = [
   {
     method: 'GET',
     pattern: /\/status$/,
-    run: async (_req, url, rpc, jwt) => {
-      const { organization_id } = query(url, OrganizationQuerySchema);
-      const servers = await rpc.get_available_mcp_servers({ p_user_id: subject(jwt) });
-      return { status: 200, data: organization_id ? servers.filter((s) => s.organization_id === organization_id) : servers };
+    run: async (_req, url, rpc, jwt, _params, transport) => {
+      const { organization_id, refresh, wait_ms } = query(url, StatusQuerySchema);
+      if (refresh === 'true') {
+        if (!organization_id) throw new HttpError(422, { code: '22023', message: 'refresh=true needs organization_id' });
+        const refreshed = await refreshServerStatus(transport, organization_id, wait_ms ?? 5_000);
+        return { status: 200, data: refreshed.servers, meta: { refresh: { requested: refreshed.requested, fresh: refreshed.fresh } } };
+      }
+      const available = await rpc.get_available_mcp_servers({ p_user_id: subject(jwt) });
+      const organizations = organization_id ? [organization_id] : [...new Set(available.map((s) => s.organization_id))];
+      const statuses = new Map<string, ServerStatusRow>();
+      for (const rows of await Promise.all(organizations.map((org) => serverStatus(transport, org)))) {
+        for (const row of rows) statuses.set(row.server_instance_id, row);
+      }
+      const servers = available.filter((s) => !organization_id || s.organization_id === organization_id);
+      return {
+        status: 200,
+        data: servers.map((s) => {
+          const row = statuses.get(s.server_instance_id);
+          return {
+            ...s,
+            last_error: row?.last_error ?? null,
+            last_health_check_at: row?.last_health_check_at ?? null,
+            toolbox_status: row?.toolbox_status ?? null,
+            dtma_request: row?.dtma_request ?? null,
+          };
+        }),
+      };
     },
   },
   {
@@ -204,9 +235,10 @@ export function createManagerHandler(options: ManagerHandlerOptions): (req: Requ
     }
     try {
       const jwt = bearer(req);
-      const rpc = createRpc(await options.transportFor(jwt));
-      const { status, data } = await route.run(req, url, rpc, jwt, (route.pattern.exec(path) ?? []).slice(1));
-      return json(status, { data }, cors);
+      const transport = await options.transportFor(jwt);
+      const rpc = createRpc(transport);
+      const { status, data, meta } = await route.run(req, url, rpc, jwt, (route.pattern.exec(path) ?? []).slice(1), transport);
+      return json(status, meta ? { data, meta } : { data }, cors);
     } catch (error) {
       if (error instanceof HttpError) return json(error.status, { error: error.body }, cors);
       if (error instanceof McpControlPlaneError) return json(error.status, { error: error.toJSON() }, cors);
