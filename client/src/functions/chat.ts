@@ -55,7 +55,7 @@ export const ChatBodySchema = z.strictObject({
 /** What the model reads as a tool's answer. */
 function resultText(result: CallToolResult, limit: number): string {
   const text = result.content
-    .map((part) => (part.type === 'text' ? part.text : JSON.stringify(part)))
+    .map((part: CallToolResult['content'][number]) => (part.type === 'text' ? part.text : JSON.stringify(part)))
     .join('\n');
   return text.length > limit ? `${text.slice(0, limit)}\n[truncated]` : text;
 }
