@@ -24,6 +24,8 @@ export interface ScriptedModel {
   /** The base URL, as OPENAI_BASE_URL takes it (…/v1). */
   baseUrl: string;
   requests: ModelRequest[];
+  /** For each request (same index): ms from its arrival to the end of the answer, the model's own time. */
+  durations: number[];
   /** Replaces the script. */
   setScript(script: ModelScript): void;
   /** Time the model "thinks" before answering each request (default 0). */
@@ -37,12 +39,14 @@ function chunk(res: http.ServerResponse, delta: Record<string, unknown>, finishR
 
 export async function startScriptedModel(script: ModelScript, options: { apiKey?: string } = {}): Promise<ScriptedModel> {
   const requests: ModelRequest[] = [];
+  const durations: number[] = [];
   let current = script;
   let latencyMs = 0;
   const server = http.createServer((req, res) => {
     const body: Buffer[] = [];
     req.on('data', (c: Buffer) => body.push(c));
     req.on('end', () => {
+      const arrived = performance.now();
       void (async () => {
         if (req.method !== 'POST' || req.url !== '/v1/chat/completions') {
           res.writeHead(404, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'not found' } }));
@@ -72,6 +76,7 @@ export async function startScriptedModel(script: ModelScript, options: { apiKey?
           chunk(res, {}, 'tool_calls');
         }
         res.end('data: [DONE]\n\n');
+        durations[index] = performance.now() - arrived;
       })().catch((error: unknown) => {
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
         res.end(JSON.stringify({ error: { message: String(error) } }));
@@ -82,6 +87,7 @@ export async function startScriptedModel(script: ModelScript, options: { apiKey?
   return {
     baseUrl: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,
     requests,
+    durations,
     setScript: (next) => {
       current = next;
     },
