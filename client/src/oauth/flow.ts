@@ -17,12 +17,11 @@
  */
 import { decodeJwt } from 'jose';
 import { z } from 'zod';
-import { McpControlPlaneError, SdkErrorCode, UnexpectedResultError } from '../errors.ts';
+import { McpControlPlaneError, SdkErrorCode } from '../errors.ts';
 import { HttpError, createRouter, readBody, type HandlerOptions, type Route } from '../functions/http.ts';
-import { createRpc, describeIssues } from '../rpc.ts';
+import { createRpc } from '../rpc.ts';
 import { TimestampSchema, UuidSchema } from '../schemas.ts';
-import type { RpcTransport } from '../transport.ts';
-import { OAuthRefreshError, ProviderTokenResponseSchema, getAgentOAuthToken } from './refresh.ts';
+import { OAuthRefreshError, ProviderTokenResponseSchema, callRow, getAgentOAuthToken, parseBody } from './refresh.ts';
 
 export interface AuthManagerOptions extends HandlerOptions {
   /** The OAuth client secret of a provider, from the runtime's configuration (none for a public PKCE client). */
@@ -65,14 +64,6 @@ const DisconnectRowSchema = z.object({
   token_type_hint: z.string(),
 });
 
-async function oneRow<T>(transport: RpcTransport, name: string, args: Record<string, unknown>, schema: z.ZodType<T>): Promise<T> {
-  const parsed = z.array(schema).length(1).safeParse(await transport.rpc(name, args));
-  if (!parsed.success) {
-    throw new UnexpectedResultError({ code: SdkErrorCode.unexpectedResult, message: `${name} answered an unexpected shape`, details: describeIssues(parsed.error) });
-  }
-  return parsed.data[0] as T;
-}
-
 /** POSTs a form to a provider endpoint; the parsed JSON (or form) answer and the status. */
 async function postForm(options: AuthManagerOptions, url: string, form: URLSearchParams): Promise<{ status: number; body: Record<string, unknown> }> {
   let response: Response;
@@ -86,18 +77,7 @@ async function postForm(options: AuthManagerOptions, url: string, form: URLSearc
   } catch (error) {
     throw new HttpError(502, { code: SdkErrorCode.upstream, message: `the provider could not be reached: ${error instanceof Error ? error.message : String(error)}` });
   }
-  const text = await response.text();
-  let body: Record<string, unknown> = {};
-  if ((response.headers.get('content-type') ?? '').includes('application/x-www-form-urlencoded')) {
-    body = Object.fromEntries(new URLSearchParams(text));
-  } else {
-    try {
-      const value: unknown = JSON.parse(text);
-      if (typeof value === 'object' && value !== null && !Array.isArray(value)) body = value as Record<string, unknown>;
-    } catch {
-      body = {};
-    }
-  }
+  const body = parseBody(await response.text(), response.headers.get('content-type'));
   return { status: response.status, body };
 }
 
@@ -127,12 +107,11 @@ function routes(options: AuthManagerOptions): Route[] {
       pattern: /\/start$/,
       run: async ({ req, transport }) => {
         const input = await readBody(req, StartBodySchema);
-        const flow = await oneRow(
-          transport,
-          'begin_oauth_authorization',
-          { p_provider: input.provider, p_redirect_uri: input.redirect_uri, ...(input.scopes ? { p_scopes: input.scopes } : {}) },
-          BeginRowSchema,
-        );
+        const flow = await callRow(transport, 'begin_oauth_authorization', BeginRowSchema, {
+          p_provider: input.provider,
+          p_redirect_uri: input.redirect_uri,
+          ...(input.scopes ? { p_scopes: input.scopes } : {}),
+        });
         const url = new URL(flow.authorization_endpoint);
         for (const [name, value] of Object.entries(flow.authorize_params)) url.searchParams.set(name, String(value));
         url.searchParams.set('response_type', 'code');
@@ -151,7 +130,7 @@ function routes(options: AuthManagerOptions): Route[] {
       run: async ({ req, transport }) => {
         const input = await readBody(req, CallbackBodySchema);
         // Consumed before the exchange: a replay finds it used, whatever the provider answers.
-        const flow = await oneRow(transport, 'consume_oauth_authorization', { p_state: input.state, p_redirect_uri: input.redirect_uri }, ConsumeRowSchema);
+        const flow = await callRow(transport, 'consume_oauth_authorization', ConsumeRowSchema, { p_state: input.state, p_redirect_uri: input.redirect_uri });
         const form = withClient(
           new URLSearchParams({ grant_type: 'authorization_code', code: input.code, redirect_uri: flow.redirect_uri, code_verifier: flow.code_verifier }),
           options,
@@ -217,7 +196,7 @@ function routes(options: AuthManagerOptions): Route[] {
       pattern: /\/disconnect$/,
       run: async ({ req, transport }) => {
         const input = await readBody(req, DisconnectBodySchema);
-        const target = await oneRow(transport, 'begin_oauth_disconnect', { p_connection_id: input.connection_id }, DisconnectRowSchema);
+        const target = await callRow(transport, 'begin_oauth_disconnect', DisconnectRowSchema, { p_connection_id: input.connection_id });
         let providerRevoked: boolean | null = null;
         let providerError: string | null = null;
         if (target.revocation_endpoint !== null && target.token !== null) {

@@ -237,7 +237,7 @@ async function fail(options: GetAgentOAuthTokenOptions, lease: Lease, failure: {
 
 // ---------------------------------------------------------------- helpers
 
-async function callRow<T>(transport: RpcTransport, name: string, schema: z.ZodType<T>, args: Record<string, unknown>): Promise<T> {
+export async function callRow<T>(transport: RpcTransport, name: string, schema: z.ZodType<T>, args: Record<string, unknown>): Promise<T> {
   const raw = await transport.rpc(name, args);
   const parsed = z.array(schema).length(1).safeParse(raw);
   if (!parsed.success) {
@@ -252,7 +252,7 @@ async function callRow<T>(transport: RpcTransport, name: string, schema: z.ZodTy
 }
 
 /** JSON, or form-encoded as GitHub answers without an Accept header. */
-function parseBody(text: string, contentType: string | null): Record<string, unknown> {
+export function parseBody(text: string, contentType: string | null): Record<string, unknown> {
   if ((contentType ?? '').includes('application/x-www-form-urlencoded')) return Object.fromEntries(new URLSearchParams(text));
   try {
     const value: unknown = JSON.parse(text);
