@@ -339,9 +339,11 @@ insert into rpc_matrix values
                                                                                                                           '42501', '42501', '42501', 'true',  '42501', 'true'),
   ('organization_access_overview', $$select 'rows: ' || count(*) from public.organization_access_overview({acme})$$,
                                                                                                                           '42501', '42501', '42501', 'rows: 1', '42501', 'rows: 1'),
-  -- without an agent: the whole organization, for its members
-  ('get_organization_mcp_configs', $$select 'servers: ' || jsonb_array_length(public.get_organization_mcp_configs({acme}))$$,
-                                                                                                                          '42501', '42501', 'servers: 1', 'servers: 1', '42501', 'servers: 1'),
+  -- with an agent, each server says the agent has access; without one, the whole organization, for its members
+  ('get_organization_mcp_configs', $$select 'has_access: ' || (public.get_organization_mcp_configs({acme}, {a_agent}) -> 0 ->> 'has_access')$$,
+                                                                                                                          '42501', '42501', 'has_access: true', 'has_access: true', '42501', 'has_access: true'),
+  ('get_organization_mcp_configs', $$select 'servers: ' || jsonb_array_length(public.get_organization_mcp_configs({acme})) || ', has_access: ' || coalesce(public.get_organization_mcp_configs({acme}) -> 0 ->> 'has_access', 'null')$$,
+                                                                                                                          '42501', '42501', 'servers: 1, has_access: null', 'servers: 1, has_access: null', '42501', 'servers: 1, has_access: null'),
   ('get_mcp_server_status', $$select 'rows: ' || count(*) || ', outbox: ' || count(dtma_request) from public.get_mcp_server_status({acme})$$,
                                                                                                                           '42501', 'rows: 1, outbox: 0', 'rows: 1, outbox: 0', 'rows: 1, outbox: 1', '42501', 'rows: 1, outbox: 1'),
   ('request_mcp_server_status', $$select 'requests: ' || cardinality(public.request_mcp_server_status({acme}))$$,
