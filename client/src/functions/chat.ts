@@ -34,8 +34,10 @@ export interface ChatHandlerOptions extends HandlerOptions {
   model: ModelConfig;
   /** Headers for the MCP endpoints (createMcpChat's endpointHeaders). */
   endpointHeaders?: McpChatOptions['endpointHeaders'];
-  /** Caps every server's timeout while the context is gathered and for each tool call (default 5000 ms). */
+  /** Caps every server's timeout while the context is gathered (default 5000 ms). */
   serverTimeoutMs?: number;
+  /** The time allowed for each tool call (default serverTimeoutMs). */
+  toolTimeoutMs?: number;
   /** Model turns that may ask for tools before the model must answer (default 8). */
   maxToolRounds?: number;
   /** The longest tool result, in characters, given back to the model (default 20000). */
@@ -81,7 +83,7 @@ async function runToolCall(
   }
   const where = { serverId: target.serverId, tool: target.tool.name };
   try {
-    const result = await chat.callTool(context, target.serverId, target.tool.name, args, { timeoutMs: options.serverTimeoutMs ?? 5_000 });
+    const result = await chat.callTool(context, target.serverId, target.tool.name, args, { timeoutMs: options.toolTimeoutMs ?? options.serverTimeoutMs ?? 5_000 });
     return { ...where, outcome: result.isError === true ? 'error' : 'success', content: resultText(result, options.maxToolResultChars ?? 20_000) };
   } catch (error) {
     if (error instanceof NotAllowedError) {

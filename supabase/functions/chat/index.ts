@@ -20,6 +20,7 @@ Deno.serve(
     },
     ...(serverToken ? { endpointHeaders: () => ({ Authorization: `Bearer ${serverToken}` }) } : {}),
     ...(number('CHAT_SERVER_TIMEOUT_MS') ? { serverTimeoutMs: number('CHAT_SERVER_TIMEOUT_MS') } : {}),
+    ...(number('CHAT_TOOL_TIMEOUT_MS') ? { toolTimeoutMs: number('CHAT_TOOL_TIMEOUT_MS') } : {}),
     ...(number('CHAT_MAX_TOOL_ROUNDS') ? { maxToolRounds: number('CHAT_MAX_TOOL_ROUNDS') } : {}),
   }),
 );
