@@ -41,12 +41,16 @@ svc_start dtma "http_ok http://127.0.0.1:$DTMA_PORT/health" \
   env DTMA_STATE_FILE="$LOCAL_DIR/dtma-state.json" npx --no-install tsx scripts/dtma/main.ts
 export DTMA_URL="http://127.0.0.1:$DTMA_PORT"
 
-# The Edge Function entries as Supabase deploys them: their import map, type-checked by real Deno
-# (the npm package's binary); the module cache stays in .local/deno across runs.
+# The Edge Function entries as Supabase deploys them: each with its import map (its own deno.json,
+# else supabase/functions/deno.json), type-checked by real Deno (the npm package's binary); the
+# module cache stays in .local/deno across runs.
 export DENO_DIR="${DENO_DIR:-$ROOT/.local/deno}"
 step "deno check supabase/functions/*/index.ts"
-(cd "$ROOT" && node_modules/.bin/deno check --quiet --config supabase/functions/deno.json supabase/functions/*/index.ts) \
-  || die "an Edge Function entry does not type-check under Deno" "run: DENO_DIR=.local/deno npx deno check --config supabase/functions/deno.json supabase/functions/<name>/index.ts"
+for entry in "$ROOT"/supabase/functions/*/index.ts; do
+  config="$(dirname "$entry")/deno.json"; [ -f "$config" ] || config="$ROOT/supabase/functions/deno.json"
+  (cd "$ROOT" && node_modules/.bin/deno check --quiet --config "$config" "$entry") \
+    || die "$entry does not type-check under Deno" "run: DENO_DIR=.local/deno npx deno check --config $config $entry"
+done
 
 step "vitest"
 (cd "$ROOT" && npx --no-install vitest run) || die "vitest failed" "run: npx vitest run <file> with the stack of scripts/test.sh"

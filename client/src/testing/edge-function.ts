@@ -3,9 +3,11 @@
  * of the npm package `deno`, exactly as Supabase runs it: the entry calls Deno.serve, reads its
  * environment, and answers HTTP; the import map is supabase/functions/deno.json, the one the
  * functions deploy with. DENO_SERVE_ADDRESS puts it on an ephemeral loopback port, which the
- * entry announces on stdout. Node-only; tests and benchmarks only.
+ * entry announces on stdout. An entry with its own deno.json uses it, as Supabase would.
+ * Node-only; tests and benchmarks only.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { signJwt } from '../jwt.ts';
@@ -22,8 +24,10 @@ export interface EdgeFunction {
   stop(): Promise<void>;
 }
 
-/** The arguments of `deno run` for an entry, as the tests and scripts/test.sh's cache step use them. */
+/** The arguments of `deno run` for an entry: its own deno.json when it has one, else the shared import map. */
 export function denoRunArgs(name: string): string[] {
+  const own = path.join(ROOT, 'supabase/functions', name, 'deno.json');
+  const config = existsSync(own) ? own : path.join(ROOT, 'supabase/functions/deno.json');
   return [
     'run',
     '--allow-net',
@@ -31,7 +35,7 @@ export function denoRunArgs(name: string): string[] {
     '--allow-read',
     '--allow-sys',
     '--no-prompt',
-    `--config=${path.join(ROOT, 'supabase/functions/deno.json')}`,
+    `--config=${config}`,
     path.join(ROOT, 'supabase/functions', name, 'index.ts'),
   ];
 }
