@@ -46,6 +46,17 @@ svc_start dtma "[ \"\$(health_instance_id http://127.0.0.1:$DTMA_PORT)\" = '$ins
 printf 'DB_PORT=%s\nDTMA_PORT=%s\nDTMA_INSTANCE_ID=%s\n' "$DB_PORT" "$DTMA_PORT" "$instance_id" > "$LOCAL_DIR/stack.env"
 export DTMA_URL="http://127.0.0.1:$DTMA_PORT"
 
+# The Edge Function entries as Supabase deploys them: each with its import map (its own deno.json,
+# else supabase/functions/deno.json), type-checked by real Deno (the npm package's binary); the
+# module cache stays in .local/deno across runs.
+export DENO_DIR="${DENO_DIR:-$ROOT/.local/deno}"
+step "deno check supabase/functions/*/index.ts"
+for entry in "$ROOT"/supabase/functions/*/index.ts; do
+  config="$(dirname "$entry")/deno.json"; [ -f "$config" ] || config="$ROOT/supabase/functions/deno.json"
+  (cd "$ROOT" && node_modules/.bin/deno check --quiet --config "$config" "$entry") \
+    || die "$entry does not type-check under Deno" "run: DENO_DIR=.local/deno npx deno check --config $config $entry"
+done
+
 step "vitest"
 (cd "$ROOT" && npx --no-install vitest run "$@") || die "vitest failed" "run only some files (README, Tests): npm test -- <file>..."
 

@@ -184,13 +184,29 @@ end $$;
 comment on function public.validate_mcp_access(uuid, uuid, uuid) is
   'Whether the user (the caller) may act for the agent and the agent may use the MCP server now.';
 
-create function public.get_organization_mcp_configs(org_id uuid, agent_id uuid) returns jsonb
+create function public.get_organization_mcp_configs(org_id uuid, agent_id uuid default null) returns jsonb
 language plpgsql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_agent public.agents := private.require_agent_manager(get_organization_mcp_configs.agent_id);
+  v_agent public.agents;
 begin
+  if get_organization_mcp_configs.agent_id is null then
+    -- The whole organization, for its members: every server not removed, with the default
+    -- connection config; has_access is null (no agent asked about).
+    perform private.require_org_role(org_id, 'member');
+    return coalesce((
+      select jsonb_agg(jsonb_build_object(
+               'server_instance_id', i.id, 'name', i.display_name, 'type', i.mcp_server_type,
+               'endpoint_url', i.endpoint_url, 'transport', i.mcp_transport_type, 'status', i.status,
+               'permission_scope', null, 'allowed_tools', '[]'::jsonb, 'expires_at', null,
+               'priority', i.priority, 'capabilities', i.mcp_server_capabilities,
+               'timeout_ms', 10000, 'max_retries', 1, 'enabled', true, 'has_access', null)
+             order by i.priority desc, i.display_name)
+        from public.account_tool_instances i
+       where i.organization_id = org_id and i.status <> 'removed'), '[]'::jsonb);
+  end if;
+  v_agent := private.require_agent_manager(get_organization_mcp_configs.agent_id);
   if v_agent.organization_id <> org_id then
     raise exception using errcode = '42501', message = 'the agent does not belong to this organization';
   end if;
@@ -204,14 +220,15 @@ begin
              'capabilities', s.capabilities,
              'timeout_ms', coalesce((c.connection_config ->> 'timeoutMs')::int, 10000),
              'max_retries', coalesce((c.connection_config ->> 'maxRetries')::int, 1),
-             'enabled', coalesce((c.connection_config ->> 'enabled')::boolean, true))
+             'enabled', coalesce((c.connection_config ->> 'enabled')::boolean, true),
+             'has_access', true)
            order by coalesce((c.connection_config ->> 'priority')::int, s.priority) desc, s.server_name)
       from public.get_agent_mcp_servers(get_organization_mcp_configs.agent_id) s
       left join public.agent_mcp_connections c
         on c.agent_id = get_organization_mcp_configs.agent_id and c.server_instance_id = s.server_instance_id), '[]'::jsonb);
 end $$;
 comment on function public.get_organization_mcp_configs(uuid, uuid) is
-  'The connection configurations of every MCP server the agent may use now, in its organization.';
+  'With an agent: the connection configurations of every MCP server the agent may use now (has_access true). Without one: every server of the organization, for its members (has_access null).';
 
 -- What a live server presents, filtered by the grant: each tool allowed or not, with the reason.
 -- A definition whose hash differs from the pinned one is recorded in mcp_tool_drift and audited.

@@ -690,3 +690,64 @@ revoke execute on function public.harvest_dtma_responses(integer, interval, inte
   from public, anon, authenticated;
 grant execute on function public.deploy_mcp_server_to_dtma(uuid) to authenticated, service_role;
 grant execute on function public.harvest_dtma_responses(integer, interval, interval), public.poll_dtma_status() to service_role;
+
+-- What an organization's servers are doing, for its status page: lifecycle, health, last error,
+-- the toolbox's liveness, and (for admins, who alone read the outbox) the server's latest DTMA
+-- request when it is still pending or failed.
+create function public.get_mcp_server_status(p_organization_id uuid)
+returns table (
+  server_instance_id uuid, server_name text, instance_name text, status public.mcp_server_status,
+  health_status public.mcp_health_status, last_error text, last_health_check_at timestamptz,
+  toolbox_id uuid, toolbox_status text, toolbox_last_heartbeat_at timestamptz, dtma_request jsonb
+)
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_admin boolean;
+begin
+  perform private.require_org_role(p_organization_id, 'viewer');
+  v_admin := private.is_service_caller() or coalesce(private.org_role(p_organization_id) <= 'admin', false);
+  return query
+    select i.id, i.display_name, i.instance_name_on_toolbox, i.status, i.health_status, i.last_error, i.last_health_check_at,
+           t.id, t.status::text, t.last_heartbeat_at,
+           case when v_admin then (
+             select jsonb_build_object('id', r.id, 'operation', r.operation, 'state', r.state, 'attempt', r.attempt,
+                                       'max_attempts', r.max_attempts, 'last_status_code', r.last_status_code,
+                                       'last_error', r.last_error, 'next_attempt_at', r.next_attempt_at, 'created_at', r.created_at)
+               from (select r0.* from public.dtma_requests r0 where r0.instance_id = i.id and r0.organization_id = i.organization_id
+                      order by r0.id desc limit 1) r
+              where r.state in ('queued', 'sent', 'failed')) end
+      from public.account_tool_instances i
+      join public.account_tool_environments t on t.id = i.account_tool_environment_id
+     where i.organization_id = p_organization_id and i.status <> 'removed'
+     order by i.priority desc, i.display_name;
+end $$;
+comment on function public.get_mcp_server_status(uuid) is
+  'Members: each MCP server of the organization with its status, health, last error and toolbox liveness; admins also see its pending or failed DTMA request.';
+
+-- Asks the organization's toolboxes for fresh status now instead of at the next minute's poll:
+-- a GET /mcp/status through the outbox, under the poll's own idempotency key (a poll already
+-- open is not doubled). Returns the outbox request ids.
+create function public.request_mcp_server_status(p_organization_id uuid) returns bigint[]
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_toolbox uuid;
+  v_ids bigint[] := array[]::bigint[];
+begin
+  perform private.require_org_role(p_organization_id, 'admin');
+  for v_toolbox in select t.id from public.account_tool_environments t
+                    where t.organization_id = p_organization_id and t.status <> 'disabled'
+                      and exists (select from public.account_tool_instances i
+                                   where i.account_tool_environment_id = t.id and i.status not in ('pending', 'removed')) loop
+    v_ids := v_ids || private.dtma_enqueue(v_toolbox, null, 'status', 'GET', '/mcp/status', null, format('status:%s', v_toolbox), 1, 5000);
+  end loop;
+  return v_ids;
+end $$;
+comment on function public.request_mcp_server_status(uuid) is
+  'Admins: queues a DTMA status request (GET /mcp/status) for each of the organization''s toolboxes with deployed servers, now. Returns the request ids.';
+
+revoke execute on function public.get_mcp_server_status(uuid), public.request_mcp_server_status(uuid) from public, anon;
+grant execute on function public.get_mcp_server_status(uuid), public.request_mcp_server_status(uuid) to authenticated, service_role;

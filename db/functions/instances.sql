@@ -154,7 +154,12 @@ begin
            priority = coalesce((v_config ->> 'priority')::int, i.priority)
      where i.id = v_id;
     perform private.declare_instance_oauth(v_id, v_config -> 'oauth_connections');
-  when 'delete' then perform private.request_lifecycle(v_id, 'remove');
+  when 'delete' then
+    perform private.request_lifecycle(v_id, 'remove');
+    -- A removed server keeps no live grant: revoked in this transaction, audited by the grant's trigger.
+    update public.agent_mcp_server_access g
+       set revoked_at = now(), revoked_by = auth.uid(), is_active = false, revoke_reason = 'the MCP server was removed'
+     where g.server_instance_id = v_id and g.revoked_at is null;
   when 'deploy' then perform private.request_lifecycle(v_id, 'deploy');
   when 'stop' then perform private.request_lifecycle(v_id, 'stop');
   when 'restart' then perform private.request_lifecycle(v_id, 'restart');
@@ -162,7 +167,7 @@ begin
   return private.instance_json(v_id);
 end $$;
 comment on function public.manage_mcp_servers(text, uuid, jsonb, uuid) is
-  'Admins manage MCP server instances: create (server_config: toolbox_id, catalog_name, instance_name, display_name?, configuration? (secret fields go to Vault), oauth_connections? {provider: connection id}, priority?), update, delete, deploy, stop, restart. Returns the instance.';
+  'Admins manage MCP server instances: create (server_config: toolbox_id, catalog_name, instance_name, display_name?, configuration? (secret fields go to Vault), oauth_connections? {provider: connection id}, priority?), update, delete (also revokes its grants), deploy, stop, restart. Returns the instance.';
 
 create function public.approve_mcp_tool_definition(p_server_instance_id uuid, p_tool_name text, p_presented_sha256 text)
 returns void

@@ -343,7 +343,16 @@ insert into rpc_matrix values
   ('revoke_agent_toolbox_access', $$select public.revoke_agent_toolbox_access({a_agent}, {a_box})::text$$,
                                                                                                                           '42501', '42501', '42501', 'true',  '42501', 'true'),
   ('organization_access_overview', $$select 'rows: ' || count(*) from public.organization_access_overview({acme})$$,
-                                                                                                                          '42501', '42501', '42501', 'rows: 1', '42501', 'rows: 1');
+                                                                                                                          '42501', '42501', '42501', 'rows: 1', '42501', 'rows: 1'),
+  -- with an agent, each server says the agent has access; without one, the whole organization, for its members
+  ('get_organization_mcp_configs', $$select 'has_access: ' || (public.get_organization_mcp_configs({acme}, {a_agent}) -> 0 ->> 'has_access')$$,
+                                                                                                                          '42501', '42501', 'has_access: true', 'has_access: true', '42501', 'has_access: true'),
+  ('get_organization_mcp_configs', $$select 'servers: ' || jsonb_array_length(public.get_organization_mcp_configs({acme})) || ', has_access: ' || coalesce(public.get_organization_mcp_configs({acme}) -> 0 ->> 'has_access', 'null')$$,
+                                                                                                                          '42501', '42501', 'servers: 1, has_access: null', 'servers: 1, has_access: null', '42501', 'servers: 1, has_access: null'),
+  ('get_mcp_server_status', $$select 'rows: ' || count(*) || ', outbox: ' || count(dtma_request) from public.get_mcp_server_status({acme})$$,
+                                                                                                                          '42501', 'rows: 1, outbox: 0', 'rows: 1, outbox: 0', 'rows: 1, outbox: 1', '42501', 'rows: 1, outbox: 1'),
+  ('request_mcp_server_status', $$select 'requests: ' || cardinality(public.request_mcp_server_status({acme}))$$,
+                                                                                                                          '42501', '42501', '42501', 'requests: 1', '42501', 'requests: 1');
 
 -- RPCs of other domains, proven by their own suites (anon's refusal above covers them too).
 insert into other_domains values ('deploy_mcp_server_to_dtma'), ('harvest_dtma_responses'), ('poll_dtma_status'),
@@ -351,7 +360,7 @@ insert into other_domains values ('deploy_mcp_server_to_dtma'), ('harvest_dtma_r
   ('revoke_agent_oauth_access'), ('get_agent_oauth_permissions'), ('record_agent_oauth_usage'), ('get_agent_oauth_token'),
   ('begin_oauth_refresh'), ('complete_oauth_refresh'), ('fail_oauth_refresh'), ('create_vault_secret'), ('get_secret'),
   ('delete_vault_secret'), ('rotate_mcp_credentials'), ('audit_mcp_interactions'),
-  ('agents_with_tool_access_at');
+  ('agents_with_tool_access_at'), ('begin_oauth_authorization'), ('consume_oauth_authorization'), ('begin_oauth_disconnect');
 -- The gateway domain (db/tests/gateway.test.sql).
 insert into other_domains values ('create_agent_api_key'), ('list_agent_api_keys'), ('revoke_agent_api_key'),
   ('gateway_authenticate'), ('gateway_agent_servers'), ('gateway_upstream');

@@ -15,7 +15,7 @@
  * client secret comes from the runtime's own configuration, never from the database.
  */
 import { z } from 'zod';
-import { IllegalStateError, SdkErrorCode, UpstreamError, type ControlPlaneErrorFields } from '../errors.ts';
+import { IllegalStateError, SdkErrorCode, UnexpectedResultError, UpstreamError, type ControlPlaneErrorFields } from '../errors.ts';
 import { callRpc, describeIssues } from '../rpc.ts';
 import type { OauthRefreshLease } from '../schemas.ts';
 import type { RpcTransport } from '../transport.ts';
@@ -210,8 +210,22 @@ async function fail(options: GetAgentOAuthTokenOptions, lease: Lease, failure: {
 
 // ---------------------------------------------------------------- helpers
 
+export async function callRow<T>(transport: RpcTransport, name: string, schema: z.ZodType<T>, args: Record<string, unknown>): Promise<T> {
+  const raw = await transport.rpc(name, args);
+  const parsed = z.array(schema).length(1).safeParse(raw);
+  if (!parsed.success) {
+    throw new UnexpectedResultError({
+      code: SdkErrorCode.unexpectedResult,
+      message: `${name} answered an unexpected shape`,
+      details: describeIssues(parsed.error),
+      hint: 'the SDK and the database schema disagree: update one of them',
+    });
+  }
+  return parsed.data[0] as T;
+}
+
 /** JSON, or form-encoded as GitHub answers without an Accept header. */
-function parseBody(text: string, contentType: string | null): Record<string, unknown> {
+export function parseBody(text: string, contentType: string | null): Record<string, unknown> {
   if ((contentType ?? '').includes('application/x-www-form-urlencoded')) return Object.fromEntries(new URLSearchParams(text));
   try {
     const value: unknown = JSON.parse(text);

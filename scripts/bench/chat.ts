@@ -1,0 +1,152 @@
+/**
+ * The chat function end to end, under load: the entry supabase/functions/chat run by real Deno
+ * (direct transport to the database, as without PostgREST), the scripted OpenAI-compatible
+ * model (answers at once unless MODEL_LATENCY_MS), and 5 real MCP servers from npm on the local
+ * DTMA. Each chat request: the agent's context from the 5 servers, one model turn asking for
+ * one tool call on each server (in parallel), one model turn answering. Not a test: it prints
+ * figures.
+ *
+ *   npm start    # or any stack: DATABASE_URL, DTMA_URL, DTMA_TOKEN
+ *   npx tsx scripts/bench/chat.ts            # LEVELS=1,10,100 MIN_REQUESTS=20 MODEL_LATENCY_MS=0
+ *
+ * After one warm-up request, per level: waves of <level> concurrent requests until at least
+ * MIN_REQUESTS were made (20 waves of 1, 2 of 10, 1 of 100). Per request:
+ * end-to-end time (the client's, to the end of the stream); model time (what the model server
+ * spent on its two turns); server time (the slowest server of the context plus the slowest
+ * tool call, as the interaction log measured them around the MCP exchanges); outside = the
+ * rest: control plane, Deno, the database, connection set-up.
+ */
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { JsonObject } from '../../client/src/schemas.ts';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+process.env.DATABASE_URL ??= 'postgresql://postgres:postgres@127.0.0.1:54322/postgres?sslmode=disable';
+const dtmaUrl = process.env.DTMA_URL ?? 'http://127.0.0.1:30000';
+const dtmaToken = process.env.DTMA_TOKEN ?? readFileSync(path.join(root, '.local', 'dtma-token'), 'utf8').trim();
+const levels = (process.env.LEVELS ?? '1,10,100').split(',').map(Number);
+const minRequests = Number(process.env.MIN_REQUESTS ?? 20);
+const modelLatencyMs = Number(process.env.MODEL_LATENCY_MS ?? 0);
+
+const { JWT_SECRET, createAgent, createOrganization, deployServer, removeServers, testPool, userJwt } = await import('../../test/support/stack.ts');
+const { startEdgeFunction } = await import('../../test/support/edge-function.ts');
+const { parseSse, startScriptedModel } = await import('../../test/support/scripted-model.ts');
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+}
+
+const pool = testPool();
+const org = await createOrganization(pool, { url: dtmaUrl, token: dtmaToken });
+const agentId = await createAgent(pool, org.organizationId, org.ownerId, 'bench chat agent');
+const jwt = await userJwt(org.ownerId);
+const specs: { catalog: string; tool: string; args: Record<string, unknown>; configuration?: JsonObject }[] = [
+  { catalog: 'everything', tool: 'echo', args: { message: 'bench' } },
+  { catalog: 'memory', tool: 'read_graph', args: {}, configuration: { env: { MEMORY_FILE_PATH: path.join(os.tmpdir(), `bench-chat-${process.pid}-1.jsonl`) } } },
+  { catalog: 'filesystem', tool: 'list_allowed_directories', args: {}, configuration: { args: [os.tmpdir()] } },
+  { catalog: 'everything', tool: 'echo', args: { message: 'bench 2' } },
+  { catalog: 'memory', tool: 'read_graph', args: {}, configuration: { env: { MEMORY_FILE_PATH: path.join(os.tmpdir(), `bench-chat-${process.pid}-2.jsonl`) } } },
+];
+console.log(`deploying ${specs.length} MCP servers through the control plane onto ${dtmaUrl} ...`);
+// Distinct priorities: the model is shown the tools highest priority first, so the n-th tool of a name is the n-th such server.
+// One after the other: five npm servers starting at once can outlast a deploy's timeout on a small machine.
+const servers: string[] = [];
+for (const [i, spec] of specs.entries()) {
+  servers.push(await deployServer(pool, org, { catalog: spec.catalog, priority: 500 - i, ...(spec.configuration ? { configuration: spec.configuration } : {}) }));
+}
+for (const id of servers) await org.owner.grant_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: id, p_permission_scope: 'full_access' });
+
+const model = await startScriptedModel((request) => {
+  if (request.messages.at(-1)?.role === 'tool') return { text: 'All five tools answered.' };
+  const names = (request.tools ?? []).map((t) => t.function.name);
+  const seen = new Map<string, number>();
+  return {
+    toolCalls: specs.map((spec) => {
+      const nth = seen.get(spec.tool) ?? 0;
+      seen.set(spec.tool, nth + 1);
+      return { name: names.filter((n) => n.endsWith(`__${spec.tool}`))[nth] ?? `missing__${spec.tool}`, arguments: spec.args };
+    }),
+  };
+});
+model.setLatency(modelLatencyMs);
+const entry = await startEdgeFunction('chat', {
+  SUPABASE_DB_URL: process.env.DATABASE_URL,
+  JWT_SECRET,
+  DB_POOL_SIZE: '20',
+  OPENAI_BASE_URL: model.baseUrl,
+  OPENAI_MODEL: 'scripted-model',
+  MCP_SERVER_BEARER_TOKEN: dtmaToken,
+  CHAT_SERVER_TIMEOUT_MS: '10000',
+});
+
+interface Sample {
+  e2e: number;
+  model: number;
+  requestId: string;
+  ok: boolean;
+}
+
+async function oneChat(): Promise<Sample> {
+  const first = model.requests.length;
+  const started = performance.now();
+  const response = await fetch(`${entry.url}/functions/v1/chat`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${jwt}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ agent_id: agentId, organization_id: org.organizationId, messages: [{ role: 'user', content: 'Use every tool once.' }] }),
+  });
+  const events = parseSse(await response.text()) as { event: string; data: Record<string, unknown> }[];
+  const e2e = performance.now() - started;
+  const requestId = String(events[0]?.data.request_id ?? '');
+  const results = events.filter((e) => e.event === 'tool_result');
+  const ok = events.at(-1)?.event === 'done' && results.length === specs.length && results.every((r) => r.data.outcome === 'success');
+  // This chat's model turns: the requests whose conversation is this one (the model server is shared, so match by position is unsafe).
+  let modelMs = 0;
+  for (let i = first; i < model.requests.length; i++) {
+    const calls = model.requests[i]?.messages.flatMap((m) => m.tool_calls ?? []) ?? [];
+    if (calls.length === 0 || events.some((e) => e.event === 'tool_call' && calls.some((c) => c.id === e.data.id))) modelMs += model.durations[i] ?? 0;
+  }
+  return { e2e, model: modelMs, requestId, ok };
+}
+
+async function serverTimes(requestIds: string[]): Promise<Map<string, number>> {
+  const { rows } = await pool.query<{ request_id: string; ms: number }>(
+    `select request_id, coalesce(max(duration_ms) filter (where interaction_type = 'context_request'), 0)
+                      + coalesce(max(duration_ms) filter (where interaction_type = 'tool_call'), 0) as ms
+       from public.mcp_interaction_logs where request_id = any($1) group by request_id`,
+    [requestIds],
+  );
+  return new Map(rows.map((r) => [r.request_id, Number(r.ms)]));
+}
+
+const table: string[] = [];
+try {
+  await oneChat(); // warm-up: Deno compiles, the pool connects
+  for (const level of levels) {
+    const samples: Sample[] = [];
+    const wallStarted = performance.now();
+    while (samples.length < minRequests) samples.push(...(await Promise.all(Array.from({ length: level }, oneChat))));
+    const wall = performance.now() - wallStarted;
+    const servers = await serverTimes(samples.map((s) => s.requestId));
+    const outside = samples.map((s) => Math.max(0, s.e2e - s.model - (servers.get(s.requestId) ?? 0)) / s.e2e);
+    const failed = samples.filter((s) => !s.ok).length;
+    const e2e = samples.map((s) => s.e2e);
+    table.push(
+      `| ${level} | ${samples.length} | ${failed} | ${percentile(e2e, 50).toFixed(0)} | ${percentile(e2e, 95).toFixed(0)} | ` +
+        `${percentile(samples.map((s) => s.model), 50).toFixed(0)} | ${percentile(samples.map((s) => servers.get(s.requestId) ?? 0), 50).toFixed(0)} | ` +
+        `${(percentile(outside, 50) * 100).toFixed(0)}% | ${((samples.length / wall) * 1000).toFixed(1)} |`,
+    );
+    console.log(table.at(-1));
+  }
+} finally {
+  await entry.stop();
+  await model.close();
+  await removeServers(pool, org, servers);
+  await pool.end();
+}
+console.log(`\nchat, 5 servers, one tool call each, model latency ${modelLatencyMs} ms, at least ${minRequests} requests per level (${os.cpus().length} cores)`);
+console.log('| concurrent | requests | failed | p50 ms | p95 ms | model p50 ms | servers p50 ms | outside model and servers (p50) | requests/s |');
+console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+for (const line of table) console.log(line);

@@ -1,0 +1,26 @@
+// chat: one conversation turn of an agent with its MCP tools under the database's access control,
+// streamed as server-sent events. Flow and events: client/src/functions/chat.ts.
+// Deploy: `supabase functions deploy chat`. The model: any OpenAI-compatible chat-completions API.
+import { createChatHandler } from '../_shared/sdk.ts';
+import { corsOrigin, transportForJwt } from '../_shared/transport.ts';
+
+const number = (name: string): number | undefined => (Deno.env.get(name) ? Number(Deno.env.get(name)) : undefined);
+// The bearer token the MCP endpoints expect (the toolbox's DTMA token), until the gateway holds it server-side.
+const serverToken = Deno.env.get('MCP_SERVER_BEARER_TOKEN');
+
+Deno.serve(
+  createChatHandler({
+    transportFor: transportForJwt,
+    corsOrigin,
+    model: {
+      baseUrl: Deno.env.get('OPENAI_BASE_URL') ?? 'https://api.openai.com/v1',
+      model: Deno.env.get('OPENAI_MODEL') ?? 'gpt-4o-mini',
+      ...(Deno.env.get('OPENAI_API_KEY') ? { apiKey: Deno.env.get('OPENAI_API_KEY') } : {}),
+      ...(number('CHAT_MODEL_TIMEOUT_MS') ? { timeoutMs: number('CHAT_MODEL_TIMEOUT_MS') } : {}),
+    },
+    ...(serverToken ? { endpointHeaders: () => ({ Authorization: `Bearer ${serverToken}` }) } : {}),
+    ...(number('CHAT_SERVER_TIMEOUT_MS') ? { serverTimeoutMs: number('CHAT_SERVER_TIMEOUT_MS') } : {}),
+    ...(number('CHAT_TOOL_TIMEOUT_MS') ? { toolTimeoutMs: number('CHAT_TOOL_TIMEOUT_MS') } : {}),
+    ...(number('CHAT_MAX_TOOL_ROUNDS') ? { maxToolRounds: number('CHAT_MAX_TOOL_ROUNDS') } : {}),
+  }),
+);
