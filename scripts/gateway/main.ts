@@ -11,6 +11,7 @@
  * | GATEWAY_ALLOWED_ORIGINS | none | browser Origins accepted, comma-separated |
  * | JWT_JWKS_URL, JWT_JWKS, JWT_SECRET | none | keys that verify user JWTs (without them: API keys only) |
  * | GATEWAY_AUTHORIZATION_SERVERS | none | comma-separated, named in the resource metadata |
+ * | GATEWAY_LOG_FLUSH_MS | 100 | how long a logged call may wait in memory before its batch is written |
  *
  * It acts on the database as service_role (the direct transport), the only role that may run
  * the gateway's functions. SIGTERM and SIGINT end the sessions and write the pending log.
@@ -39,6 +40,7 @@ gateway = createGateway({
   allowedHosts: list(process.env.GATEWAY_ALLOWED_HOSTS) ?? [...new Set([new URL(served.url).host, `localhost:${served.port}`, new URL(publicUrl).host])],
   allowedOrigins: list(process.env.GATEWAY_ALLOWED_ORIGINS) ?? [],
   authorizationServers: list(process.env.GATEWAY_AUTHORIZATION_SERVERS) ?? [],
+  ...(process.env.GATEWAY_LOG_FLUSH_MS ? { logFlushMs: Number(process.env.GATEWAY_LOG_FLUSH_MS) } : {}),
   onError: (error) => console.error('gateway:', error instanceof Error ? error.message : error),
 });
 console.log(`mcp gateway listening on ${served.url} (agent endpoints: ${publicUrl}/agents/<agent id>/mcp, or ${publicUrl}/mcp with an agent API key)`);
