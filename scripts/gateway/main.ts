@@ -17,8 +17,7 @@
  * the gateway's functions. SIGTERM and SIGINT end the sessions and write the pending log.
  */
 import pg from 'pg';
-import { directTransport } from '../../client/src/direct-transport.ts';
-import { createGateway, gatewayStore } from '../../client/src/gateway/index.ts';
+import { SERVICE_ROLE_OPTIONS, createGateway, sqlGatewayStore } from '../../client/src/gateway/index.ts';
 import { jwtKeysFromEnv } from '../../client/src/jwt.ts';
 import { serveFetch } from './serve.ts';
 
@@ -27,14 +26,14 @@ const list = (value: string | undefined): string[] | undefined => (value ? value
 const databaseUrl = process.env.DATABASE_URL ?? 'postgresql://postgres:postgres@127.0.0.1:54322/postgres';
 const host = process.env.GATEWAY_HOST ?? '127.0.0.1';
 const port = Number(process.env.GATEWAY_PORT ?? 8080);
-const pool = new pg.Pool({ connectionString: databaseUrl, max: Number(process.env.GATEWAY_DB_POOL ?? 20) });
+const pool = new pg.Pool({ connectionString: databaseUrl, options: SERVICE_ROLE_OPTIONS, max: Number(process.env.GATEWAY_DB_POOL ?? 20) });
 const keys = jwtKeysFromEnv((name) => process.env[name]);
 
 let gateway: ReturnType<typeof createGateway> | undefined;
 const served = await serveFetch((req) => (gateway as NonNullable<typeof gateway>).handle(req), { host, port });
 const publicUrl = process.env.GATEWAY_PUBLIC_URL ?? served.url;
 gateway = createGateway({
-  store: gatewayStore(directTransport({ pool, claims: { role: 'service_role' } })),
+  store: sqlGatewayStore(pool),
   ...(Object.keys(keys).length > 0 ? { jwtKeys: keys } : {}),
   publicUrl,
   allowedHosts: list(process.env.GATEWAY_ALLOWED_HOSTS) ?? [...new Set([new URL(served.url).host, `localhost:${served.port}`, new URL(publicUrl).host])],

@@ -16,6 +16,7 @@ import { databaseUrl } from '../../../scripts/testing.ts';
 import { createAgent, createOrganization, deployServer, removeServers, testPool, type Organization } from '../testing/stack.ts';
 import { createAgentApiKey } from './keys.ts';
 import { slug } from './namespace.ts';
+import { ownDtma } from './test-dtma.ts';
 
 const run = promisify(execFile);
 let pool: pg.Pool;
@@ -24,6 +25,7 @@ let memory: string;
 let agentId: string;
 let apiKey: string;
 let tool: string;
+let own: Awaited<ReturnType<typeof ownDtma>>;
 
 interface Started {
   child: ChildProcess;
@@ -80,7 +82,8 @@ async function callOnce(url: string): Promise<unknown> {
 
 beforeAll(async () => {
   pool = testPool();
-  org = await createOrganization(pool);
+  own = await ownDtma();
+  org = await createOrganization(pool, own);
   memory = await deployServer(pool, org, { catalog: 'memory' });
   agentId = await createAgent(pool, org.organizationId, org.ownerId, 'entries-agent');
   await org.owner.grant_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: memory, p_permission_scope: 'read_only' });
@@ -91,6 +94,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await removeServers(pool, org, [memory].filter(Boolean));
+  await own?.close();
   await pool?.end();
 }, 60_000);
 

@@ -7,12 +7,10 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CallToolResultSchema, McpError, type Tool } from '@modelcontextprotocol/sdk/types.js';
-import type pg from 'pg';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createProcessDriver } from '../../../scripts/dtma/process-driver.ts';
-import { createDtmaServer, type DtmaServer } from '../../../scripts/dtma/server.ts';
 import { serveFetch, type Served } from '../../../scripts/gateway/serve.ts';
-import { waitFor } from '../../../scripts/testing.ts';
+import { databaseUrl } from '../../../scripts/testing.ts';
 import { directTransport } from '../direct-transport.ts';
 import { signJwt } from '../jwt.ts';
 import { createRpc } from '../rpc.ts';
@@ -22,14 +20,14 @@ import {
   createOrganization,
   createUser,
   deployServer,
-  dtma,
   removeServers,
   testPool,
   userJwt,
   waitForStatus,
   type Organization,
 } from '../testing/stack.ts';
-import { GatewayErrorCode, createAgentApiKey, createGateway, gatewayStore, revokeAgentApiKey, type Gateway } from './index.ts';
+import { ownDtma } from './test-dtma.ts';
+import { GatewayErrorCode, SERVICE_ROLE_OPTIONS, createAgentApiKey, createGateway, gatewayStore, revokeAgentApiKey, sqlGatewayStore, type Gateway } from './index.ts';
 
 let pool: pg.Pool;
 let acme: Organization;
@@ -40,7 +38,8 @@ let globexMemory: string;
 let gateway: Gateway;
 let served: Served;
 let upstreamInitializes = 0;
-let globexDtma: DtmaServer;
+let dtmas: Awaited<ReturnType<typeof ownDtma>>[] = [];
+let servicePool: pg.Pool;
 
 async function connect(credential: string | undefined, path = '/mcp', headers: Record<string, string> = {}): Promise<Client> {
   const client = new Client({ name: 'gateway-test', version: '1.0.0' });
@@ -89,11 +88,10 @@ async function agentWithKey(org: Organization, grants: [string, 'read_only' | 'f
 
 beforeAll(async () => {
   pool = testPool();
-  acme = await createOrganization(pool);
-  // Globex's toolbox is a DTMA of its own (in this process): two toolboxes on one DTMA sweep
-  // each other's servers away as orphans (a known defect of the health poll).
-  globexDtma = createDtmaServer({ token: dtma().token, driver: createProcessDriver({ startTimeoutMs: 20_000 }), port: 0 });
-  globex = await createOrganization(pool, { url: await globexDtma.listen(), token: dtma().token });
+  // Each toolbox on a DTMA of its own (test-dtma.ts).
+  dtmas = await Promise.all([ownDtma(), ownDtma()]);
+  acme = await createOrganization(pool, dtmas[0]);
+  globex = await createOrganization(pool, dtmas[1]);
   [memory, everything, globexMemory] = await Promise.all([
     deployServer(pool, acme, { catalog: 'memory' }),
     deployServer(pool, acme, { catalog: 'everything' }),
@@ -101,8 +99,9 @@ beforeAll(async () => {
   ]);
   const { rows } = await pool.query('select instance_name_on_toolbox from public.account_tool_instances where id = $1', [memory]);
   memoryName = String(rows[0]?.instance_name_on_toolbox);
+  servicePool = new pg.Pool({ connectionString: databaseUrl(), max: 20, options: SERVICE_ROLE_OPTIONS });
   gateway = createGateway({
-    store: gatewayStore(directTransport({ pool, claims: { role: 'service_role' } })),
+    store: sqlGatewayStore(servicePool),
     jwtKeys: JWT_SECRET,
     logFlushMs: 50,
     // Counts the MCP sessions the gateway opens upstream.
@@ -119,7 +118,8 @@ afterAll(async () => {
   await served?.close();
   await removeServers(pool, acme, [memory, everything].filter(Boolean));
   await removeServers(pool, globex, [globexMemory].filter(Boolean));
-  await globexDtma?.close();
+  await Promise.all(dtmas.map((d) => d.close()));
+  await servicePool?.end();
   await pool?.end();
 }, 60_000);
 
@@ -379,4 +379,41 @@ describe('relay', () => {
     expect(before).toBeGreaterThan(0);
     await Promise.all([warm, ...clients].map((c) => c.close()));
   });
+});
+
+describe('load', () => {
+  it('100 agents at once, each listing and calling: nothing lost, nothing crossed', async () => {
+    const { rows } = await pool.query<{ id: string; name: string }>('select id, instance_name_on_toolbox as name from public.account_tool_instances where id = any($1)', [[memory, everything]]);
+    const ns = new Map(rows.map((r) => [r.id, slugOf(r.name)]));
+    const m = ns.get(memory) as string;
+    const e = ns.get(everything) as string;
+    const agents = [];
+    for (let i = 0; i < 100; i++) {
+      agents.push({ i, ...(await agentWithKey(acme, i % 2 === 0 ? [[everything, 'custom', ['echo']], [memory, 'read_only']] : [[everything, 'custom', ['echo']]])) });
+    }
+    const results = await Promise.all(
+      agents.map(async ({ i, agentId, key }) => {
+        const client = await connect(key);
+        try {
+          const names = await toolNames(client);
+          const echoed = CallToolResultSchema.parse(await client.callTool({ name: `${e}__echo`, arguments: { message: `agent ${agentId}` } }));
+          return { i, agentId, names, echoed: JSON.stringify(echoed.content) };
+        } finally {
+          await client.close();
+        }
+      }),
+    );
+    for (const { i, agentId, names, echoed } of results) {
+      expect(names).toEqual(i % 2 === 0 ? [`${e}__echo`, `${m}__open_nodes`, `${m}__read_graph`, `${m}__search_nodes`] : [`${e}__echo`]);
+      expect(echoed).toContain(`agent ${agentId}`);
+      expect(results.filter((r) => r.echoed.includes(agentId))).toHaveLength(1);
+    }
+    await gateway.flushLog();
+    const { rows: logged } = await pool.query<{ agent_id: string; n: number }>(
+      `select agent_id, count(*)::int as n from public.mcp_interaction_logs where agent_id = any($1) and tool_name = 'echo' and outcome = 'success' group by agent_id`,
+      [agents.map((a) => a.agentId)],
+    );
+    expect(logged).toHaveLength(100);
+    expect(logged.every((r) => r.n === 1)).toBe(true);
+  }, 120_000);
 });

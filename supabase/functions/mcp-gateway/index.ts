@@ -11,8 +11,7 @@
  * GATEWAY_ALLOWED_HOSTS, GATEWAY_ALLOWED_ORIGINS (comma-separated), PORT (local runs only).
  */
 import pg from 'pg';
-import { directTransport } from '../../../client/src/direct-transport.ts';
-import { createGateway, gatewayStore } from '../../../client/src/gateway/index.ts';
+import { SERVICE_ROLE_OPTIONS, createGateway, sqlGatewayStore } from '../../../client/src/gateway/index.ts';
 import { jwtKeysFromEnv } from '../../../client/src/jwt.ts';
 
 const env = (name: string): string | undefined => Deno.env.get(name) || undefined;
@@ -23,10 +22,10 @@ const keys = jwtKeysFromEnv(env);
 if (!keys.jwks && !keys.jwksUrl && supabaseUrl) keys.jwksUrl = `${supabaseUrl}/auth/v1/.well-known/jwks.json`;
 const publicUrl = env('GATEWAY_PUBLIC_URL') ?? (supabaseUrl ? `${supabaseUrl}/functions/v1/mcp-gateway` : undefined);
 const allowedHosts = list(env('GATEWAY_ALLOWED_HOSTS'));
-const pool = new pg.Pool({ connectionString: env('SUPABASE_DB_URL') ?? env('DATABASE_URL'), max: Number(env('GATEWAY_DB_POOL') ?? 5) });
+const pool = new pg.Pool({ connectionString: env('SUPABASE_DB_URL') ?? env('DATABASE_URL'), options: SERVICE_ROLE_OPTIONS, max: Number(env('GATEWAY_DB_POOL') ?? 5) });
 
 const gateway = createGateway({
-  store: gatewayStore(directTransport({ pool, claims: { role: 'service_role' } })),
+  store: sqlGatewayStore(pool),
   ...(Object.keys(keys).length > 0 ? { jwtKeys: keys } : {}),
   ...(publicUrl ? { publicUrl } : {}),
   ...(allowedHosts ? { allowedHosts } : {}),
