@@ -46,6 +46,7 @@ export type {
   ContextTool,
   LegacyMcpConfiguration,
   McpChatOptions,
+  McpGatewayOptions,
   McpContext,
   McpServerTarget,
   PrepareContextOptions,
@@ -53,4 +54,5 @@ export type {
   ServerError,
   ServerStatus,
 } from './chat/types.ts';
+export * from './gateway/index.ts';
 export { createManagerHandler, DeployBodySchema, GrantBodySchema, RevokeBodySchema, type ManagerHandlerOptions } from './manager/handler.ts';

@@ -38,6 +38,13 @@ import { namespaces, qualify, unqualify } from './namespace.ts';
 import type { GatewayServer, GatewayStore } from './store.ts';
 import { isTransportFailure, type LogSink, type Upstream, type UpstreamPool } from './upstream.ts';
 
+/** The `_meta` key on every listed tool, resource, template and prompt: the id of the server it comes from. */
+export const SERVER_META_KEY = 'mcp-control-plane/server_instance_id';
+
+function tagged<T extends { _meta?: Record<string, unknown> | undefined }>(item: T, serverId: string): T {
+  return { ...item, _meta: { ...(item._meta ?? {}), [SERVER_META_KEY]: serverId } };
+}
+
 /** JSON-RPC error codes of the gateway (server-defined range). */
 export const GatewayErrorCode = {
   /** The database refused the call; data.reason says why (filter_agent_mcp_tools' reasons). */
@@ -144,7 +151,7 @@ export function agentServer(options: AgentServerOptions): Server {
     if (tools.length === 0) return [];
     const decisions = await store.filterTools(agentId, server.server_instance_id, tools);
     const allowed = new Set(decisions.filter((d) => d.allowed).map((d) => d.tool_name));
-    return tools.filter((tool) => allowed.has(tool.name)).map((tool) => ({ ...tool, name: qualify(namespace, tool.name) }));
+    return tools.filter((tool) => allowed.has(tool.name)).map((tool) => tagged({ ...tool, name: qualify(namespace, tool.name) }, server.server_instance_id));
   }
 
   server.setRequestHandler(ListToolsRequestSchema, async () => {
@@ -240,19 +247,20 @@ export function agentServer(options: AgentServerOptions): Server {
 
   server.setRequestHandler(ListResourcesRequestSchema, async (_request, extra) => ({
     resources: await settle(
-      (await readable('resources')).map(async ([namespace, , upstream]) =>
-        (await relay(upstream, undefined, () => upstream.client.listResources(undefined, { signal: extra.signal }))).resources.map((r) => ({ ...r, uri: qualify(namespace, r.uri) })),
+      (await readable('resources')).map(async ([namespace, s, upstream]) =>
+        (await relay(upstream, undefined, () => upstream.client.listResources(undefined, { signal: extra.signal }))).resources.map((r) =>
+          tagged({ ...r, uri: qualify(namespace, r.uri) }, s.server_instance_id),
+        ),
       ),
     ),
   }));
 
   server.setRequestHandler(ListResourceTemplatesRequestSchema, async (_request, extra) => ({
     resourceTemplates: await settle(
-      (await readable('resources')).map(async ([namespace, , upstream]) =>
-        (await relay(upstream, undefined, () => upstream.client.listResourceTemplates(undefined, { signal: extra.signal }))).resourceTemplates.map((t) => ({
-          ...t,
-          uriTemplate: qualify(namespace, t.uriTemplate),
-        })),
+      (await readable('resources')).map(async ([namespace, s, upstream]) =>
+        (await relay(upstream, undefined, () => upstream.client.listResourceTemplates(undefined, { signal: extra.signal }))).resourceTemplates.map((t) =>
+          tagged({ ...t, uriTemplate: qualify(namespace, t.uriTemplate) }, s.server_instance_id),
+        ),
       ),
     ),
   }));
@@ -266,8 +274,10 @@ export function agentServer(options: AgentServerOptions): Server {
 
   server.setRequestHandler(ListPromptsRequestSchema, async (_request, extra) => ({
     prompts: await settle(
-      (await readable('prompts')).map(async ([namespace, , upstream]) =>
-        (await relay(upstream, undefined, () => upstream.client.listPrompts(undefined, { signal: extra.signal }))).prompts.map((p) => ({ ...p, name: qualify(namespace, p.name) })),
+      (await readable('prompts')).map(async ([namespace, s, upstream]) =>
+        (await relay(upstream, undefined, () => upstream.client.listPrompts(undefined, { signal: extra.signal }))).prompts.map((p) =>
+          tagged({ ...p, name: qualify(namespace, p.name) }, s.server_instance_id),
+        ),
       ),
     ),
   }));
