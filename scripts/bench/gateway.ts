@@ -22,7 +22,7 @@ import pg from 'pg';
 import { SERVICE_ROLE_OPTIONS, createAgentApiKey, createGateway, slug, sqlGatewayStore } from '../../client/src/gateway/index.ts';
 import { createRpc } from '../../client/src/rpc.ts';
 import { createAgent, userTransport, waitForStatus } from '../../client/src/testing/stack.ts';
-import { serveFetch } from '../gateway/serve.ts';
+import { serveFetch } from '../../client/src/node-serve.ts';
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' }, clients: { type: 'string', default: '1,10,50' }, revokes: { type: 'string', default: '50' } } });
 process.env.DATABASE_URL ??= 'postgresql://postgres:postgres@127.0.0.1:54322/postgres';

@@ -19,7 +19,7 @@
 import pg from 'pg';
 import { SERVICE_ROLE_OPTIONS, createGateway, sqlGatewayStore } from '../../client/src/gateway/index.ts';
 import { jwtKeysFromEnv } from '../../client/src/jwt.ts';
-import { serveFetch } from './serve.ts';
+import { serveFetch } from '../../client/src/node-serve.ts';
 
 const list = (value: string | undefined): string[] | undefined => (value ? value.split(',').map((s) => s.trim()).filter(Boolean) : undefined);
 

@@ -5,7 +5,7 @@
  */
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serveFetch, type Served } from '../../../scripts/gateway/serve.ts';
+import { serveFetch, type Served } from '../node-serve.ts';
 import { databaseUrl } from '../../../scripts/testing.ts';
 import { NotAllowedError, NotFoundError } from '../errors.ts';
 import { SERVICE_ROLE_OPTIONS, createAgentApiKey, createGateway, sqlGatewayStore, type Gateway } from '../gateway/index.ts';

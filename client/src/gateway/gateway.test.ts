@@ -9,7 +9,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import { CallToolResultSchema, McpError, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serveFetch, type Served } from '../../../scripts/gateway/serve.ts';
+import { serveFetch, type Served } from '../node-serve.ts';
 import { databaseUrl } from '../../../scripts/testing.ts';
 import { directTransport } from '../direct-transport.ts';
 import { signJwt } from '../jwt.ts';

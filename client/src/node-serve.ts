@@ -1,7 +1,8 @@
 /**
- * Serves a fetch handler with Node's http module, streaming: a response body (an MCP SSE
- * stream) is written as it is produced, and a client that goes away aborts the request's
- * signal. (client/src/manager/serve.ts buffers whole bodies, which an SSE stream never ends.)
+ * Serves a fetch handler `(req: Request) => Promise<Response>` with Node's http module, for the
+ * Node entries (the gateway, the manager) and tests; on Supabase the same handlers run under
+ * Deno.serve. Streaming: a response body (an MCP SSE stream) is written as it is produced, and
+ * a client that goes away aborts the request's signal. Node-only; not exported by index.ts.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -51,7 +52,14 @@ async function send(res: ServerResponse, response: Response, signal: AbortSignal
   res.end();
 }
 
-export async function serveFetch(handler: (req: Request) => Promise<Response>, options: { port?: number; host?: string } = {}): Promise<Served> {
+export interface ServeOptions {
+  port?: number;
+  host?: string;
+  /** The body of a 500 when the handler itself throws (default: a JSON-RPC error). */
+  errorBody?: unknown;
+}
+
+export async function serveFetch(handler: (req: Request) => Promise<Response>, options: ServeOptions = {}): Promise<Served> {
   const host = options.host ?? '127.0.0.1';
   const server = http.createServer((req, res) => {
     const aborted = new AbortController();
@@ -62,7 +70,7 @@ export async function serveFetch(handler: (req: Request) => Promise<Response>, o
       .catch((error: unknown) => {
         console.error('serve: request failed', error);
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32603, message: 'internal error' }, id: null }));
+        res.end(JSON.stringify(options.errorBody ?? { jsonrpc: '2.0', error: { code: -32603, message: 'internal error' }, id: null }));
       });
   });
   await new Promise<void>((resolve, reject) => {
