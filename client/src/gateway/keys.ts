@@ -3,9 +3,9 @@
  * an admin): create (the key is in the answer, and nowhere else, ever), list, revoke.
  */
 import { z } from 'zod';
-import { UnexpectedResultError, SdkErrorCode } from '../errors.ts';
 import { TimestampArgSchema, UuidSchema } from '../schemas.ts';
 import type { RpcTransport } from '../transport.ts';
+import { parse } from './store.ts';
 
 export const CreatedApiKeySchema = z.object({
   key_id: UuidSchema,
@@ -28,12 +28,6 @@ export const ApiKeyRowSchema = z.object({
   state: z.enum(['active', 'expired', 'revoked']),
 });
 export type ApiKeyRow = z.infer<typeof ApiKeyRowSchema>;
-
-function parse<S extends z.ZodType>(schema: S, value: unknown, fn: string): z.output<S> {
-  const parsed = schema.safeParse(value);
-  if (!parsed.success) throw new UnexpectedResultError({ code: SdkErrorCode.unexpectedResult, message: `${fn}: unexpected result`, details: parsed.error.message });
-  return parsed.data;
-}
 
 export async function createAgentApiKey(transport: RpcTransport, agentId: string, name: string, expiresAt?: string | Date): Promise<CreatedApiKey> {
   const expires = expiresAt === undefined ? undefined : TimestampArgSchema.parse(expiresAt instanceof Date ? expiresAt.toISOString() : expiresAt);

@@ -37,7 +37,8 @@ export type GatewayUpstream = z.infer<typeof GatewayUpstreamSchema>;
 /** The credential a request presents: an agent API key, or a user (verified from a JWT) naming an agent. */
 export type GatewayCredential = { apiKey: string; agentId?: string } | { userId: string; agentId: string };
 
-function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
+/** A function's result checked against its schema; UnexpectedResultError when it does not match. */
+export function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
   const parsed = schema.safeParse(value);
   if (!parsed.success) {
     throw new UnexpectedResultError({ code: SdkErrorCode.unexpectedResult, message: `${what}: unexpected result`, details: parsed.error.message });
