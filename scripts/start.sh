@@ -15,6 +15,7 @@ schema_hash="$(cat "$ROOT"/db/compat/*.sql "$ROOT"/supabase/migrations/*.sql | m
 if [ -f "$PGDATA_DIR/PG_VERSION" ] && [ "$(cat "$hash_file" 2>/dev/null)" != "$schema_hash" ]; then
   step "db/ changed since the local database was built: rebuilding it"
   svc_stop pg-net-worker
+  svc_stop gateway
   # The DTMA's servers belonged to the old database: start it afresh too.
   svc_stop dtma
   rm -f "$LOCAL_DIR/dtma-state.json"
@@ -69,6 +70,16 @@ DTMA_PORT=$DTMA_PORT
 DTMA_INSTANCE_ID=$instance_id
 ENV
 
+# The agent MCP gateway (scripts/gateway), and an API key for the demo agent: a key from an
+# earlier database (or a revoked one) is replaced.
+export GATEWAY_PORT="${GATEWAY_PORT:-8080}"
+key_file="$LOCAL_DIR/demo-agent-key"
+if [ ! -s "$key_file" ] || [ "$(echo "select exists (select from public.agent_api_keys where key_sha256 = extensions.digest(:'key', 'sha256') and revoked_at is null)" | psql_db -At -v key="$(cat "$key_file")")" != t ]; then
+  (umask 077; psql_db -At -f "$ROOT/scripts/gateway/demo-key.sql" | grep '^mcpk_' > "$key_file")
+fi
+svc_start gateway "http_ok http://127.0.0.1:$GATEWAY_PORT/.well-known/oauth-protected-resource" \
+  env GATEWAY_PORT="$GATEWAY_PORT" npx --no-install tsx scripts/gateway/main.ts
+
 cat <<TXT
 
 The stack is up.
@@ -77,5 +88,6 @@ The stack is up.
   pg_net       worker log: ${LOCAL_DIR#$ROOT/}/pg-net-worker.log
   local DTMA   $dtma_url (token in ${token_file#$ROOT/}; log: ${LOCAL_DIR#$ROOT/}/dtma.log)
   status       npm run status
+  MCP gateway  http://127.0.0.1:$GATEWAY_PORT/mcp (demo agent's API key in ${key_file#$ROOT/}; log: ${LOCAL_DIR#$ROOT/}/gateway.log)
   stop         npm run stop
 TXT

@@ -46,6 +46,7 @@ export type {
   ContextTool,
   LegacyMcpConfiguration,
   McpChatOptions,
+  McpGatewayOptions,
   McpContext,
   McpServerTarget,
   PrepareContextOptions,
@@ -61,4 +62,5 @@ export {
   type GetAgentOAuthTokenOptions,
   type ProviderTokenResponse,
 } from './oauth/refresh.ts';
+export * from './gateway/index.ts';
 export { createManagerHandler, DeployBodySchema, GrantBodySchema, RevokeBodySchema, type ManagerHandlerOptions } from './manager/handler.ts';

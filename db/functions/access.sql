@@ -250,8 +250,11 @@ begin
    where i.id = p_server_instance_id and i.organization_id = v_agent.organization_id;
   select g.* into v_grant from private.valid_grants g where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id;
 
-  -- Record first sightings (and count repeats) of definitions that differ from the pinned ones;
-  -- audit the first sightings.
+  -- Record first sightings (and count repeats) of definitions that differ from the pinned ones,
+  -- and audit the first sightings, only when the platform read them (the gateway, as
+  -- service_role): a member could otherwise present any definition and plant a drift row for an
+  -- admin to approve.
+  if private.is_service_caller() then
   perform private.set_audit_context('the presented tool definition differs from the pinned one', 'tool_pinning');
   with presented as (
     select p ->> 'name' as name, p as definition, private.tool_sha256(p) as sha
@@ -277,6 +280,7 @@ begin
                         f -> 'before', f -> 'after')
      from jsonb_array_elements(v_first_sightings) f;
   perform private.set_audit_context(null);
+  end if;
 
   return query
     select p ->> 'name',
@@ -294,7 +298,7 @@ begin
           else 'allowed' end as reason) r;
 end $$;
 comment on function public.filter_agent_mcp_tools(uuid, uuid, jsonb) is
-  'Filters the tools a server presented by the agent''s grant and the pinned hashes; records and audits changed definitions.';
+  'Filters the tools a server presented by the agent''s grant and the pinned hashes; records and audits changed definitions when the platform (the gateway) presents them.';
 
 create function public.upsert_agent_mcp_connection(p_agent_id uuid, p_server_instance_id uuid, p_connection_config jsonb default '{}'::jsonb)
 returns uuid

@@ -5,7 +5,7 @@
 -- approves it, and validity (expiry, revocation, server status) is decided at check time. Every
 -- grant and revoke lands in the audit trail, which nobody can rewrite.
 begin;
-select plan(90);
+select plan(92);
 
 select tests.create_user('olga@acme.test') as olga \gset
 select tests.create_user('adam@acme.test') as adam \gset
@@ -153,6 +153,13 @@ select results_eq(format($$select tool_name, allowed, reason from public.filter_
                            ('read_graph', false, 'definition_changed'), ('search_nodes', true, 'allowed')$$,
                   'filter_agent_mcp_tools denies the changed tool, and says why for each');
 select tests.clear_authentication();
+select is_empty(format($$select from public.mcp_tool_drift where server_instance_id = %L$$, :'mem'),
+                'a definition a member presents plants no drift for an admin to approve');
+-- The gateway (service_role) presents what it read from the server: that drift is recorded.
+select tests.authenticate_as_service_role();
+select lives_ok(format('select * from public.filter_agent_mcp_tools(%L, %L, %L)', :'mia_agent', :'mem', :'presented'),
+                'the gateway filters what the server presents');
+select tests.clear_authentication();
 select results_eq(format($$select tool_name, pinned_sha256, presented_sha256, seen_count, approved_at from public.mcp_tool_drift
                            where server_instance_id = %L$$, :'mem'),
                   format($$select 'read_graph', private.tool_sha256(%L), private.tool_sha256(%L), 1, null::timestamptz$$,
@@ -160,9 +167,9 @@ select results_eq(format($$select tool_name, pinned_sha256, presented_sha256, se
                   'the changed definition is recorded in mcp_tool_drift, with both hashes');
 select results_eq(format($$select action, actor_id, after ->> 'tool', cause from public.audit_log
                            where entity_id = %L and action = 'tool.drift_denied'$$, :'mem'),
-                  format($$values ('tool.drift_denied', %L::uuid, 'read_graph', 'tool_pinning')$$, :'mia'),
+                  $$values ('tool.drift_denied', null::uuid, 'read_graph', 'tool_pinning')$$,
                   'and audited');
-select tests.authenticate_as(:'mia');
+select tests.authenticate_as_service_role();
 select lives_ok(format('select * from public.filter_agent_mcp_tools(%L, %L, %L)', :'mia_agent', :'mem', :'presented'),
                 'the server presents the same tools again');
 select tests.clear_authentication();

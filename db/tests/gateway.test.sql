@@ -25,7 +25,10 @@ select public.add_organization_member(:'acme', :'adam', 'admin');
 select public.add_organization_member(:'acme', :'mia', 'member');
 select public.add_organization_member(:'acme', :'max', 'member');
 select public.add_organization_member(:'acme', :'vic', 'viewer');
-select public.create_toolbox(:'acme', 'edge-1', 'http://10.0.0.1:30000', 'acme-dtma-token-0123456789') as edge1 \gset
+-- The platform registers the toolbox.
+select tests.clear_authentication();
+select public.create_toolbox(:'acme', 'edge-1', 'https://edge-1.acme.test', 'acme-dtma-token-0123456789') as edge1 \gset
+select tests.authenticate_as(:'olga');
 select public.manage_mcp_servers('create', :'acme', jsonb_build_object('toolbox_id', :'edge1', 'catalog_name', 'memory',
        'instance_name', 'memory')) ->> 'id' as mem \gset
 select public.manage_mcp_servers('create', :'acme', jsonb_build_object('toolbox_id', :'edge1', 'catalog_name', 'everything',

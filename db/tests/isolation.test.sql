@@ -62,6 +62,8 @@ begin
     from public.account_tool_instances i, jsonb_array_elements(i.pinned_manifest) t
    where i.id = (v ->> 'mem')::uuid and t ->> 'name' = 'read_graph';
   v := v || jsonb_build_object('read_graph', v_read_graph);
+  -- Drift is recorded from what the platform (the gateway) read upstream.
+  perform tests.authenticate_as_service_role();
   perform public.filter_agent_mcp_tools((v ->> 'agent')::uuid, (v ->> 'mem')::uuid,
             jsonb_build_array(jsonb_set(v_read_graph -> 0, '{description}', '"changed"')));
   perform tests.authenticate_as(p_admin);

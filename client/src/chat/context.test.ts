@@ -28,6 +28,7 @@ import {
   type Organization,
 } from '../../../test/support/stack.ts';
 import { findContextTool } from './context.ts';
+import { directTransport } from '../direct-transport.ts';
 import { createMcpChat, type McpChat } from './index.ts';
 import type { McpContext, ServerContext } from './types.ts';
 
@@ -281,10 +282,19 @@ describe('tool pinning', () => {
     expect(everything.deniedTools).toContainEqual({ name: 'echo', reason: 'definition_changed' });
     expect(everything.tools.length).toBe((await pinnedNames(servers.everything)).length - 1);
 
-    const audit = await pool.query<{ after: { tool: string; sha256: string; agent_id: string } }>(
-      `select after from public.audit_log where action = 'tool.drift_denied' and entity_id = $1 order by id`,
-      [servers.everything],
-    );
+    const drifts = async () =>
+      (
+        await pool.query<{ after: { tool: string; sha256: string; agent_id: string } }>(
+          `select after from public.audit_log where action = 'tool.drift_denied' and entity_id = $1 order by id`,
+          [servers.everything],
+        )
+      ).rows;
+    // A user's session plants no drift (a member could present any definition); the platform,
+    // which reads the server itself (the gateway, here a service_role chat), records it.
+    expect(await drifts()).toEqual([]);
+    const platform = createMcpChat({ transport: directTransport({ pool, claims: { role: 'service_role' } }), endpointHeaders: () => ({ Authorization: `Bearer ${dtma().token}` }) });
+    contexts.push(await platform.prepareMCPContextWithAccessControl({ agentId, organizationId: org.organizationId }));
+    const audit = { rows: await drifts() };
     expect(audit.rows.map((r) => r.after.tool)).toEqual(['echo']);
     expect(audit.rows[0]?.after.agent_id).toBe(agentId);
 

@@ -9,6 +9,7 @@
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
 import { McpControlPlaneError } from '../errors.ts';
 import { createRpc, type Rpc } from '../rpc.ts';
+import { namespaces, qualify } from '../gateway/namespace.ts';
 import { DeadlineError, backoffDelay, deadline, raceAbort, sleep } from './deadline.ts';
 import { logInteractions, recordUsage } from './log.ts';
 import { sessionsOf } from './registry.ts';
@@ -120,10 +121,6 @@ async function gatherServer(rpc: Rpc, options: McpChatOptions, agentId: string, 
   }
 }
 
-function slug(name: string): string {
-  return name.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+|_+$/g, '') || 'server';
-}
-
 /** Highest priority first, then by name; weights over the servers that answered. */
 function rank(servers: ServerContext[]): ServerContext[] {
   const ordered = [...servers].sort((a, b) => b.priority - a.priority || a.name.localeCompare(b.name));
@@ -132,14 +129,9 @@ function rank(servers: ServerContext[]): ServerContext[] {
 }
 
 function mergeTools(servers: ServerContext[]): ContextTool[] {
-  const slugs = new Map<string, number>();
-  return servers.flatMap((server) => {
-    const base = slug(server.name);
-    const seen = slugs.get(base) ?? 0;
-    slugs.set(base, seen + 1);
-    const prefix = seen === 0 ? base : `${base}_${seen + 1}`;
-    return server.tools.map((tool) => ({ serverId: server.serverId, serverName: server.name, qualifiedName: `${prefix}__${tool.name}`, weight: server.weight, tool }));
-  });
+  return [...namespaces(servers, (server) => server.name)].flatMap(([prefix, server]) =>
+    server.tools.map((tool) => ({ serverId: server.serverId, serverName: server.name, qualifiedName: qualify(prefix, tool.name), weight: server.weight, tool })),
+  );
 }
 
 /** The tool of a context by its qualified name (what an LLM calls it), or undefined. */

@@ -2,7 +2,7 @@
  * The chat integration, bound to one transport (the caller's identity) and one way of reaching
  * MCP endpoints:
  *
- *   const chat = createMcpChat({ transport, endpointHeaders });
+ *   const chat = createMcpChat({ transport, gateway: { url, credential: accessToken } });
  *   const context = await chat.prepareMCPContextWithAccessControl({ agentId, organizationId });
  *   const result = await chat.callTool(context, serverId, 'read_graph', {});
  *   await chat.closeMCPContext(context);
@@ -12,6 +12,7 @@ import { createRpc } from '../rpc.ts';
 import type { AgentMcpServer, PresentedTool } from '../schemas.ts';
 import { callTool } from './call-tool.ts';
 import { prepareMCPContextWithAccessControl } from './context.ts';
+import { callThroughGateway, prepareThroughGateway } from './gateway.ts';
 import { closeMCPContext } from './registry.ts';
 import type { CallToolOptions, LegacyMcpConfiguration, McpChatOptions, McpContext, PrepareContextOptions } from './types.ts';
 
@@ -35,8 +36,12 @@ export function createMcpChat(options: McpChatOptions): McpChat {
       toolName === undefined
         ? rpc.validate_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: serverId })
         : rpc.validate_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: serverId, p_tool_name: toolName, p_tool_definition: toolDefinition ?? null }),
-    prepareMCPContextWithAccessControl: (request) => prepareMCPContextWithAccessControl(options, request),
-    callTool: (context, serverId, toolName, args, callOptions) => callTool(options, context, serverId, toolName, args, callOptions),
+    prepareMCPContextWithAccessControl: (request) =>
+      options.gateway ? prepareThroughGateway(options, options.gateway, request) : prepareMCPContextWithAccessControl(options, request),
+    callTool: (context, serverId, toolName, args, callOptions) =>
+      options.gateway
+        ? callThroughGateway(options, options.gateway, context, serverId, toolName, args, callOptions)
+        : callTool(options, context, serverId, toolName, args, callOptions),
     closeMCPContext,
     getMCPConfigurations: async (agentId) =>
       (await rpc.get_agent_mcp_servers({ p_agent_id: agentId })).map((s) => ({

@@ -9,13 +9,15 @@ import { createRpc } from '../rpc.ts';
 import type { Interaction } from '../schemas.ts';
 import type { RpcTransport } from '../transport.ts';
 
+/** Interactions as the log takes them: error messages cut to the 2000 characters it keeps. */
+export function clipInteractions(interactions: Interaction[]): Interaction[] {
+  return interactions.map((i) => ({ ...i, ...(i.error !== undefined ? { error: i.error.slice(0, 2000) } : {}) }));
+}
+
 /** Appends interactions of one agent to the log, in one call. */
 export async function logInteractions(transport: RpcTransport, agentId: string, interactions: Interaction[]): Promise<void> {
   if (interactions.length === 0) return;
-  await createRpc(transport).audit_mcp_interactions({
-    p_agent_id: agentId,
-    p_interactions: interactions.map((i) => ({ ...i, ...(i.error !== undefined ? { error: i.error.slice(0, 2000) } : {}) })),
-  });
+  await createRpc(transport).audit_mcp_interactions({ p_agent_id: agentId, p_interactions: clipInteractions(interactions) });
 }
 
 /** Counts one request of the agent to the server in agent_mcp_connections. */

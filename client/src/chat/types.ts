@@ -73,9 +73,23 @@ export interface McpContext {
   prompts: { serverId: string; prompt: Prompt }[];
 }
 
+/** Where the agent MCP gateway is, and the credential to present to it. */
+export interface McpGatewayOptions {
+  /** The gateway's base URL, e.g. http://127.0.0.1:8080 or <SUPABASE_URL>/functions/v1/mcp-gateway. */
+  url: string;
+  /** The user's access token (JWT) or the agent's API key; a function is asked once per session. */
+  credential: string | (() => string | Promise<string>);
+}
+
 export interface McpChatOptions {
   /** Acts for the caller (a user's JWT, or the service role for a worker). */
   transport: RpcTransport;
+  /**
+   * The agent MCP gateway: with it (the recommended way), one MCP session per agent through the
+   * gateway, which decides and logs every call; endpointHeaders is then not used. Without it, one
+   * session per server straight to the DTMA endpoints, with endpointHeaders' credentials.
+   */
+  gateway?: McpGatewayOptions;
   /**
    * Headers for a server's MCP endpoint, e.g. the toolbox's bearer token for the local DTMA.
    * Called once per connection.

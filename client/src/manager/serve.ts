@@ -8,11 +8,10 @@
  * JWT through the direct transport, verified with the project's keys: JWT_JWKS_URL or JWT_JWKS
  * (ES256/RS256) and/or JWT_SECRET (legacy HS256).
  */
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { directTransport } from '../direct-transport.ts';
+import { serveFetch } from '../node-serve.ts';
 import { jwtKeysFromEnv, type JwtKeyInput } from '../jwt.ts';
 import { createManagerHandler } from './handler.ts';
 
@@ -21,51 +20,9 @@ export interface ServedHandler {
   close(): Promise<void>;
 }
 
-async function toRequest(req: IncomingMessage, base: string): Promise<Request> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of req) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  const headers = new Headers();
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (Array.isArray(value)) for (const v of value) headers.append(name, v);
-    else if (value !== undefined) headers.set(name, value);
-  }
-  const method = req.method ?? 'GET';
-  const hasBody = method !== 'GET' && method !== 'HEAD' && chunks.length > 0;
-  return new Request(new URL(req.url ?? '/', base), { method, headers, body: hasBody ? Buffer.concat(chunks) : undefined });
-}
-
-async function send(res: ServerResponse, response: Response): Promise<void> {
-  res.statusCode = response.status;
-  response.headers.forEach((value, name) => res.setHeader(name, value));
-  res.end(Buffer.from(await response.arrayBuffer()));
-}
-
 /** Serves handler on host:port (port 0 picks a free one). */
-export async function serveHandler(handler: (req: Request) => Promise<Response>, options: { port?: number; host?: string } = {}): Promise<ServedHandler> {
-  const host = options.host ?? '127.0.0.1';
-  const server = http.createServer((req, res) => {
-    toRequest(req, `http://${host}`)
-      .then(handler)
-      .then((response) => send(res, response))
-      .catch((error: unknown) => {
-        console.error('serve: request failed', error);
-        if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ error: { code: 'XX000', message: 'internal error' } }));
-      });
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, host, resolve);
-  });
-  const { port } = server.address() as AddressInfo;
-  return {
-    url: `http://${host}:${port}`,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
+export function serveHandler(handler: (req: Request) => Promise<Response>, options: { port?: number; host?: string } = {}): Promise<ServedHandler> {
+  return serveFetch(handler, { ...options, errorBody: { error: { code: 'XX000', message: 'internal error' } } });
 }
 
 /** The manager over a pool, each request acting as the bearer of its JWT. */

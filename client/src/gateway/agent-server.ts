@@ -1,0 +1,296 @@
+/**
+ * The MCP server one agent's client talks to: an SDK Server per downstream session whose
+ * handlers ask the database and relay to the upstream servers.
+ *
+ *   tools/list      the agent's servers now (gateway_agent_servers); each server's tools as the
+ *                   gateway reads them upstream, filtered by filter_agent_mcp_tools (scope,
+ *                   custom list, pinned hashes: a drifted tool is hidden, its drift recorded);
+ *                   names namespaced (namespace.ts)
+ *   tools/call      validate_agent_mcp_access with the definition read upstream, then the call,
+ *                   with progress and cancellation relayed; logged with outcome and duration
+ *   resources/*, prompts/*   only on servers whose grant reads (read_only, full_access), decided
+ *                   again on every read or get
+ *   logging/setLevel         this session's level; upstream log messages are filtered by it
+ *   ping            answered here
+ */
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import {
+  CallToolRequestSchema,
+  ErrorCode,
+  GetPromptRequestSchema,
+  ListPromptsRequestSchema,
+  ListResourceTemplatesRequestSchema,
+  ListResourcesRequestSchema,
+  ListToolsRequestSchema,
+  McpError,
+  ReadResourceRequestSchema,
+  SetLevelRequestSchema,
+  type CallToolResult,
+  type LoggingLevel,
+  type ServerNotification,
+  type ServerRequest,
+  type Tool,
+} from '@modelcontextprotocol/sdk/types.js';
+import type { JsonValue } from '../schemas.ts';
+import type { InteractionLog } from './interaction-log.ts';
+import { namespaces, qualify, unqualify } from './namespace.ts';
+import type { GatewayServer, GatewayStore } from './store.ts';
+import { isTransportFailure, type LogSink, type Upstream, type UpstreamPool } from './upstream.ts';
+
+/** The `_meta` key on every listed tool, resource, template and prompt: the id of the server it comes from. */
+export const SERVER_META_KEY = 'mcp-control-plane/server_instance_id';
+
+function tagged<T extends { _meta?: Record<string, unknown> | undefined }>(item: T, serverId: string): T {
+  return { ...item, _meta: { ...(item._meta ?? {}), [SERVER_META_KEY]: serverId } };
+}
+
+/** JSON-RPC error codes of the gateway (server-defined range). */
+export const GatewayErrorCode = {
+  /** The database refused the call; data.reason says why (filter_agent_mcp_tools' reasons). */
+  denied: -32003,
+  /** The upstream server could not be reached. */
+  unavailable: -32004,
+} as const;
+
+/**
+ * An error relayed as is: its message goes on the wire without the SDK's `MCP error <code>: `
+ * prefix (McpError adds one per hop; an upstream message that already carries copies of it is
+ * given back as its server wrote it).
+ */
+export class RelayedError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly data?: unknown,
+  ) {
+    super(message);
+    this.name = 'RelayedError';
+  }
+}
+
+export function relayed(error: unknown): RelayedError {
+  if (error instanceof RelayedError) return error;
+  if (error instanceof McpError) {
+    let message = error.message;
+    const prefix = `MCP error ${error.code}: `;
+    while (message.startsWith(prefix)) message = message.slice(prefix.length);
+    return new RelayedError(error.code, message, error.data);
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  return new RelayedError(GatewayErrorCode.unavailable, `upstream unavailable: ${message}`);
+}
+
+export interface AgentServerOptions {
+  agentId: string;
+  store: GatewayStore;
+  pool: UpstreamPool;
+  log: InteractionLog;
+  /** Upstream timeout of one call, reset by progress (default 60 s). */
+  callTimeoutMs?: number;
+  serverInfo?: { name: string; version: string };
+  onError?: (error: unknown) => void;
+}
+
+const LEVELS: LoggingLevel[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
+
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
+export function agentServer(options: AgentServerOptions): Server {
+  const { agentId, store, pool, log } = options;
+  const server = new Server(options.serverInfo ?? { name: 'mcp-control-plane-gateway', version: '0.1.0' }, {
+    capabilities: { tools: {}, resources: {}, prompts: {}, logging: {} },
+    instructions: 'Every tool of every MCP server this agent may use, named <server>__<tool>. The control plane decides each call.',
+  });
+  let level: LoggingLevel | undefined;
+  let routes: Map<string, GatewayServer> | undefined;
+
+  async function servers(): Promise<Map<string, GatewayServer>> {
+    routes = namespaces(await store.agentServers(agentId), (s) => s.instance_name);
+    return routes;
+  }
+
+  /** The upstream of a namespaced name, decided now (the agent's servers are asked again). */
+  async function route(qualified: string, fresh: boolean): Promise<{ namespace: string; name: string; server: GatewayServer }> {
+    const parts = unqualify(qualified);
+    const known = fresh || !routes ? await servers() : routes;
+    let server = parts ? known.get(parts.namespace) : undefined;
+    if (parts && !server && !fresh && known === routes) server = (await servers()).get(parts.namespace);
+    if (!parts || !server) throw new RelayedError(ErrorCode.InvalidParams, `unknown or not allowed: ${qualified}`);
+    return { ...parts, server };
+  }
+
+  async function upstreamOf(serverId: string): Promise<Upstream> {
+    try {
+      return await pool.get(serverId);
+    } catch (error) {
+      throw relayed(error);
+    }
+  }
+
+  /** Runs a request upstream; a failure of the session itself drops it for the next request. */
+  async function relay<T>(upstream: Upstream, sink: LogSink | undefined, run: () => Promise<T>): Promise<T> {
+    try {
+      return await upstream.track(sink, run);
+    } catch (error) {
+      if (isTransportFailure(error)) pool.drop(upstream.serverId, upstream);
+      throw relayed(error);
+    }
+  }
+
+  function logSink(extra: Extra): LogSink {
+    return (params) => {
+      if (level !== undefined && LEVELS.indexOf(params.level) < LEVELS.indexOf(level)) return;
+      void extra.sendNotification({ method: 'notifications/message', params }).catch(() => undefined);
+    };
+  }
+
+  async function allowedTools(server: GatewayServer, namespace: string): Promise<Tool[]> {
+    const upstream = await pool.get(server.server_instance_id);
+    const tools = await upstream.tools();
+    if (tools.length === 0) return [];
+    const decisions = await store.filterTools(agentId, server.server_instance_id, tools);
+    const allowed = new Set(decisions.filter((d) => d.allowed).map((d) => d.tool_name));
+    return tools.filter((tool) => allowed.has(tool.name)).map((tool) => tagged({ ...tool, name: qualify(namespace, tool.name) }, server.server_instance_id));
+  }
+
+  server.setRequestHandler(ListToolsRequestSchema, async () => {
+    const listed = await Promise.all(
+      [...(await servers())].map(([namespace, s]) =>
+        allowedTools(s, namespace).catch((error: unknown) => {
+          options.onError?.(error);
+          return [];
+        }),
+      ),
+    );
+    return { tools: listed.flat() };
+  });
+
+  server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+    const qualified = request.params.name;
+    const { name, server: target } = await route(qualified, false);
+    const serverId = target.server_instance_id;
+    const upstream = await upstreamOf(serverId);
+    const presented = (await relay(upstream, undefined, () => upstream.tools())).find((tool) => tool.name === name);
+    if (!presented) throw new RelayedError(ErrorCode.InvalidParams, `unknown tool: ${qualified}`);
+    const entry = { interaction_type: 'tool_call' as const, server_instance_id: serverId, tool_name: name, arguments: (request.params.arguments ?? {}) as JsonValue, request_id: String(extra.requestId) };
+
+    if (!(await store.mayCall(agentId, serverId, presented))) {
+      const reason = (await store.filterTools(agentId, serverId, [presented]))[0]?.reason ?? 'no_live_grant';
+      log.add(agentId, { ...entry, outcome: 'denied', duration_ms: 0, error: `denied: ${reason}` });
+      await log.flush();
+      throw new RelayedError(GatewayErrorCode.denied, `${qualified} denied by the control plane: ${reason}`, { reason });
+    }
+
+    const progressToken = request.params._meta?.progressToken;
+    const started = performance.now();
+    try {
+      const result = await relay(upstream, logSink(extra), () =>
+        upstream.client.callTool({ name, arguments: request.params.arguments ?? {} }, undefined, {
+          signal: extra.signal,
+          timeout: options.callTimeoutMs ?? 60_000,
+          resetTimeoutOnProgress: true,
+          ...(progressToken !== undefined
+            ? {
+                onprogress: (progress) => {
+                  void extra.sendNotification({ method: 'notifications/progress', params: { ...progress, progressToken } }).catch(() => undefined);
+                },
+              }
+            : {}),
+        }),
+      );
+      const isError = (result as CallToolResult).isError === true;
+      log.add(agentId, { ...entry, outcome: isError ? 'error' : 'success', duration_ms: Math.round(performance.now() - started), ...(isError ? { error: 'the tool reported an error' } : {}) });
+      return result;
+    } catch (error) {
+      const failure = relayed(error);
+      const timedOut = failure.code === ErrorCode.RequestTimeout;
+      log.add(agentId, { ...entry, outcome: timedOut ? 'timeout' : 'error', duration_ms: Math.round(performance.now() - started), error: failure.message.slice(0, 2000) });
+      throw failure;
+    }
+  });
+
+  /** Servers whose grant reads and which offer the capability, decided now. */
+  async function readable(capability: 'resources' | 'prompts'): Promise<[string, GatewayServer, Upstream][]> {
+    const found = await Promise.all(
+      [...(await servers())]
+        .filter(([, s]) => s.reads_allowed)
+        .map(async ([namespace, s]): Promise<[string, GatewayServer, Upstream] | null> => {
+          try {
+            const upstream = await pool.get(s.server_instance_id);
+            return upstream.capabilities[capability] ? [namespace, s, upstream] : null;
+          } catch (error) {
+            options.onError?.(error);
+            return null;
+          }
+        }),
+    );
+    return found.filter((x): x is [string, GatewayServer, Upstream] => x !== null);
+  }
+
+  async function readTarget(qualified: string, capability: 'resources' | 'prompts'): Promise<{ name: string; upstream: Upstream }> {
+    const { name, server: target } = await route(qualified, true);
+    if (!target.reads_allowed) throw new RelayedError(GatewayErrorCode.denied, `${qualified} denied by the control plane: the ${target.permission_scope} scope does not read ${capability}`, { reason: 'scope_does_not_read' });
+    const upstream = await upstreamOf(target.server_instance_id);
+    if (!upstream.capabilities[capability]) throw new RelayedError(ErrorCode.MethodNotFound, `the server offers no ${capability}`);
+    return { name, upstream };
+  }
+
+  const settle = <T>(work: Promise<T[]>[]): Promise<T[]> =>
+    Promise.allSettled(work).then((all) =>
+      all.flatMap((r) => {
+        if (r.status === 'fulfilled') return r.value;
+        options.onError?.(r.reason);
+        return [];
+      }),
+    );
+
+  server.setRequestHandler(ListResourcesRequestSchema, async (_request, extra) => ({
+    resources: await settle(
+      (await readable('resources')).map(async ([namespace, s, upstream]) =>
+        (await relay(upstream, undefined, () => upstream.client.listResources(undefined, { signal: extra.signal }))).resources.map((r) =>
+          tagged({ ...r, uri: qualify(namespace, r.uri) }, s.server_instance_id),
+        ),
+      ),
+    ),
+  }));
+
+  server.setRequestHandler(ListResourceTemplatesRequestSchema, async (_request, extra) => ({
+    resourceTemplates: await settle(
+      (await readable('resources')).map(async ([namespace, s, upstream]) =>
+        (await relay(upstream, undefined, () => upstream.client.listResourceTemplates(undefined, { signal: extra.signal }))).resourceTemplates.map((t) =>
+          tagged({ ...t, uriTemplate: qualify(namespace, t.uriTemplate) }, s.server_instance_id),
+        ),
+      ),
+    ),
+  }));
+
+  server.setRequestHandler(ReadResourceRequestSchema, async (request, extra) => {
+    const { name, upstream } = await readTarget(request.params.uri, 'resources');
+    const namespace = unqualify(request.params.uri)?.namespace ?? '';
+    const result = await relay(upstream, logSink(extra), () => upstream.client.readResource({ ...request.params, uri: name }, { signal: extra.signal }));
+    return { ...result, contents: result.contents.map((c) => ({ ...c, uri: qualify(namespace, c.uri) })) };
+  });
+
+  server.setRequestHandler(ListPromptsRequestSchema, async (_request, extra) => ({
+    prompts: await settle(
+      (await readable('prompts')).map(async ([namespace, s, upstream]) =>
+        (await relay(upstream, undefined, () => upstream.client.listPrompts(undefined, { signal: extra.signal }))).prompts.map((p) =>
+          tagged({ ...p, name: qualify(namespace, p.name) }, s.server_instance_id),
+        ),
+      ),
+    ),
+  }));
+
+  server.setRequestHandler(GetPromptRequestSchema, async (request, extra) => {
+    const { name, upstream } = await readTarget(request.params.name, 'prompts');
+    return relay(upstream, logSink(extra), () => upstream.client.getPrompt({ ...request.params, name }, { signal: extra.signal }));
+  });
+
+  server.setRequestHandler(SetLevelRequestSchema, async (request) => {
+    level = request.params.level;
+    return {};
+  });
+
+  return server;
+}

@@ -1,0 +1,248 @@
+/**
+ * The agent MCP gateway as a fetch handler `(req: Request) => Promise<Response>`: Streamable
+ * HTTP (the SDK's web-standard transport), so the same code runs under Node (scripts/gateway)
+ * and Deno (supabase/functions/mcp-gateway). Paths may carry a prefix (Supabase serves the
+ * function under /functions/v1/mcp-gateway).
+ *
+ *   POST|GET|DELETE  /agents/<agent id>/mcp   the agent's MCP endpoint (an API key, or a user's JWT)
+ *   POST|GET|DELETE  /mcp                      the same for the agent an API key belongs to
+ *   GET  /.well-known/oauth-protected-resource[/agents/<agent id>/mcp]   RFC 9728 metadata
+ *
+ * Every HTTP request is authenticated again (gateway_authenticate): `Authorization: Bearer
+ * mcpk_...` is an agent API key; any other bearer token is a Supabase user JWT, verified with
+ * the project's keys (JWKS or secret), acting for the agent named in the path. Without a valid
+ * credential: 401 with `WWW-Authenticate: Bearer resource_metadata="..."` and a JSON-RPC error
+ * body. A session belongs to the agent that opened it. Host and Origin are checked first
+ * (DNS rebinding): a Host outside `allowedHosts` (when set) and any Origin outside
+ * `allowedOrigins` are refused with 403.
+ */
+import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
+import { isInitializeRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
+import { McpControlPlaneError } from '../errors.ts';
+import { verifyJwt, type JwtKeyInput } from '../jwt.ts';
+import { agentServer } from './agent-server.ts';
+import { interactionLog, type InteractionLog } from './interaction-log.ts';
+import type { GatewayCredential, GatewayPrincipal, GatewayStore } from './store.ts';
+import { upstreamPool, type UpstreamPool } from './upstream.ts';
+
+export interface GatewayOptions {
+  /** The database, as the platform (gatewayStore over a service_role transport). */
+  store: GatewayStore;
+  /** Keys that verify user JWTs (the project's JWKS and/or HS256 secret); without them only API keys are accepted. */
+  jwtKeys?: JwtKeyInput;
+  /** Where clients reach the gateway (origin and prefix), for the resource metadata; by default the request's own URL. */
+  publicUrl?: string;
+  /** Authorization servers named in the resource metadata (e.g. `<SUPABASE_URL>/auth/v1`). */
+  authorizationServers?: string[];
+  /** Host header values accepted (`host:port`); unset, any Host is accepted. */
+  allowedHosts?: string[];
+  /** Origin header values accepted; a request with another Origin is refused (none: no browser origin). */
+  allowedOrigins?: string[];
+  /** fetch used for the upstream MCP endpoints. */
+  fetch?: typeof fetch;
+  /** Interaction log batching (interaction-log.ts). */
+  logFlushMs?: number;
+  /** Upstream timeout of one tool call, reset by progress. */
+  callTimeoutMs?: number;
+  /** A session idle this long is closed (default 30 min). */
+  sessionIdleMs?: number;
+  onError?: (error: unknown) => void;
+}
+
+export interface Gateway {
+  handle(req: Request): Promise<Response>;
+  /** Open downstream sessions. */
+  sessionCount(): number;
+  /** Writes the pending interaction log now. */
+  flushLog(): Promise<void>;
+  /** Ends every session, closes the upstreams, writes the log. */
+  close(): Promise<void>;
+}
+
+interface DownstreamSession {
+  agentId: string;
+  transport: WebStandardStreamableHTTPServerTransport;
+  lastSeen: number;
+}
+
+const UUID = '[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}';
+const MCP_PATH = new RegExp(`^(.*?)(?:/agents/(${UUID}))?/mcp$`);
+const METADATA_PATH = new RegExp(`^(.*?)/\\.well-known/oauth-protected-resource(/.*)?$`);
+
+/** A JSON-RPC error response, as the MCP transport answers errors outside a session. */
+export function jsonRpcError(status: number, code: number, message: string, headers: Record<string, string> = {}, data?: unknown): Response {
+  return new Response(JSON.stringify({ jsonrpc: '2.0', error: { code, message, ...(data !== undefined ? { data } : {}) }, id: null }), {
+    status,
+    headers: { 'content-type': 'application/json', ...headers },
+  });
+}
+
+class Refusal extends Error {
+  constructor(readonly response: Response) {
+    super('refused');
+  }
+}
+
+export function createGateway(options: GatewayOptions): Gateway {
+  const log: InteractionLog = interactionLog({
+    write: (agentId, rows) => options.store.log(agentId, rows),
+    ...(options.logFlushMs !== undefined ? { flushMs: options.logFlushMs } : {}),
+    onError: (error) => options.onError?.(error),
+  });
+  const pool: UpstreamPool = upstreamPool({ store: options.store, ...(options.fetch ? { fetch: options.fetch } : {}) });
+  const sessions = new Map<string, DownstreamSession>();
+  const idleMs = options.sessionIdleMs ?? 30 * 60_000;
+  const sweep = setInterval(() => {
+    const cutoff = Date.now() - idleMs;
+    for (const [id, session] of sessions) if (session.lastSeen < cutoff) void session.transport.close();
+  }, Math.min(60_000, idleMs));
+  (sweep as { unref?: () => void }).unref?.();
+
+  function base(url: URL, prefix: string): string {
+    return options.publicUrl ? options.publicUrl.replace(/\/+$/, '') : `${url.origin}${prefix}`;
+  }
+
+  function metadataUrl(url: URL, prefix: string, agentId: string | undefined): string {
+    return `${base(url, prefix)}/.well-known/oauth-protected-resource${agentId ? `/agents/${agentId}/mcp` : '/mcp'}`;
+  }
+
+  function unauthorized(url: URL, prefix: string, agentId: string | undefined, message: string, error?: string): Refusal {
+    const challenge = [`Bearer resource_metadata="${metadataUrl(url, prefix, agentId)}"`, ...(error ? [`error="${error}"`, `error_description="${message}"`] : [])].join(', ');
+    return new Refusal(jsonRpcError(401, -32001, message, { 'www-authenticate': challenge }));
+  }
+
+  function checkHostAndOrigin(req: Request, url: URL): void {
+    const host = req.headers.get('host') ?? url.host;
+    if (options.allowedHosts && !options.allowedHosts.includes(host)) {
+      throw new Refusal(jsonRpcError(403, -32000, `host not allowed: ${host}`));
+    }
+    const origin = req.headers.get('origin');
+    if (origin !== null) {
+      const own = options.publicUrl ? new URL(options.publicUrl).origin : undefined;
+      if (origin !== own && !(options.allowedOrigins ?? []).includes(origin)) {
+        throw new Refusal(jsonRpcError(403, -32000, `origin not allowed: ${origin}`));
+      }
+    }
+  }
+
+  async function authenticate(req: Request, url: URL, prefix: string, agentId: string | undefined): Promise<GatewayPrincipal> {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.get('authorization') ?? '');
+    if (!match?.[1]) throw unauthorized(url, prefix, agentId, 'authentication required: an agent API key or a user access token');
+    const token = match[1];
+    let credential: GatewayCredential;
+    if (token.startsWith('mcpk_')) {
+      credential = { apiKey: token, ...(agentId ? { agentId } : {}) };
+    } else {
+      if (!options.jwtKeys) throw unauthorized(url, prefix, agentId, 'this gateway accepts agent API keys only', 'invalid_token');
+      if (!agentId) throw new Refusal(jsonRpcError(400, -32600, 'a user acts for an agent: use /agents/<agent id>/mcp'));
+      let sub: string | undefined;
+      try {
+        const claims = await verifyJwt(token, options.jwtKeys);
+        sub = claims.role === 'authenticated' ? claims.sub : undefined;
+      } catch (error) {
+        throw unauthorized(url, prefix, agentId, error instanceof Error ? error.message : 'invalid token', 'invalid_token');
+      }
+      if (!sub) throw unauthorized(url, prefix, agentId, 'the token names no signed-in user', 'invalid_token');
+      credential = { userId: sub, agentId };
+    }
+    try {
+      return await options.store.authenticate(credential);
+    } catch (error) {
+      if (error instanceof McpControlPlaneError) {
+        if (error.code === '28000') throw unauthorized(url, prefix, agentId, error.message, 'invalid_token');
+        if (error.code === '42501') throw new Refusal(jsonRpcError(403, -32003, error.message));
+        if (error.status === 503) throw new Refusal(jsonRpcError(503, -32004, 'the control plane is unavailable'));
+      }
+      throw error;
+    }
+  }
+
+  async function openSession(agentId: string, req: Request, body: unknown): Promise<Response> {
+    let transport: WebStandardStreamableHTTPServerTransport;
+    transport = new WebStandardStreamableHTTPServerTransport({
+      sessionIdGenerator: () => crypto.randomUUID(),
+      onsessioninitialized: (id) => {
+        sessions.set(id, { agentId, transport, lastSeen: Date.now() });
+      },
+      onsessionclosed: (id) => {
+        sessions.delete(id);
+      },
+    });
+    transport.onclose = () => {
+      if (transport.sessionId) sessions.delete(transport.sessionId);
+    };
+    const server = agentServer({
+      agentId,
+      store: options.store,
+      pool,
+      log,
+      ...(options.callTimeoutMs !== undefined ? { callTimeoutMs: options.callTimeoutMs } : {}),
+      ...(options.onError ? { onError: options.onError } : {}),
+    });
+    await server.connect(transport);
+    return transport.handleRequest(req, { parsedBody: body });
+  }
+
+  async function mcp(req: Request, url: URL, prefix: string, pathAgentId: string | undefined): Promise<Response> {
+    const principal = await authenticate(req, url, prefix, pathAgentId);
+    const sessionId = req.headers.get('mcp-session-id');
+    if (sessionId) {
+      const session = sessions.get(sessionId);
+      // Another agent's session id is answered as an unknown one.
+      if (!session || session.agentId !== principal.agent_id) return jsonRpcError(404, -32001, 'session not found');
+      session.lastSeen = Date.now();
+      return session.transport.handleRequest(req);
+    }
+    if (req.method !== 'POST') return jsonRpcError(400, -32000, 'no session: send initialize first');
+    let body: unknown;
+    try {
+      body = await req.json();
+    } catch {
+      return jsonRpcError(400, -32700, 'parse error: the body is not JSON');
+    }
+    const messages = (Array.isArray(body) ? body : [body]) as JSONRPCMessage[];
+    if (!messages.some((m) => isInitializeRequest(m))) return jsonRpcError(400, -32000, 'no session: send initialize first');
+    return openSession(principal.agent_id, req, body);
+  }
+
+  function resourceMetadata(url: URL, prefix: string, resourcePath: string | undefined): Response {
+    const agent = resourcePath ? new RegExp(`^/agents/(${UUID})/mcp$`).exec(resourcePath)?.[1] : undefined;
+    return Response.json(
+      {
+        resource: `${base(url, prefix)}${agent ? `/agents/${agent}/mcp` : '/mcp'}`,
+        authorization_servers: options.authorizationServers ?? [],
+        bearer_methods_supported: ['header'],
+        resource_name: 'MCP control plane gateway',
+      },
+      { headers: { 'access-control-allow-origin': '*', 'cache-control': 'max-age=300' } },
+    );
+  }
+
+  return {
+    async handle(req) {
+      const url = new URL(req.url);
+      const path = url.pathname.replace(/\/+$/, '');
+      try {
+        checkHostAndOrigin(req, url);
+        const metadata = METADATA_PATH.exec(path);
+        if (metadata && req.method === 'GET') return resourceMetadata(url, metadata[1] ?? '', metadata[2]);
+        const route = MCP_PATH.exec(path);
+        if (route) return await mcp(req, url, route[1] ?? '', route[2]);
+        return jsonRpcError(404, -32601, `no MCP endpoint at ${path}: use /agents/<agent id>/mcp`);
+      } catch (error) {
+        if (error instanceof Refusal) return error.response;
+        options.onError?.(error);
+        return jsonRpcError(500, -32603, 'internal error');
+      }
+    },
+    sessionCount: () => sessions.size,
+    flushLog: () => log.flush(),
+    async close() {
+      clearInterval(sweep);
+      await Promise.allSettled([...sessions.values()].map((s) => s.transport.close()));
+      sessions.clear();
+      await pool.close();
+      await log.close();
+    },
+  };
+}

@@ -1,0 +1,142 @@
+/**
+ * What the gateway asks the database, all as the platform (service_role): who is calling, which
+ * servers the agent reaches now, how to reach a server, whether a tool call is allowed with the
+ * definition the gateway read upstream (and why not), and the interaction log. One function per
+ * question, over any RpcTransport (supabase-js with the service key, or the direct transport
+ * with service claims: gatewayStore), or straight over a pool whose connections are the
+ * service_role (sqlGatewayStore: one statement per question instead of PostgREST's five, the
+ * gateway's hot path). The SQL signatures are spelled here only.
+ */
+import type { Tool } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import { UnexpectedResultError, SdkErrorCode } from '../errors.ts';
+import { toControlPlaneError, type PgPoolLike } from '../direct-transport.ts';
+import { createRpc } from '../rpc.ts';
+import { McpTransportTypeSchema, PermissionScopeSchema, UuidSchema, type Interaction, type PresentedTool } from '../schemas.ts';
+import type { RpcTransport } from '../transport.ts';
+import { clipInteractions, logInteractions } from '../chat/log.ts';
+
+export const GatewayPrincipalSchema = z.object({ agent_id: UuidSchema, organization_id: UuidSchema, key_id: UuidSchema.nullable() });
+export type GatewayPrincipal = z.infer<typeof GatewayPrincipalSchema>;
+
+export const GatewayServerSchema = z.object({
+  server_instance_id: UuidSchema,
+  server_name: z.string(),
+  instance_name: z.string(),
+  permission_scope: PermissionScopeSchema,
+  allowed_tools: z.array(z.string()),
+  reads_allowed: z.boolean(),
+  mcp_transport_type: McpTransportTypeSchema,
+  expires_at: z.string().nullable(),
+});
+export type GatewayServer = z.infer<typeof GatewayServerSchema>;
+
+export const GatewayUpstreamSchema = z.object({ endpoint_url: z.string(), mcp_transport_type: McpTransportTypeSchema, bearer_token: z.string().nullable() });
+export type GatewayUpstream = z.infer<typeof GatewayUpstreamSchema>;
+
+/** The credential a request presents: an agent API key, or a user (verified from a JWT) naming an agent. */
+export type GatewayCredential = { apiKey: string; agentId?: string } | { userId: string; agentId: string };
+
+/** A function's result checked against its schema; UnexpectedResultError when it does not match. */
+export function parse<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
+  const parsed = schema.safeParse(value);
+  if (!parsed.success) {
+    throw new UnexpectedResultError({ code: SdkErrorCode.unexpectedResult, message: `${what}: unexpected result`, details: parsed.error.message });
+  }
+  return parsed.data;
+}
+
+export interface GatewayStore {
+  authenticate(credential: GatewayCredential): Promise<GatewayPrincipal>;
+  agentServers(agentId: string): Promise<GatewayServer[]>;
+  upstream(serverId: string): Promise<GatewayUpstream>;
+  /** validate_agent_mcp_access with the presented definition: the decision of one call. */
+  mayCall(agentId: string, serverId: string, tool: Tool): Promise<boolean>;
+  /** filter_agent_mcp_tools over what the gateway read upstream: allowed or not, and why (drift recorded). */
+  filterTools(agentId: string, serverId: string, tools: Tool[]): Promise<{ tool_name: string; allowed: boolean; reason: string }[]>;
+  log(agentId: string, interactions: Interaction[]): Promise<void>;
+}
+
+/** The store over a transport that acts as the platform (service_role). */
+export function gatewayStore(transport: RpcTransport): GatewayStore {
+  const rpc = createRpc(transport);
+  return {
+    async authenticate(credential) {
+      const args =
+        'apiKey' in credential
+          ? { p_api_key: credential.apiKey, ...(credential.agentId ? { p_agent_id: credential.agentId } : {}) }
+          : { p_user_id: credential.userId, p_agent_id: credential.agentId };
+      const rows = parse(z.array(GatewayPrincipalSchema).length(1), await transport.rpc('gateway_authenticate', args), 'gateway_authenticate');
+      return rows[0] as GatewayPrincipal;
+    },
+    async agentServers(agentId) {
+      return parse(z.array(GatewayServerSchema), await transport.rpc('gateway_agent_servers', { p_agent_id: agentId }), 'gateway_agent_servers');
+    },
+    async upstream(serverId) {
+      const rows = parse(z.array(GatewayUpstreamSchema).length(1), await transport.rpc('gateway_upstream', { p_server_instance_id: serverId }), 'gateway_upstream');
+      return rows[0] as GatewayUpstream;
+    },
+    mayCall: (agentId, serverId, tool) =>
+      rpc.validate_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: serverId, p_tool_name: tool.name, p_tool_definition: tool as PresentedTool }),
+    filterTools: (agentId, serverId, tools) =>
+      rpc.filter_agent_mcp_tools({ p_agent_id: agentId, p_server_instance_id: serverId, p_tools: tools as PresentedTool[] }),
+    log: (agentId, interactions) => logInteractions(transport, agentId, interactions),
+  };
+}
+
+const ROWS = (call: string): string => `select coalesce(pg_catalog.json_agg(r), '[]'::json) as result from ${call} as r`;
+
+/** Connection options that make every session of a pool the service_role, claims included. */
+export const SERVICE_ROLE_OPTIONS = '-c role=service_role -c request.jwt.claims={"role":"service_role"}';
+
+/**
+ * The store over a pool whose connections act as service_role (a pg.Pool with
+ * `options: SERVICE_ROLE_OPTIONS`): each question is one autocommitted statement.
+ */
+export function sqlGatewayStore(pool: PgPoolLike): GatewayStore {
+  async function query(sql: string, values: unknown[]): Promise<unknown> {
+    let client;
+    try {
+      client = await pool.connect();
+    } catch (error) {
+      throw toControlPlaneError(error);
+    }
+    try {
+      const { rows } = await client.query(sql, values);
+      client.release();
+      return rows[0]?.result;
+    } catch (error) {
+      client.release();
+      throw toControlPlaneError(error);
+    }
+  }
+  return {
+    async authenticate(credential) {
+      const rows = await query(ROWS('public.gateway_authenticate(p_api_key => $1::text, p_user_id => $2::uuid, p_agent_id => $3::uuid)'), [
+        'apiKey' in credential ? credential.apiKey : null,
+        'userId' in credential ? credential.userId : null,
+        credential.agentId ?? null,
+      ]);
+      return parse(z.array(GatewayPrincipalSchema).length(1), rows, 'gateway_authenticate')[0] as GatewayPrincipal;
+    },
+    async agentServers(agentId) {
+      return parse(z.array(GatewayServerSchema), await query(ROWS('public.gateway_agent_servers($1::uuid)'), [agentId]), 'gateway_agent_servers');
+    },
+    async upstream(serverId) {
+      const rows = await query(ROWS('public.gateway_upstream($1::uuid)'), [serverId]);
+      return parse(z.array(GatewayUpstreamSchema).length(1), rows, 'gateway_upstream')[0] as GatewayUpstream;
+    },
+    async mayCall(agentId, serverId, tool) {
+      const allowed = await query('select public.validate_agent_mcp_access($1::uuid, $2::uuid, $3::text, $4::jsonb) as result', [agentId, serverId, tool.name, JSON.stringify(tool)]);
+      return parse(z.boolean(), allowed, 'validate_agent_mcp_access');
+    },
+    async filterTools(agentId, serverId, tools) {
+      const rows = await query(ROWS('public.filter_agent_mcp_tools($1::uuid, $2::uuid, $3::jsonb)'), [agentId, serverId, JSON.stringify(tools)]);
+      return parse(z.array(z.object({ tool_name: z.string(), allowed: z.boolean(), reason: z.string() })), rows, 'filter_agent_mcp_tools');
+    },
+    async log(agentId, interactions) {
+      if (interactions.length === 0) return;
+      await query('select public.audit_mcp_interactions($1::uuid, $2::jsonb) as result', [agentId, JSON.stringify(clipInteractions(interactions))]);
+    },
+  };
+}

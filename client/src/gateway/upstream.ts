@@ -1,0 +1,162 @@
+/**
+ * The gateway's connections to the MCP servers behind the DTMAs: one MCP client session per
+ * server, opened on first use with the credential the database gives the platform
+ * (gateway_upstream: the endpoint and the toolbox's bearer token, which never leaves the
+ * gateway), kept open and shared by every agent's requests. A session that fails at the
+ * transport level is dropped and reopened on the next request.
+ *
+ * What the protocol lets a shared session relay: requests and their results, progress (the SDK
+ * gives each upstream request its own token, mapped back to the caller's), cancellation (the
+ * caller's abort becomes notifications/cancelled upstream). What it does not: a log message
+ * carries no request id, so it is relayed only when exactly one call is in flight on the
+ * session (to that call's client); otherwise it is dropped rather than shown to another agent.
+ */
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import {
+  LoggingMessageNotificationSchema,
+  McpError,
+  ToolListChangedNotificationSchema,
+  type LoggingMessageNotification,
+  type ServerCapabilities,
+  type Tool,
+} from '@modelcontextprotocol/sdk/types.js';
+import type { GatewayStore } from './store.ts';
+
+export type LogSink = (notification: LoggingMessageNotification['params']) => void;
+
+export interface Upstream {
+  serverId: string;
+  client: Client;
+  capabilities: ServerCapabilities;
+  /** The tools the server presents (cached for toolsTtlMs, or until it says they changed). */
+  tools(options?: RequestOptions): Promise<Tool[]>;
+  /** Runs a request with a log sink attached while it is in flight. */
+  track<T>(sink: LogSink | undefined, run: () => Promise<T>): Promise<T>;
+}
+
+export interface UpstreamPool {
+  get(serverId: string): Promise<Upstream>;
+  /** Forgets a session that failed (closing it); the next get opens a new one. */
+  drop(serverId: string, upstream?: Upstream): void;
+  close(): Promise<void>;
+}
+
+export interface UpstreamPoolOptions {
+  store: Pick<GatewayStore, 'upstream'>;
+  clientInfo?: { name: string; version: string };
+  fetch?: typeof fetch;
+  toolsTtlMs?: number;
+}
+
+const MAX_PAGES = 100;
+
+async function allTools(client: Client, options?: RequestOptions): Promise<Tool[]> {
+  const tools: Tool[] = [];
+  let cursor: string | undefined;
+  for (let page = 0; page < MAX_PAGES; page++) {
+    const result = await client.listTools(cursor ? { cursor } : undefined, options);
+    tools.push(...result.tools);
+    if (!result.nextCursor) break;
+    cursor = result.nextCursor;
+  }
+  return tools;
+}
+
+/** Whether an error says the session itself is gone (transport, HTTP), not a refusal of one request. */
+export function isTransportFailure(error: unknown): boolean {
+  return !(error instanceof McpError) && !(error instanceof Error && error.name === 'AbortError');
+}
+
+export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
+  const sessions = new Map<string, Promise<Upstream>>();
+  const ttl = options.toolsTtlMs ?? 5_000;
+
+  async function open(serverId: string): Promise<Upstream> {
+    const target = await options.store.upstream(serverId);
+    const headers: Record<string, string> = target.bearer_token ? { authorization: `Bearer ${target.bearer_token}` } : {};
+    const transport = new StreamableHTTPClientTransport(new URL(target.endpoint_url), {
+      requestInit: { headers },
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+    });
+    const client = new Client(options.clientInfo ?? { name: 'mcp-control-plane-gateway', version: '0.1.0' }, { capabilities: {} });
+    let cached: { at: number; tools: Promise<Tool[]> } | undefined;
+    const sinks = new Set<LogSink>();
+    client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
+      cached = undefined;
+    });
+    client.setNotificationHandler(LoggingMessageNotificationSchema, (notification) => {
+      if (sinks.size === 1) for (const sink of sinks) sink(notification.params);
+    });
+    await client.connect(transport);
+    const capabilities = client.getServerCapabilities() ?? {};
+    // Every level upstream: each agent's session filters by the level its client set.
+    if (capabilities.logging) await client.setLoggingLevel('debug').catch(() => undefined);
+    const upstream: Upstream = {
+      serverId,
+      client,
+      capabilities,
+      tools(requestOptions) {
+        if (!capabilities.tools) return Promise.resolve([]);
+        if (!cached || Date.now() - cached.at > ttl) {
+          const tools = allTools(client, requestOptions);
+          cached = { at: Date.now(), tools };
+          tools.catch(() => {
+            if (cached?.tools === tools) cached = undefined;
+          });
+        }
+        return cached.tools;
+      },
+      async track(sink, run) {
+        if (sink) sinks.add(sink);
+        try {
+          return await run();
+        } finally {
+          if (sink) sinks.delete(sink);
+        }
+      },
+    };
+    client.onclose = () => pool.drop(serverId, upstream);
+    return upstream;
+  }
+
+  const pool: UpstreamPool = {
+    get(serverId) {
+      let session = sessions.get(serverId);
+      if (!session) {
+        session = open(serverId);
+        sessions.set(serverId, session);
+        session.catch(() => {
+          if (sessions.get(serverId) === session) sessions.delete(serverId);
+        });
+      }
+      return session;
+    },
+    drop(serverId, upstream) {
+      const session = sessions.get(serverId);
+      if (!session) return;
+      void session.then(
+        (current) => {
+          if (upstream && current !== upstream) return;
+          if (sessions.get(serverId) === session) sessions.delete(serverId);
+          void current.client.close().catch(() => undefined);
+        },
+        () => undefined,
+      );
+    },
+    async close() {
+      const all = [...sessions.values()];
+      sessions.clear();
+      await Promise.allSettled(
+        all.map(async (session) => {
+          const upstream = await session;
+          const transport = upstream.client.transport;
+          if (transport instanceof StreamableHTTPClientTransport && transport.sessionId) await transport.terminateSession().catch(() => undefined);
+          await upstream.client.close();
+        }),
+      );
+    },
+  };
+  return pool;
+}

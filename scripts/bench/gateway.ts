@@ -1,0 +1,125 @@
+/**
+ * The gateway benchmark (not a test): `tools/call` through the agent MCP gateway against the same
+ * call made directly to the upstream endpoint on the local DTMA, at 1, 10 and 50 concurrent
+ * clients (each its own MCP session), then how long a revoke takes to be enforced.
+ *
+ *   npm start            # or any stack: DATABASE_URL, DTMA_URL and DTMA_TOKEN
+ *   npx tsx scripts/bench/gateway.ts [--seconds 3] [--clients 1,10,50] [--revokes 50]
+ *
+ * It uses the demo of npm start (organization `demo`, its toolbox, the `demo-memory` server,
+ * deployed if it is not running; one toolbox per DTMA, see the health sweep's known defect),
+ * adds an agent of the demo user (read_only, with an API key), serves a gateway in this process (Node adapter, one statement per database
+ * question on a service_role pool) and calls `read_graph` in a closed loop per client. It prints
+ * p50/p99 per path, the added latency and the throughput ratio, and, for revokes, the time from
+ * the revoke's commit to the first refused call (the gateway caches no decision, so the first
+ * call after the commit is refused; what is measured is that call's latency).
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import pg from 'pg';
+import { SERVICE_ROLE_OPTIONS, createAgentApiKey, createGateway, slug, sqlGatewayStore } from '../../client/src/gateway/index.ts';
+import { createRpc } from '../../client/src/rpc.ts';
+import { createAgent, userTransport, waitForStatus } from '../../test/support/stack.ts';
+import { serveFetch } from '../../client/src/node-serve.ts';
+
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '3' }, clients: { type: 'string', default: '1,10,50' }, revokes: { type: 'string', default: '50' } } });
+process.env.DATABASE_URL ??= 'postgresql://postgres:postgres@127.0.0.1:54322/postgres';
+process.env.DTMA_URL ??= `http://127.0.0.1:${process.env.DTMA_PORT ?? 30000}`;
+process.env.DTMA_TOKEN ??= readFileSync('.local/dtma-token', 'utf8').trim();
+const seconds = Number(values.seconds);
+
+const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+const f = (n: number): string => n.toFixed(2);
+
+const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10 });
+const servicePool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 20, options: SERVICE_ROLE_OPTIONS });
+const { rows: demo } = await pool.query<{ user_id: string; organization_id: string; server: string; status: string }>(
+  `select u.id as user_id, o.id as organization_id, i.id as server, i.status::text as status
+     from auth.users u, public.organizations o join public.account_tool_instances i on i.organization_id = o.id
+    where u.email = 'demo@example.com' and o.slug = 'demo' and i.instance_name_on_toolbox = 'demo-memory'`,
+);
+if (!demo[0]) throw new Error('no demo: run npm start first');
+const { user_id: demoUser, organization_id: organizationId, server } = demo[0];
+const ownerTransport = await userTransport(pool, demoUser);
+const owner = createRpc(ownerTransport);
+if (demo[0].status !== 'running') {
+  await owner.manage_mcp_servers({ action: 'deploy', organization_id: organizationId, server_id: server });
+  await waitForStatus(pool, server, 'running');
+}
+const agentId = await createAgent(pool, organizationId, demoUser, `bench-agent-${Date.now()}`);
+const org = { owner };
+await owner.grant_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: server, p_permission_scope: 'read_only' });
+const { api_key: apiKey } = await createAgentApiKey(ownerTransport, agentId, 'bench');
+const { rows } = await pool.query('select endpoint_url, instance_name_on_toolbox as name from public.account_tool_instances where id = $1', [server]);
+const endpoint = String(rows[0]?.endpoint_url);
+const tool = `${slug(String(rows[0]?.name))}__read_graph`;
+
+const gateway = createGateway({ store: sqlGatewayStore(servicePool) });
+const served = await serveFetch((req) => gateway.handle(req));
+
+async function client(url: string, token: string): Promise<Client> {
+  const c = new Client({ name: 'bench', version: '1.0.0' });
+  await c.connect(new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { authorization: `Bearer ${token}` } } }));
+  return c;
+}
+
+async function measure(path: 'direct' | 'gateway', clients: number): Promise<{ latencies: number[]; perSecond: number }> {
+  const sessions = await Promise.all(
+    Array.from({ length: clients }, () => (path === 'direct' ? client(endpoint, process.env.DTMA_TOKEN as string) : client(`${served.url}/mcp`, apiKey))),
+  );
+  const name = path === 'direct' ? 'read_graph' : tool;
+  for (const s of sessions) await s.callTool({ name, arguments: {} }); // warm
+  const latencies: number[] = [];
+  const end = performance.now() + seconds * 1000;
+  await Promise.all(
+    sessions.map(async (s) => {
+      while (performance.now() < end) {
+        const t = performance.now();
+        await s.callTool({ name, arguments: {} });
+        latencies.push(performance.now() - t);
+      }
+    }),
+  );
+  await Promise.all(sessions.map((s) => s.close()));
+  return { latencies: latencies.sort((a, b) => a - b), perSecond: latencies.length / seconds };
+}
+
+console.log(`gateway benchmark: tools/call read_graph (server-memory behind the local DTMA), ${seconds} s per cell\n`);
+console.log('| clients | direct p50 / p99 ms | gateway p50 / p99 ms | added p50 / p99 ms | direct calls/s | gateway calls/s | throughput ratio |');
+console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+for (const clients of values.clients.split(',').map(Number)) {
+  const direct = await measure('direct', clients);
+  const viaGateway = await measure('gateway', clients);
+  const [d50, d99, g50, g99] = [pct(direct.latencies, 50), pct(direct.latencies, 99), pct(viaGateway.latencies, 50), pct(viaGateway.latencies, 99)];
+  console.log(
+    `| ${clients} | ${f(d50)} / ${f(d99)} | ${f(g50)} / ${f(g99)} | ${f(g50 - d50)} / ${f(g99 - d99)} | ${direct.perSecond.toFixed(0)} | ${viaGateway.perSecond.toFixed(0)} | ${((100 * viaGateway.perSecond) / direct.perSecond).toFixed(0)}% |`,
+  );
+}
+
+// Revoke to enforced: grant, a call that succeeds, revoke (commit), then the first call.
+const enforced: number[] = [];
+const session = await client(`${served.url}/mcp`, apiKey);
+let refusedEveryTime = true;
+for (let i = 0; i < Number(values.revokes); i++) {
+  await org.owner.grant_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: server, p_permission_scope: 'read_only' });
+  await session.callTool({ name: tool, arguments: {} });
+  await org.owner.revoke_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: server });
+  const committed = performance.now();
+  const refused = await session.callTool({ name: tool, arguments: {} }).then(
+    () => false,
+    () => true,
+  );
+  enforced.push(performance.now() - committed);
+  refusedEveryTime &&= refused;
+}
+enforced.sort((a, b) => a - b);
+console.log(`\nrevoke to enforced (${enforced.length} revokes): p50 ${f(pct(enforced, 50))} ms, p99 ${f(pct(enforced, 99))} ms; first call after the commit refused every time: ${refusedEveryTime}`);
+
+await session.close();
+await gateway.close();
+await served.close();
+await pool.query('update public.agents set is_active = false where id = $1', [agentId]);
+await servicePool.end();
+await pool.end();

@@ -1,0 +1,59 @@
+/**
+ * The agent MCP gateway under Node (npm start runs it):
+ *
+ *   DATABASE_URL=postgresql://... GATEWAY_PORT=8080 npx tsx scripts/gateway/main.ts
+ *
+ * | variable | default | meaning |
+ * | GATEWAY_PORT | 8080 | listening port (0: a free one) |
+ * | GATEWAY_HOST | 127.0.0.1 | listening address |
+ * | GATEWAY_PUBLIC_URL | http://<host>:<port> | where clients reach it (resource metadata, Host check) |
+ * | GATEWAY_ALLOWED_HOSTS | the listening and public hosts, localhost | Host values accepted, comma-separated |
+ * | GATEWAY_ALLOWED_ORIGINS | none | browser Origins accepted, comma-separated |
+ * | JWT_JWKS_URL, JWT_JWKS, JWT_SECRET | none | keys that verify user JWTs (without them: API keys only) |
+ * | GATEWAY_AUTHORIZATION_SERVERS | none | comma-separated, named in the resource metadata |
+ * | GATEWAY_LOG_FLUSH_MS | 100 | how long a logged call may wait in memory before its batch is written |
+ *
+ * It acts on the database as service_role (the direct transport), the only role that may run
+ * the gateway's functions. SIGTERM and SIGINT end the sessions and write the pending log.
+ */
+import pg from 'pg';
+import { SERVICE_ROLE_OPTIONS, createGateway, sqlGatewayStore } from '../../client/src/gateway/index.ts';
+import { jwtKeysFromEnv } from '../../client/src/jwt.ts';
+import { serveFetch } from '../../client/src/node-serve.ts';
+
+const list = (value: string | undefined): string[] | undefined => (value ? value.split(',').map((s) => s.trim()).filter(Boolean) : undefined);
+
+const databaseUrl = process.env.DATABASE_URL ?? 'postgresql://postgres:postgres@127.0.0.1:54322/postgres';
+const host = process.env.GATEWAY_HOST ?? '127.0.0.1';
+const port = Number(process.env.GATEWAY_PORT ?? 8080);
+const pool = new pg.Pool({ connectionString: databaseUrl, options: SERVICE_ROLE_OPTIONS, max: Number(process.env.GATEWAY_DB_POOL ?? 20) });
+const keys = jwtKeysFromEnv((name) => process.env[name]);
+
+let gateway: ReturnType<typeof createGateway> | undefined;
+const served = await serveFetch((req) => (gateway as NonNullable<typeof gateway>).handle(req), { host, port });
+const publicUrl = process.env.GATEWAY_PUBLIC_URL ?? served.url;
+gateway = createGateway({
+  store: sqlGatewayStore(pool),
+  ...(Object.keys(keys).length > 0 ? { jwtKeys: keys } : {}),
+  publicUrl,
+  allowedHosts: list(process.env.GATEWAY_ALLOWED_HOSTS) ?? [...new Set([new URL(served.url).host, `localhost:${served.port}`, new URL(publicUrl).host])],
+  allowedOrigins: list(process.env.GATEWAY_ALLOWED_ORIGINS) ?? [],
+  authorizationServers: list(process.env.GATEWAY_AUTHORIZATION_SERVERS) ?? [],
+  ...(process.env.GATEWAY_LOG_FLUSH_MS ? { logFlushMs: Number(process.env.GATEWAY_LOG_FLUSH_MS) } : {}),
+  onError: (error) => console.error('gateway:', error instanceof Error ? error.message : error),
+});
+console.log(`mcp gateway listening on ${served.url} (agent endpoints: ${publicUrl}/agents/<agent id>/mcp, or ${publicUrl}/mcp with an agent API key)`);
+
+let stopping = false;
+const stop = (): void => {
+  if (stopping) process.exit(1);
+  stopping = true;
+  void (async () => {
+    await gateway?.close();
+    await served.close();
+    await pool.end();
+    process.exit(0);
+  })();
+};
+process.on('SIGINT', stop);
+process.on('SIGTERM', stop);

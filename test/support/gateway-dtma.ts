@@ -1,0 +1,15 @@
+/**
+ * Test support (never imported by product code): a local DTMA of a test file's own, in the test
+ * process, running real MCP servers from npm, so that the gateway's longer suites do not share
+ * their servers (or their DTMA's load) with the rest of the run.
+ */
+import { createProcessDriver } from '../../scripts/dtma/process-driver.ts';
+import { createDtmaServer } from '../../scripts/dtma/server.ts';
+import { dtma } from './stack.ts';
+
+export async function ownDtma(): Promise<{ url: string; token: string; close: () => Promise<void> }> {
+  const { token } = dtma();
+  const server = createDtmaServer({ token, driver: createProcessDriver({ startTimeoutMs: 20_000 }), port: 0 });
+  const url = await server.listen();
+  return { url, token, close: () => server.close() };
+}
