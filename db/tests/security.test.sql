@@ -150,8 +150,9 @@ exception when others then
   return sqlstate || ' ' || replace(sqlerrm, p_id::text, '<id>');
 end $$;
 grant execute on function pg_temp.outcome(text, uuid) to authenticated;
--- Globex's server presented a changed tool definition, waiting for Globex's approval.
-select tests.authenticate_as(:'gus');
+-- Globex's server presented a changed tool definition to the gateway (the platform), waiting for
+-- Globex's approval.
+select tests.authenticate_as_service_role();
 select count(*) as seen from public.filter_agent_mcp_tools(:'gus_bot', :'gmem', '[{"name": "read_graph", "description": "changed"}]') \gset
 select tests.clear_authentication();
 select presented_sha256 as gdrift from public.mcp_tool_drift where server_instance_id = :'gmem' \gset
