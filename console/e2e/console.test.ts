@@ -102,6 +102,63 @@ describe('the console, signed in as the demo user (owner)', () => {
     await screenshot(mia, 'servers');
   });
 
+  it('creates a server from the catalog’s configuration schema; a writeOnly secret is set, never shown, replaced', async () => {
+    const catalogName = `console-secrets-${suffix()}`;
+    const schema = {
+      type: 'object', additionalProperties: false, required: ['env'],
+      properties: { env: { type: 'object', additionalProperties: false, required: ['API_KEY'], properties: {
+        API_KEY: { type: 'string', minLength: 1, writeOnly: true, description: 'a secret' },
+        REGION: { type: 'string', enum: ['eu', 'us'] } } } },
+    };
+    await pool.query(
+      `insert into public.mcp_server_catalog (name, display_name, docker_image_url, version, transport_type, config_schema)
+       values ($1, 'Console secrets check', 'npm:@modelcontextprotocol/server-memory', '1', 'streamable_http', $2)`,
+      [catalogName, schema],
+    );
+    try {
+      await openScreen(mia, stack.url, 'servers');
+      await mia.locator('button[data-action="open-create"]').click();
+      const form = mia.locator('form[data-form="create-server"]');
+      await form.locator('select').first().selectOption(catalogName);
+      await form.locator('label', { hasText: 'Name on the toolbox' }).locator('input').fill(catalogName);
+      await form.locator('[data-field="env.REGION"] select').selectOption('eu');
+      const secret = form.locator('[data-field="env.API_KEY"] input');
+      await expect(secret.getAttribute('type')).resolves.toBe('password');
+      await secret.fill('sk-first-secret');
+      await form.locator('button[type="submit"]').click();
+      const row = mia.locator(`tr[data-instance="${catalogName}"]`);
+      await row.waitFor();
+      const stored = async () => (await one<{ configuration: { env: Record<string, unknown> } }>('select configuration from public.account_tool_instances where instance_name_on_toolbox = $1', [catalogName])).configuration.env;
+      const first = await stored();
+      expect(first.REGION).toBe('eu');
+      expect(first.API_KEY).toBeDefined();
+
+      // Configure: the secret says it is set, its input is empty, the value is nowhere on the page.
+      await row.locator('button[data-action="configure"]').click();
+      const edit = mia.locator('form[data-form="configure"]');
+      await expect(edit.locator('[data-field="env.API_KEY"] .badge').textContent()).resolves.toBe('secret set');
+      await expect(edit.locator('[data-field="env.API_KEY"] input').inputValue()).resolves.toBe('');
+      await expect(edit.locator('[data-field="env.REGION"] select').inputValue()).resolves.toBe('eu');
+      expect(await mia.content()).not.toContain('sk-first-secret');
+      // Saving without typing keeps the stored secret; typing replaces it.
+      await edit.locator('[data-field="env.REGION"] select').selectOption('us');
+      await edit.locator('button[type="submit"]').click();
+      await edit.waitFor({ state: 'detached' });
+      expect(await stored()).toEqual({ ...first, REGION: 'us' });
+      await row.locator('button[data-action="configure"]').click();
+      await edit.locator('[data-field="env.API_KEY"] input').fill('sk-second-secret');
+      await edit.locator('button[type="submit"]').click();
+      await edit.waitFor({ state: 'detached' });
+      const second = await stored();
+      expect(second.API_KEY).toBeDefined();
+      expect(second.API_KEY).not.toEqual(first.API_KEY);
+      expect(await mia.content()).not.toContain('sk-second-secret');
+    } finally {
+      await pool.query("select public.manage_mcp_servers('delete', i.organization_id, '{}', i.id) from public.account_tool_instances i where i.instance_name_on_toolbox = $1 and i.status <> 'removed'", [catalogName]);
+      await pool.query('update public.mcp_server_catalog set is_active = false where name = $1', [catalogName]);
+    }
+  });
+
   let grantedAt: Date;
   let grantId: string;
   it('grants the demo agent read-only access and shows exactly its read-only tools', async () => {
