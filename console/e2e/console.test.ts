@@ -198,6 +198,8 @@ describe('the console, signed in as the demo user (owner)', () => {
     expect(revokedAt).toBeInstanceOf(Date);
     const between = new Date((grantedAt.getTime() + revokedAt.getTime()) / 2);
     expect(await whoCouldCall(mia, 'read_graph', between)).toEqual(['demo-agent']);
+    await mia.locator('form[data-form="point-in-time"]').scrollIntoViewIfNeeded();
+    await screenshot(mia, 'point-in-time');
     expect(await whoCouldCall(mia, 'read_graph', new Date(revokedAt.getTime() + 1))).toEqual([]);
     expect(await whoCouldCall(mia, 'read_graph', new Date(grantedAt.getTime() - 1000))).toEqual([]);
   });
@@ -254,6 +256,8 @@ describe('the console, signed in as the demo user (owner)', () => {
     await mia.locator('form.filters button[type="submit"]').click();
     await mia.locator('table.audit tr[data-action="mcp_grant.insert"]').first().waitFor();
     await screenshot(mia, 'audit');
+    await mia.locator('[data-chart="Calls per server"]').scrollIntoViewIfNeeded();
+    await screenshot(mia, 'usage');
   });
 });
 
