@@ -261,6 +261,39 @@ describe('the console, signed in as the demo user (owner)', () => {
   });
 });
 
+describe('screens that need other issues’ work', () => {
+  it('lists the user’s OAuth connections from the database, tokens never on the page', async () => {
+    const user = createRpc(directTransport({ pool, claims: { role: 'authenticated', sub: demo.id } }));
+    await user.store_user_oauth_connection({ p_provider: 'github', p_access_token: 'gho_console_secret_token', p_scopes: ['repo', 'read:user'], p_account_label: 'demo-on-github', p_expires_in: 3600 });
+    await openScreen(mia, stack.url, 'connections');
+    const row = mia.locator('tr[data-connection="github"][data-status="active"]');
+    await row.waitFor();
+    await expect(row.locator('code.tool').allTextContents()).resolves.toEqual(['read:user', 'repo']);
+    expect(await mia.content()).not.toContain('gho_console_secret_token');
+    // Connecting goes through mcp-auth-manager; GitHub is connected already, the others are offered.
+    await expect(mia.locator('button[data-action="connect"][data-provider="github"]').count()).resolves.toBe(0);
+    await expect(mia.locator('button[data-action="connect"][data-provider="google"]').count()).resolves.toBe(1);
+    await screenshot(mia, 'connections');
+  });
+
+  it('creates an agent API key, shows it once, and revokes it (with the gateway’s RPCs)', async (ctx) => {
+    const { exists } = await one<{ exists: boolean }>("select to_regprocedure('public.create_agent_api_key(uuid, text, timestamptz)') is not null as exists");
+    if (!exists) ctx.skip();
+    await openScreen(mia, stack.url, 'agents');
+    const name = `console-key-${suffix()}`;
+    await mia.locator('label', { hasText: 'Key name' }).locator('input').fill(name);
+    await mia.locator('button', { hasText: 'Create a key' }).click();
+    const shown = await mia.locator('[data-new-key] code.key').textContent();
+    expect(shown).toMatch(/^mcpk_[0-9a-f]{12}_/);
+    await mia.locator('[data-new-key] button').click();
+    await mia.locator(`tr[data-key="${(shown as string).slice(0, 17)}"][data-state="active"]`).waitFor();
+    await openScreen(mia, stack.url, 'agents');
+    expect(await mia.content()).not.toContain(shown as string);
+    await mia.locator(`tr[data-key="${(shown as string).slice(0, 17)}"] button[data-action="revoke-key"]`).click();
+    await mia.locator(`tr[data-key="${(shown as string).slice(0, 17)}"][data-state="revoked"]`).waitFor();
+  });
+});
+
 describe('a viewer of the demo organization', () => {
   let vic: Page;
   beforeAll(async () => {
@@ -270,7 +303,7 @@ describe('a viewer of the demo organization', () => {
   });
 
   it('is offered no button that changes anything, on any screen', async () => {
-    for (const screen of ['organization', 'servers', 'agents', 'audit'] as const) {
+    for (const screen of ['organization', 'servers', 'agents', 'audit', 'connections'] as const) {
       await openScreen(vic, stack.url, screen);
       await expect(vic.locator('[data-mutates]').count(), screen).resolves.toBe(0);
       // Every button is one of the two kinds: none slipped through unmarked.

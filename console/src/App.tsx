@@ -15,12 +15,14 @@ import { OrganizationScreen } from './screens/Organization.tsx';
 import { ServersScreen } from './screens/Servers.tsx';
 import { AgentsScreen } from './screens/Agents.tsx';
 import { AuditScreen } from './screens/Audit.tsx';
+import { ConnectionsScreen } from './screens/Connections.tsx';
 
 const SCREENS = [
   { path: '/organization', label: 'Organization', Screen: OrganizationScreen },
   { path: '/servers', label: 'MCP servers', Screen: ServersScreen },
   { path: '/agents', label: 'Agents and access', Screen: AgentsScreen },
   { path: '/audit', label: 'Audit and usage', Screen: AuditScreen },
+  { path: '/connections', label: 'Connections', Screen: ConnectionsScreen },
 ] as const;
 
 function usePath(): [string, (path: string) => void] {

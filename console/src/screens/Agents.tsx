@@ -12,11 +12,12 @@ import { rows, rpc, supabase } from '../supabase.ts';
 import type { Agent, Drift, Grant, Instance, Tool } from '../types.ts';
 import { ErrorNote, Mutating, Safe, Section, short, useAction, useLoad, when } from '../ui.tsx';
 import { Annotations } from './Servers.tsx';
+import { ApiKeys } from './ApiKeys.tsx';
 
 const GRANT_COLUMNS = 'id,agent_id,server_instance_id,permission_scope,allowed_tools,expires_at,granted_by,granted_at,revoked_at,revoked_by,revoke_reason';
 
 export function AgentsScreen() {
-  const { org, isAdmin, userId } = useConsole();
+  const { org, isAdmin, isMember, userId } = useConsole();
   const base = useLoad(async () => {
     const [agents, servers, live] = await Promise.all([
       rows<Agent>(supabase.from('agents').select('id,name,description,user_id,is_active').eq('organization_id', org.id).order('name')),
@@ -48,6 +49,7 @@ export function AgentsScreen() {
         </aside>
         <div className="detail">
           {agent && base.data ? <AgentGrants key={agent.id} agent={agent} servers={base.data.servers} onChange={base.reload} /> : <p>No agents in this organization yet.</p>}
+          {agent && (isAdmin || (isMember && agent.user_id === userId)) ? <ApiKeys key={`keys-${agent.id}`} agent={agent} /> : null}
         </div>
       </div>
       {isAdmin && base.data ? <DriftSection servers={base.data.servers} /> : null}
