@@ -33,7 +33,6 @@ export function ConnectionsScreen() {
     if (!code || !state) return;
     window.history.replaceState(null, '', '/connections');
     void action.run('callback', () => callFunction('mcp-auth-manager', 'callback', { state, code, redirect_uri: redirectUri })).then(data.reload);
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [returned]);
 
   const connected = new Set((data.data?.connections ?? []).filter((c) => c.status !== 'revoked').map((c) => c.provider));

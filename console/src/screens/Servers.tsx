@@ -49,7 +49,7 @@ export function ServersScreen() {
     [org.id],
     (list) => (list?.some((i) => MOVING.includes(i.status)) || Object.keys(pending).length > 0 ? 1000 : 5000),
   );
-  const static_ = useLoad(async () => {
+  const reference = useLoad(async () => {
     const [catalog, toolboxes, transitions] = await Promise.all([
       rows<CatalogEntry>(supabase.from('mcp_server_catalog').select('id,name,display_name,description,version,docker_image_url,tool_manifest,config_schema,required_oauth_providers').order('display_name')),
       rows<Toolbox>(supabase.from('account_tool_environments').select('id,name,dtma_base_url,status,last_heartbeat_at,last_error').eq('organization_id', org.id).order('name')),
@@ -64,8 +64,8 @@ export function ServersScreen() {
   const all = instances.data ?? [];
   const matching = filter ? all.filter((i) => `${i.display_name} ${i.instance_name_on_toolbox} ${i.status}`.toLowerCase().includes(filter.toLowerCase())) : all;
   const list = matching.slice(0, shown);
-  const catalogById = new Map((static_.data?.catalog ?? []).map((c) => [c.id, c]));
-  const toolboxById = new Map((static_.data?.toolboxes ?? []).map((t) => [t.id, t]));
+  const catalogById = new Map((reference.data?.catalog ?? []).map((c) => [c.id, c]));
+  const toolboxById = new Map((reference.data?.toolboxes ?? []).map((t) => [t.id, t]));
   // A pending action lasts until the instance has changed state since the click and settled.
   useEffect(() => {
     const done = all.filter((i) => pending[i.id] && !MOVING.includes(i.status) && i.status_changed_at !== pending[i.id].split('|')[1]);
@@ -80,7 +80,7 @@ export function ServersScreen() {
   };
 
   return (
-    <div data-screen="servers" data-ready={instances.data && static_.data ? '' : undefined}>
+    <div data-screen="servers" data-ready={instances.data && reference.data ? '' : undefined}>
       <Section title="MCP servers" actions={<Safe onClick={instances.reload}>Refresh</Safe>}>
         <ErrorNote error={instances.error ?? action.error} />
         {all.length > PAGE ? (
@@ -103,7 +103,7 @@ export function ServersScreen() {
                   <td className="actions">
                     {flight ? <span className="progress" data-progress="">{flight.progress}</span> : null}
                     {isAdmin && !flight
-                      ? ACTIONS.filter((a) => static_.data?.allowed.has(`${i.status}:${a.event}`)).map((a) => (
+                      ? ACTIONS.filter((a) => reference.data?.allowed.has(`${i.status}:${a.event}`)).map((a) => (
                           <Mutating key={a.event} data-action={a.action} onClick={() => act(i, a)}>{a.label}</Mutating>
                         ))
                       : null}
@@ -116,14 +116,14 @@ export function ServersScreen() {
         </table>
         {list.length === 0 && instances.data ? <p>{filter ? 'No MCP server matches.' : 'No MCP servers yet.'}</p> : null}
         {matching.length > list.length ? <Safe onClick={() => setShown(shown + PAGE)}>Show {Math.min(PAGE, matching.length - list.length)} more of {matching.length - list.length}</Safe> : null}
-        {editing && static_.data ? (
+        {editing && reference.data ? (
           <EditConfiguration key={editing} instanceId={editing} catalog={catalogById} onDone={() => { setEditing(undefined); instances.reload(); }} />
         ) : null}
       </Section>
-      {isAdmin && static_.data ? <CreateServer catalog={static_.data.catalog} toolboxes={static_.data.toolboxes} onCreated={instances.reload} /> : null}
+      {isAdmin && reference.data ? <CreateServer catalog={reference.data.catalog} toolboxes={reference.data.toolboxes} onCreated={instances.reload} /> : null}
       <Section title="Catalog">
-        <ErrorNote error={static_.error} />
-        {(static_.data?.catalog ?? []).map((c) => <CatalogCard key={c.id} entry={c} />)}
+        <ErrorNote error={reference.error} />
+        {(reference.data?.catalog ?? []).map((c) => <CatalogCard key={c.id} entry={c} />)}
       </Section>
     </div>
   );
