@@ -52,7 +52,7 @@ export function AgentsScreen() {
           {agent && (isAdmin || (isMember && agent.user_id === userId)) ? <ApiKeys key={`keys-${agent.id}`} agent={agent} /> : null}
         </div>
       </div>
-      {isAdmin && base.data ? <DriftSection servers={base.data.servers} /> : null}
+      {isAdmin ? <DriftSection servers={base.data?.servers} /> : null}
     </div>
   );
 }
@@ -173,7 +173,7 @@ function GrantDialog({ agent, servers, onClose, onGranted }: { agent: Agent; ser
   );
 }
 
-function DriftSection({ servers }: { servers: Pick<Instance, 'id' | 'display_name'>[] }) {
+function DriftSection({ servers }: { servers?: Pick<Instance, 'id' | 'display_name'>[] }) {
   const { org } = useConsole();
   const data = useLoad(async () => {
     const drift = await rows<Drift>(supabase.from('mcp_tool_drift').select('id,server_instance_id,tool_name,pinned_sha256,presented_sha256,presented_definition,first_seen_at,last_seen_at,seen_count,approved_at').eq('organization_id', org.id).is('approved_at', null).order('first_seen_at'));
@@ -182,13 +182,13 @@ function DriftSection({ servers }: { servers: Pick<Instance, 'id' | 'display_nam
     return { drift, pinned: new Map(pinned.map((p) => [p.id, p.pinned_manifest])) };
   }, [org.id]);
   const action = useAction();
-  const name = new Map(servers.map((s) => [s.id, s.display_name]));
+  const name = new Map((servers ?? []).map((s) => [s.id, s.display_name]));
   // A removed server presents nothing any more: its old sightings need no approval.
-  const pending = (data.data?.drift ?? []).filter((d) => name.has(d.server_instance_id));
+  const pending = servers ? (data.data?.drift ?? []).filter((d) => name.has(d.server_instance_id)) : [];
   return (
     <Section title="Changed tool definitions awaiting approval">
       <ErrorNote error={data.error ?? action.error} />
-      {data.data && pending.length === 0 ? <p data-drift-empty="">No server presents a tool that differs from its pinned definition.</p> : null}
+      {data.data && servers && pending.length === 0 ? <p data-drift-empty="">No server presents a tool that differs from its pinned definition.</p> : null}
       {pending.map((d) => {
         const pinned = data.data?.pinned.get(d.server_instance_id)?.find((t) => t.name === d.tool_name);
         const { sha256: _ignored, ...pinnedDefinition } = pinned ?? { sha256: undefined };
