@@ -4,7 +4,9 @@
  * the PostgREST stand-in; a real deployment builds with its project's URL and anon key and
  * serves console/dist from any static host.
  *
- *   SUPABASE_URL=http://127.0.0.1:54321 JWT_SECRET=... CONSOLE_PORT=54323 npx tsx console/serve.ts
+ *   SUPABASE_URL=http://127.0.0.1:54321 JWT_SECRET=... CONSOLE_PORT=54323 npx tsx console/serve.ts [build|serve]
+ *
+ * `build` only builds, `serve` only serves what was built; without an argument, both.
  *
  * Locally the anon key is a JWT with role anon signed with the local JWT_SECRET, as a Supabase
  * project's anon key is signed with the project's secret.
@@ -41,8 +43,10 @@ async function main(): Promise<void> {
     console.error('console: SUPABASE_URL and JWT_SECRET are required');
     process.exit(2);
   }
+  const mode = process.argv[2];
   const outDir = process.env.CONSOLE_OUT_DIR ?? fileURLToPath(new URL('../.local/console-dist', import.meta.url));
-  await buildConsole(outDir, supabaseUrl, process.env.SUPABASE_ANON_KEY ?? (await anonKey(jwtSecret)));
+  if (mode !== 'serve') await buildConsole(outDir, supabaseUrl, process.env.SUPABASE_ANON_KEY ?? (await anonKey(jwtSecret)));
+  if (mode === 'build') return;
   const served = await serveConsole(outDir, Number(process.env.CONSOLE_PORT ?? 54323));
   console.log(`console listening on ${served.url}`);
   const stop = (): void => void served.close().then(() => process.exit(0));

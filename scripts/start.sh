@@ -79,6 +79,19 @@ if [ ! -s "$key_file" ] || [ "$(echo "select exists (select from public.agent_ap
 fi
 svc_start gateway "http_ok http://127.0.0.1:$GATEWAY_PORT/.well-known/oauth-protected-resource" \
   env GATEWAY_PORT="$GATEWAY_PORT" npx --no-install tsx scripts/gateway/main.ts
+# The admin console (console/) behind the PostgREST stand-in (standins/postgrest), both local-only.
+export POSTGREST_PORT="${POSTGREST_PORT:-54321}" CONSOLE_PORT="${CONSOLE_PORT:-54323}" CONSOLE_OUT_DIR="$LOCAL_DIR/console-dist"
+[ -s "$LOCAL_DIR/jwt-secret" ] || (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$LOCAL_DIR/jwt-secret")
+export JWT_SECRET="$(cat "$LOCAL_DIR/jwt-secret")" SUPABASE_URL="http://127.0.0.1:$POSTGREST_PORT"
+svc_start postgrest-standin "http_ok $SUPABASE_URL/auth/v1/health" npx --no-install tsx standins/postgrest/server.ts
+console_hash="$( (cat "$LOCAL_DIR/jwt-secret"; echo "$SUPABASE_URL"; find "$ROOT/console" "$ROOT/client/src" -type f -not -path '*/e2e/*' | sort | xargs cat) | md5sum | cut -c1-32)"
+if [ "$(cat "$LOCAL_DIR/console-dist.hash" 2>/dev/null)" != "$console_hash" ]; then
+  svc_stop console
+  step "building the console (console/, Vite)"
+  (cd "$ROOT" && npx --no-install tsx console/serve.ts build) && echo "$console_hash" > "$LOCAL_DIR/console-dist.hash"
+fi
+svc_start console "http_ok http://127.0.0.1:$CONSOLE_PORT/" npx --no-install tsx console/serve.ts serve
+console_link="$(cd "$ROOT" && npx --no-install tsx console/local-session.ts "http://127.0.0.1:$CONSOLE_PORT" demo@example.com 12)"
 
 cat <<TXT
 
@@ -89,5 +102,8 @@ The stack is up.
   local DTMA   $dtma_url (token in ${token_file#$ROOT/}; log: ${LOCAL_DIR#$ROOT/}/dtma.log)
   status       npm run status
   MCP gateway  http://127.0.0.1:$GATEWAY_PORT/mcp (demo agent's API key in ${key_file#$ROOT/}; log: ${LOCAL_DIR#$ROOT/}/gateway.log)
+  API          $SUPABASE_URL (the PostgREST stand-in; log: ${LOCAL_DIR#$ROOT/}/postgrest-standin.log)
+  console      http://127.0.0.1:$CONSOLE_PORT, signed in as demo@example.com for 12 hours (local-only link):
+               $console_link
   stop         npm run stop
 TXT

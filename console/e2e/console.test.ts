@@ -102,6 +102,63 @@ describe('the console, signed in as the demo user (owner)', () => {
     await screenshot(mia, 'servers');
   });
 
+  it('creates a server from the catalog’s configuration schema; a writeOnly secret is set, never shown, replaced', async () => {
+    const catalogName = `console-secrets-${suffix()}`;
+    const schema = {
+      type: 'object', additionalProperties: false, required: ['env'],
+      properties: { env: { type: 'object', additionalProperties: false, required: ['API_KEY'], properties: {
+        API_KEY: { type: 'string', minLength: 1, writeOnly: true, description: 'a secret' },
+        REGION: { type: 'string', enum: ['eu', 'us'] } } } },
+    };
+    await pool.query(
+      `insert into public.mcp_server_catalog (name, display_name, docker_image_url, version, transport_type, config_schema)
+       values ($1, 'Console secrets check', 'npm:@modelcontextprotocol/server-memory', '1', 'streamable_http', $2)`,
+      [catalogName, schema],
+    );
+    try {
+      await openScreen(mia, stack.url, 'servers');
+      await mia.locator('button[data-action="open-create"]').click();
+      const form = mia.locator('form[data-form="create-server"]');
+      await form.locator('select').first().selectOption(catalogName);
+      await form.locator('label', { hasText: 'Name on the toolbox' }).locator('input').fill(catalogName);
+      await form.locator('[data-field="env.REGION"] select').selectOption('eu');
+      const secret = form.locator('[data-field="env.API_KEY"] input');
+      await expect(secret.getAttribute('type')).resolves.toBe('password');
+      await secret.fill('sk-first-secret');
+      await form.locator('button[type="submit"]').click();
+      const row = mia.locator(`tr[data-instance="${catalogName}"]`);
+      await row.waitFor();
+      const stored = async () => (await one<{ configuration: { env: Record<string, unknown> } }>('select configuration from public.account_tool_instances where instance_name_on_toolbox = $1', [catalogName])).configuration.env;
+      const first = await stored();
+      expect(first.REGION).toBe('eu');
+      expect(first.API_KEY).toBeDefined();
+
+      // Configure: the secret says it is set, its input is empty, the value is nowhere on the page.
+      await row.locator('button[data-action="configure"]').click();
+      const edit = mia.locator('form[data-form="configure"]');
+      await expect(edit.locator('[data-field="env.API_KEY"] .badge').textContent()).resolves.toBe('secret set');
+      await expect(edit.locator('[data-field="env.API_KEY"] input').inputValue()).resolves.toBe('');
+      await expect(edit.locator('[data-field="env.REGION"] select').inputValue()).resolves.toBe('eu');
+      expect(await mia.content()).not.toContain('sk-first-secret');
+      // Saving without typing keeps the stored secret; typing replaces it.
+      await edit.locator('[data-field="env.REGION"] select').selectOption('us');
+      await edit.locator('button[type="submit"]').click();
+      await edit.waitFor({ state: 'detached' });
+      expect(await stored()).toEqual({ ...first, REGION: 'us' });
+      await row.locator('button[data-action="configure"]').click();
+      await edit.locator('[data-field="env.API_KEY"] input').fill('sk-second-secret');
+      await edit.locator('button[type="submit"]').click();
+      await edit.waitFor({ state: 'detached' });
+      const second = await stored();
+      expect(second.API_KEY).toBeDefined();
+      expect(second.API_KEY).not.toEqual(first.API_KEY);
+      expect(await mia.content()).not.toContain('sk-second-secret');
+    } finally {
+      await pool.query("select public.manage_mcp_servers('delete', i.organization_id, '{}', i.id) from public.account_tool_instances i where i.instance_name_on_toolbox = $1 and i.status <> 'removed'", [catalogName]);
+      await pool.query('update public.mcp_server_catalog set is_active = false where name = $1', [catalogName]);
+    }
+  });
+
   let grantedAt: Date;
   let grantId: string;
   it('grants the demo agent read-only access and shows exactly its read-only tools', async () => {
@@ -141,6 +198,8 @@ describe('the console, signed in as the demo user (owner)', () => {
     expect(revokedAt).toBeInstanceOf(Date);
     const between = new Date((grantedAt.getTime() + revokedAt.getTime()) / 2);
     expect(await whoCouldCall(mia, 'read_graph', between)).toEqual(['demo-agent']);
+    await mia.locator('form[data-form="point-in-time"]').scrollIntoViewIfNeeded();
+    await screenshot(mia, 'point-in-time');
     expect(await whoCouldCall(mia, 'read_graph', new Date(revokedAt.getTime() + 1))).toEqual([]);
     expect(await whoCouldCall(mia, 'read_graph', new Date(grantedAt.getTime() - 1000))).toEqual([]);
   });
@@ -197,6 +256,41 @@ describe('the console, signed in as the demo user (owner)', () => {
     await mia.locator('form.filters button[type="submit"]').click();
     await mia.locator('table.audit tr[data-action="mcp_grant.insert"]').first().waitFor();
     await screenshot(mia, 'audit');
+    await mia.locator('[data-chart="Calls per server"]').scrollIntoViewIfNeeded();
+    await screenshot(mia, 'usage');
+  });
+});
+
+describe('screens that need other issues’ work', () => {
+  it('lists the user’s OAuth connections from the database, tokens never on the page', async () => {
+    const user = createRpc(directTransport({ pool, claims: { role: 'authenticated', sub: demo.id } }));
+    await user.store_user_oauth_connection({ p_provider: 'github', p_access_token: 'gho_console_secret_token', p_scopes: ['repo', 'read:user'], p_account_label: 'demo-on-github', p_expires_in: 3600 });
+    await openScreen(mia, stack.url, 'connections');
+    const row = mia.locator('tr[data-connection="github"][data-status="active"]');
+    await row.waitFor();
+    await expect(row.locator('code.tool').allTextContents()).resolves.toEqual(['read:user', 'repo']);
+    expect(await mia.content()).not.toContain('gho_console_secret_token');
+    // Connecting goes through mcp-auth-manager; GitHub is connected already, the others are offered.
+    await expect(mia.locator('button[data-action="connect"][data-provider="github"]').count()).resolves.toBe(0);
+    await expect(mia.locator('button[data-action="connect"][data-provider="google"]').count()).resolves.toBe(1);
+    await screenshot(mia, 'connections');
+  });
+
+  it('creates an agent API key, shows it once, and revokes it (with the gateway’s RPCs)', async (ctx) => {
+    const { exists } = await one<{ exists: boolean }>("select to_regprocedure('public.create_agent_api_key(uuid, text, timestamptz)') is not null as exists");
+    if (!exists) ctx.skip();
+    await openScreen(mia, stack.url, 'agents');
+    const name = `console-key-${suffix()}`;
+    await mia.locator('label', { hasText: 'Key name' }).locator('input').fill(name);
+    await mia.locator('button', { hasText: 'Create a key' }).click();
+    const shown = await mia.locator('[data-new-key] code.key').textContent();
+    expect(shown).toMatch(/^mcpk_[0-9a-f]{12}_/);
+    await mia.locator('[data-new-key] button').click();
+    await mia.locator(`tr[data-key="${(shown as string).slice(0, 17)}"][data-state="active"]`).waitFor();
+    await openScreen(mia, stack.url, 'agents');
+    expect(await mia.content()).not.toContain(shown as string);
+    await mia.locator(`tr[data-key="${(shown as string).slice(0, 17)}"] button[data-action="revoke-key"]`).click();
+    await mia.locator(`tr[data-key="${(shown as string).slice(0, 17)}"][data-state="revoked"]`).waitFor();
   });
 });
 
@@ -209,7 +303,7 @@ describe('a viewer of the demo organization', () => {
   });
 
   it('is offered no button that changes anything, on any screen', async () => {
-    for (const screen of ['organization', 'servers', 'agents', 'audit'] as const) {
+    for (const screen of ['organization', 'servers', 'agents', 'audit', 'connections'] as const) {
       await openScreen(vic, stack.url, screen);
       await expect(vic.locator('[data-mutates]').count(), screen).resolves.toBe(0);
       // Every button is one of the two kinds: none slipped through unmarked.

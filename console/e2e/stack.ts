@@ -50,7 +50,7 @@ export async function startConsoleStack(pool: pg.Pool, jwtSecret: string): Promi
 }
 
 /** Opens a screen by its path and waits until its data is loaded. */
-export async function openScreen(page: Page, base: string, screen: 'organization' | 'servers' | 'agents' | 'audit'): Promise<void> {
+export async function openScreen(page: Page, base: string, screen: 'organization' | 'servers' | 'agents' | 'audit' | 'connections'): Promise<void> {
   await page.goto(`${base}/${screen}`);
   await page.waitForSelector(`[data-screen="${screen}"][data-ready]`, { timeout: 20_000 });
 }

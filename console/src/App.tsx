@@ -15,12 +15,14 @@ import { OrganizationScreen } from './screens/Organization.tsx';
 import { ServersScreen } from './screens/Servers.tsx';
 import { AgentsScreen } from './screens/Agents.tsx';
 import { AuditScreen } from './screens/Audit.tsx';
+import { ConnectionsScreen } from './screens/Connections.tsx';
 
 const SCREENS = [
   { path: '/organization', label: 'Organization', Screen: OrganizationScreen },
   { path: '/servers', label: 'MCP servers', Screen: ServersScreen },
   { path: '/agents', label: 'Agents and access', Screen: AgentsScreen },
   { path: '/audit', label: 'Audit and usage', Screen: AuditScreen },
+  { path: '/connections', label: 'Connections', Screen: ConnectionsScreen },
 ] as const;
 
 function usePath(): [string, (path: string) => void] {
@@ -57,7 +59,21 @@ function Signed({ session }: { session: Session }) {
     const roles = new Map(memberships.map((m) => [m.organization_id, m.role] as [string, OrgRole]));
     return organizations.filter((o) => roles.has(o.id)).map((o) => ({ ...o, role: roles.get(o.id) as OrgRole }));
   }, [userId]);
-  const list = orgs.data ?? [];
+  // The last list seen in this tab, so that a reload starts the screen's reads at once instead
+  // of after this one; the fresh answer replaces it a round trip later (the database decides
+  // either way: a stale role only shows or hides a button).
+  const cacheKey = `console.organizations.${userId}`;
+  const [cached] = useState(() => {
+    try {
+      return JSON.parse(sessionStorage.getItem(cacheKey) ?? 'null') as typeof orgs.data | null;
+    } catch {
+      return null;
+    }
+  });
+  useEffect(() => {
+    if (orgs.data) sessionStorage.setItem(cacheKey, JSON.stringify(orgs.data));
+  }, [orgs.data, cacheKey]);
+  const list = orgs.data ?? cached ?? [];
   const current = list.find((o) => o.id === orgId) ?? list[0];
   const screen = SCREENS.find((s) => s.path === path) ?? SCREENS[1];
   const context: ConsoleContext | null = current

@@ -21,7 +21,6 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[], refreshMs?: 
       (e: ConsoleError) => { if (live) setError(e); },
     );
     return () => { live = false; };
-    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [...deps, tick]);
   useEffect(() => {
     const every = typeof refreshMs === 'function' ? refreshMs(data) : refreshMs;

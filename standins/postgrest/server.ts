@@ -7,6 +7,7 @@
  *                                   sibling for RPCs: named arguments, PostgREST's overload choice)
  *   GET  /rest/v1/<table or view>   a flat read (query.ts), RLS deciding which rows
  *   GET  /auth/v1/user              the signed-in user, as Supabase Auth answers it
+ *   GET  /auth/v1/health            200 (readiness)
  *   POST /auth/v1/logout            204
  *
  * Each request runs in PostgREST's envelope: the JWT is verified (client/src/jwt.ts), then one
@@ -112,6 +113,7 @@ export function createStandin({ pool, jwtSecret }: StandinOptions): (req: Reques
   return async (req) => {
     if (req.method === 'OPTIONS') return new Response(null, { status: 204, headers: CORS });
     const url = new URL(req.url);
+    if (url.pathname === '/auth/v1/health') return json({ name: 'postgrest-standin', description: 'local stand-in; see standins/postgrest/README.md' });
     let role = 'anon';
     try {
       const claims = await claimsOf(req, jwtSecret);

@@ -12,11 +12,12 @@ import { rows, rpc, supabase } from '../supabase.ts';
 import type { Agent, Drift, Grant, Instance, Tool } from '../types.ts';
 import { ErrorNote, Mutating, Safe, Section, short, useAction, useLoad, when } from '../ui.tsx';
 import { Annotations } from './Servers.tsx';
+import { ApiKeys } from './ApiKeys.tsx';
 
 const GRANT_COLUMNS = 'id,agent_id,server_instance_id,permission_scope,allowed_tools,expires_at,granted_by,granted_at,revoked_at,revoked_by,revoke_reason';
 
 export function AgentsScreen() {
-  const { org, isAdmin, userId } = useConsole();
+  const { org, isAdmin, isMember, userId } = useConsole();
   const base = useLoad(async () => {
     const [agents, servers, live] = await Promise.all([
       rows<Agent>(supabase.from('agents').select('id,name,description,user_id,is_active').eq('organization_id', org.id).order('name')),
@@ -48,9 +49,10 @@ export function AgentsScreen() {
         </aside>
         <div className="detail">
           {agent && base.data ? <AgentGrants key={agent.id} agent={agent} servers={base.data.servers} onChange={base.reload} /> : <p>No agents in this organization yet.</p>}
+          {agent && (isAdmin || (isMember && agent.user_id === userId)) ? <ApiKeys key={`keys-${agent.id}`} agent={agent} /> : null}
         </div>
       </div>
-      {isAdmin && base.data ? <DriftSection servers={base.data.servers} /> : null}
+      {isAdmin ? <DriftSection servers={base.data?.servers} /> : null}
     </div>
   );
 }
@@ -171,7 +173,7 @@ function GrantDialog({ agent, servers, onClose, onGranted }: { agent: Agent; ser
   );
 }
 
-function DriftSection({ servers }: { servers: Pick<Instance, 'id' | 'display_name'>[] }) {
+function DriftSection({ servers }: { servers?: Pick<Instance, 'id' | 'display_name'>[] }) {
   const { org } = useConsole();
   const data = useLoad(async () => {
     const drift = await rows<Drift>(supabase.from('mcp_tool_drift').select('id,server_instance_id,tool_name,pinned_sha256,presented_sha256,presented_definition,first_seen_at,last_seen_at,seen_count,approved_at').eq('organization_id', org.id).is('approved_at', null).order('first_seen_at'));
@@ -180,13 +182,13 @@ function DriftSection({ servers }: { servers: Pick<Instance, 'id' | 'display_nam
     return { drift, pinned: new Map(pinned.map((p) => [p.id, p.pinned_manifest])) };
   }, [org.id]);
   const action = useAction();
-  const name = new Map(servers.map((s) => [s.id, s.display_name]));
+  const name = new Map((servers ?? []).map((s) => [s.id, s.display_name]));
   // A removed server presents nothing any more: its old sightings need no approval.
-  const pending = (data.data?.drift ?? []).filter((d) => name.has(d.server_instance_id));
+  const pending = servers ? (data.data?.drift ?? []).filter((d) => name.has(d.server_instance_id)) : [];
   return (
     <Section title="Changed tool definitions awaiting approval">
       <ErrorNote error={data.error ?? action.error} />
-      {data.data && pending.length === 0 ? <p data-drift-empty="">No server presents a tool that differs from its pinned definition.</p> : null}
+      {data.data && servers && pending.length === 0 ? <p data-drift-empty="">No server presents a tool that differs from its pinned definition.</p> : null}
       {pending.map((d) => {
         const pinned = data.data?.pinned.get(d.server_instance_id)?.find((t) => t.name === d.tool_name);
         const { sha256: _ignored, ...pinnedDefinition } = pinned ?? { sha256: undefined };

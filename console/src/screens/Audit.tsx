@@ -27,7 +27,7 @@ export function AuditScreen() {
       <ErrorNote error={names.error} />
       {isAdmin ? <AuditTrail /> : <Section title="Audit trail"><p className="muted">The audit trail is for the organization's admins and owners.</p></Section>}
       {isAdmin && names.data ? <PointInTime servers={names.data.servers} /> : null}
-      {names.data ? <UsageCharts agents={names.data.agents} servers={names.data.servers} /> : null}
+      <UsageCharts agents={names.data?.agents ?? []} servers={names.data?.servers ?? []} />
     </div>
   );
 }

@@ -37,6 +37,8 @@ export function stateInWords(i: Pick<Instance, 'status' | 'last_error' | 'health
   }
 }
 
+// Rows rendered at first; a large organization pages through the rest or filters.
+const PAGE = 50;
 const INSTANCE_COLUMNS = 'id,display_name,instance_name_on_toolbox,account_tool_environment_id,catalog_id,status,status_changed_at,health_status,last_error,endpoint_url,mcp_server_type,priority,pinned_tool_names,pinned_read_only_tool_names';
 
 export function ServersScreen() {
@@ -47,7 +49,7 @@ export function ServersScreen() {
     [org.id],
     (list) => (list?.some((i) => MOVING.includes(i.status)) || Object.keys(pending).length > 0 ? 1000 : 5000),
   );
-  const static_ = useLoad(async () => {
+  const reference = useLoad(async () => {
     const [catalog, toolboxes, transitions] = await Promise.all([
       rows<CatalogEntry>(supabase.from('mcp_server_catalog').select('id,name,display_name,description,version,docker_image_url,tool_manifest,config_schema,required_oauth_providers').order('display_name')),
       rows<Toolbox>(supabase.from('account_tool_environments').select('id,name,dtma_base_url,status,last_heartbeat_at,last_error').eq('organization_id', org.id).order('name')),
@@ -57,12 +59,16 @@ export function ServersScreen() {
   }, [org.id]);
   const action = useAction();
   const [editing, setEditing] = useState<string>();
-  const list = instances.data ?? [];
-  const catalogById = new Map((static_.data?.catalog ?? []).map((c) => [c.id, c]));
-  const toolboxById = new Map((static_.data?.toolboxes ?? []).map((t) => [t.id, t]));
+  const [filter, setFilter] = useState('');
+  const [shown, setShown] = useState(PAGE);
+  const all = instances.data ?? [];
+  const matching = filter ? all.filter((i) => `${i.display_name} ${i.instance_name_on_toolbox} ${i.status}`.toLowerCase().includes(filter.toLowerCase())) : all;
+  const list = matching.slice(0, shown);
+  const catalogById = new Map((reference.data?.catalog ?? []).map((c) => [c.id, c]));
+  const toolboxById = new Map((reference.data?.toolboxes ?? []).map((t) => [t.id, t]));
   // A pending action lasts until the instance has changed state since the click and settled.
   useEffect(() => {
-    const done = list.filter((i) => pending[i.id] && !MOVING.includes(i.status) && i.status_changed_at !== pending[i.id].split('|')[1]);
+    const done = all.filter((i) => pending[i.id] && !MOVING.includes(i.status) && i.status_changed_at !== pending[i.id].split('|')[1]);
     if (done.length > 0) setPending((p) => Object.fromEntries(Object.entries(p).filter(([id]) => !done.some((i) => i.id === id))));
   }, [instances.data]);
 
@@ -74,9 +80,12 @@ export function ServersScreen() {
   };
 
   return (
-    <div data-screen="servers" data-ready={instances.data && static_.data ? '' : undefined}>
+    <div data-screen="servers" data-ready={instances.data && reference.data ? '' : undefined}>
       <Section title="MCP servers" actions={<Safe onClick={instances.reload}>Refresh</Safe>}>
         <ErrorNote error={instances.error ?? action.error} />
+        {all.length > PAGE ? (
+          <label className="filter">Find <input value={filter} onChange={(e) => setFilter(e.target.value)} placeholder="name or state" /> <small>{matching.length} of {all.length}</small></label>
+        ) : null}
         <table className="instances">
           <thead><tr><th>Server</th><th>Catalog</th><th>Toolbox</th><th>State</th><th>Tools</th><th>Since</th><th></th></tr></thead>
           <tbody>
@@ -94,7 +103,7 @@ export function ServersScreen() {
                   <td className="actions">
                     {flight ? <span className="progress" data-progress="">{flight.progress}</span> : null}
                     {isAdmin && !flight
-                      ? ACTIONS.filter((a) => static_.data?.allowed.has(`${i.status}:${a.event}`)).map((a) => (
+                      ? ACTIONS.filter((a) => reference.data?.allowed.has(`${i.status}:${a.event}`)).map((a) => (
                           <Mutating key={a.event} data-action={a.action} onClick={() => act(i, a)}>{a.label}</Mutating>
                         ))
                       : null}
@@ -105,15 +114,16 @@ export function ServersScreen() {
             })}
           </tbody>
         </table>
-        {list.length === 0 && instances.data ? <p>No MCP servers yet.</p> : null}
-        {editing && static_.data ? (
+        {list.length === 0 && instances.data ? <p>{filter ? 'No MCP server matches.' : 'No MCP servers yet.'}</p> : null}
+        {matching.length > list.length ? <Safe onClick={() => setShown(shown + PAGE)}>Show {Math.min(PAGE, matching.length - list.length)} more of {matching.length - list.length}</Safe> : null}
+        {editing && reference.data ? (
           <EditConfiguration key={editing} instanceId={editing} catalog={catalogById} onDone={() => { setEditing(undefined); instances.reload(); }} />
         ) : null}
       </Section>
-      {isAdmin && static_.data ? <CreateServer catalog={static_.data.catalog} toolboxes={static_.data.toolboxes} onCreated={instances.reload} /> : null}
+      {isAdmin && reference.data ? <CreateServer catalog={reference.data.catalog} toolboxes={reference.data.toolboxes} onCreated={instances.reload} /> : null}
       <Section title="Catalog">
-        <ErrorNote error={static_.error} />
-        {(static_.data?.catalog ?? []).map((c) => <CatalogCard key={c.id} entry={c} />)}
+        <ErrorNote error={reference.error} />
+        {(reference.data?.catalog ?? []).map((c) => <CatalogCard key={c.id} entry={c} />)}
       </Section>
     </div>
   );
@@ -154,6 +164,7 @@ function CatalogCard({ entry }: { entry: CatalogEntry }) {
 
 function CreateServer({ catalog, toolboxes, onCreated }: { catalog: CatalogEntry[]; toolboxes: Toolbox[]; onCreated: () => void }) {
   const { org } = useConsole();
+  const [open, setOpen] = useState(false);
   const [catalogName, setCatalogName] = useState(catalog[0]?.name ?? '');
   const [toolboxId, setToolboxId] = useState(toolboxes[0]?.id ?? '');
   const [name, setName] = useState('');
@@ -162,8 +173,8 @@ function CreateServer({ catalog, toolboxes, onCreated }: { catalog: CatalogEntry
   const action = useAction();
   const entry = catalog.find((c) => c.name === catalogName);
   return (
-    <Section title="Create an MCP server">
-      <form className="create" data-form="create-server" onSubmit={async (e) => {
+    <Section title="Create an MCP server" actions={<Safe data-action="open-create" onClick={() => setOpen(!open)}>{open ? 'Close' : 'New MCP server'}</Safe>}>
+      {open ? <form className="create" data-form="create-server" onSubmit={async (e) => {
         e.preventDefault();
         if (!entry) return;
         const ok = await action.run('create', () => rpc.manage_mcp_servers({
@@ -187,7 +198,7 @@ function CreateServer({ catalog, toolboxes, onCreated }: { catalog: CatalogEntry
         {entry ? <Fields schema={entry.config_schema} value={config} onChange={setConfig} secrets={{}} /> : null}
         <ErrorNote error={action.error} />
         <button type="submit" data-mutates="" disabled={!!action.busy}>{action.busy ? 'Creating…' : 'Create'}</button>
-      </form>
+      </form> : null}
     </Section>
   );
 }
