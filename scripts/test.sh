@@ -50,6 +50,8 @@ export DTMA_URL="http://127.0.0.1:$DTMA_PORT"
 # else supabase/functions/deno.json), type-checked by real Deno (the npm package's binary); the
 # module cache stays in .local/deno across runs.
 export DENO_DIR="${DENO_DIR:-$ROOT/.local/deno}"
+# Deno does not read the MCP SDK's type declarations through npm: specifiers, so the SDK's handler
+# parameters are untyped there (deno.json allows implicit any); tsc checks the same code strictly.
 step "deno check supabase/functions/*/index.ts"
 for entry in "$ROOT"/supabase/functions/*/index.ts; do
   config="$(dirname "$entry")/deno.json"; [ -f "$config" ] || config="$ROOT/supabase/functions/deno.json"

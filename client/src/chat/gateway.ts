@@ -9,7 +9,7 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { NotAllowedError, NotFoundError, SdkErrorCode, UpstreamError } from '../errors.ts';
-import { GatewayErrorCode, SERVER_META_KEY } from '../gateway/agent-server.ts';
+import { GatewayErrorCode, SERVER_META_KEY, isMcpError } from '../gateway/agent-server.ts';
 import { createRpc } from '../rpc.ts';
 import { serverTargets } from './context.ts';
 import { sessionsOf } from './registry.ts';
@@ -119,7 +119,7 @@ export async function callThroughGateway(
       ...(callOptions.signal ? { signal: callOptions.signal } : {}),
     })) as CallToolResult;
   } catch (error) {
-    if (error instanceof McpError && (error.code === GatewayErrorCode.denied || error.message.includes('unknown or not allowed'))) {
+    if (isMcpError(error) && (error.code === GatewayErrorCode.denied || error.message.includes('unknown or not allowed'))) {
       throw new NotAllowedError({ code: '42501', message: `agent ${context.agentId} may not call ${toolName}: ${error.message}`, hint: "the gateway refused it on the database's decision" }, { cause: error });
     }
     throw new UpstreamError({ code: SdkErrorCode.upstream, message: `${toolName} failed: ${error instanceof Error ? error.message : String(error)}` }, { cause: error });

@@ -27,7 +27,11 @@ import {
   ReadResourceRequestSchema,
   SetLevelRequestSchema,
   type CallToolResult,
+  type ListPromptsResult,
+  type ListResourceTemplatesResult,
+  type ListResourcesResult,
   type LoggingLevel,
+  type ReadResourceResult,
   type ServerNotification,
   type ServerRequest,
   type Tool,
@@ -69,9 +73,14 @@ export class RelayedError extends Error {
   }
 }
 
+/** An MCP error from the SDK, narrowed by a guard so that the type holds wherever the SDK's declarations resolve. */
+export function isMcpError(error: unknown): error is { code: number; message: string; data?: unknown } {
+  return error instanceof McpError;
+}
+
 export function relayed(error: unknown): RelayedError {
   if (error instanceof RelayedError) return error;
-  if (error instanceof McpError) {
+  if (isMcpError(error)) {
     let message = error.message;
     const prefix = `MCP error ${error.code}: `;
     while (message.startsWith(prefix)) message = message.slice(prefix.length);
@@ -248,7 +257,7 @@ export function agentServer(options: AgentServerOptions): Server {
   server.setRequestHandler(ListResourcesRequestSchema, async (_request, extra) => ({
     resources: await settle(
       (await readable('resources')).map(async ([namespace, s, upstream]) =>
-        (await relay(upstream, undefined, () => upstream.client.listResources(undefined, { signal: extra.signal }))).resources.map((r) =>
+        (await relay<ListResourcesResult>(upstream, undefined, () => upstream.client.listResources(undefined, { signal: extra.signal }))).resources.map((r) =>
           tagged({ ...r, uri: qualify(namespace, r.uri) }, s.server_instance_id),
         ),
       ),
@@ -258,7 +267,7 @@ export function agentServer(options: AgentServerOptions): Server {
   server.setRequestHandler(ListResourceTemplatesRequestSchema, async (_request, extra) => ({
     resourceTemplates: await settle(
       (await readable('resources')).map(async ([namespace, s, upstream]) =>
-        (await relay(upstream, undefined, () => upstream.client.listResourceTemplates(undefined, { signal: extra.signal }))).resourceTemplates.map((t) =>
+        (await relay<ListResourceTemplatesResult>(upstream, undefined, () => upstream.client.listResourceTemplates(undefined, { signal: extra.signal }))).resourceTemplates.map((t) =>
           tagged({ ...t, uriTemplate: qualify(namespace, t.uriTemplate) }, s.server_instance_id),
         ),
       ),
@@ -268,14 +277,14 @@ export function agentServer(options: AgentServerOptions): Server {
   server.setRequestHandler(ReadResourceRequestSchema, async (request, extra) => {
     const { name, upstream } = await readTarget(request.params.uri, 'resources');
     const namespace = unqualify(request.params.uri)?.namespace ?? '';
-    const result = await relay(upstream, logSink(extra), () => upstream.client.readResource({ ...request.params, uri: name }, { signal: extra.signal }));
+    const result = await relay<ReadResourceResult>(upstream, logSink(extra), () => upstream.client.readResource({ ...request.params, uri: name }, { signal: extra.signal }));
     return { ...result, contents: result.contents.map((c) => ({ ...c, uri: qualify(namespace, c.uri) })) };
   });
 
   server.setRequestHandler(ListPromptsRequestSchema, async (_request, extra) => ({
     prompts: await settle(
       (await readable('prompts')).map(async ([namespace, s, upstream]) =>
-        (await relay(upstream, undefined, () => upstream.client.listPrompts(undefined, { signal: extra.signal }))).prompts.map((p) =>
+        (await relay<ListPromptsResult>(upstream, undefined, () => upstream.client.listPrompts(undefined, { signal: extra.signal }))).prompts.map((p) =>
           tagged({ ...p, name: qualify(namespace, p.name) }, s.server_instance_id),
         ),
       ),

@@ -156,7 +156,7 @@ describe('the Supabase Edge Function entry under Deno', () => {
   beforeAll(async () => {
     gateway = await start(
       'npx',
-      ['--no-install', 'deno', 'run', '--allow-net', '--allow-env', '--allow-read', '--allow-sys', '--config', 'supabase/functions/mcp-gateway/deno.json', 'supabase/functions/mcp-gateway/index.ts'],
+      ['--no-install', 'deno', 'run', '--allow-net', '--allow-env', '--allow-read', '--allow-sys', '--config', 'supabase/functions/deno.json', 'supabase/functions/mcp-gateway/index.ts'],
       { DATABASE_URL: databaseUrl(), PORT: '0', SUPABASE_DB_URL: '' },
     );
   }, 90_000);
