@@ -307,6 +307,112 @@ export const OauthRefreshLeaseSchema = z.discriminatedUnion('outcome', [
 ]);
 export type OauthRefreshLease = z.infer<typeof OauthRefreshLeaseSchema>;
 
+// ---------------------------------------------------------------- OAuth sign-in (domain oauth_flow)
+
+/** begin_oauth_authorization: what the browser is sent to the provider with; the verifier stays in the database. */
+export const OauthAuthorizationBeginRowSchema = z.object({
+  state: z.string(),
+  code_challenge: z.string(),
+  code_challenge_method: z.literal('S256'),
+  authorization_endpoint: z.url(),
+  client_id: z.string(),
+  scope: z.string(),
+  authorize_params: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
+  redirect_uri: z.string(),
+  expires_at: TimestampSchema,
+});
+/** consume_oauth_authorization: the single-use flow, to exchange the code at the provider. */
+export const OauthAuthorizationConsumeRowSchema = z.object({
+  provider: z.string(),
+  token_endpoint: z.url(),
+  client_id: z.string(),
+  code_verifier: z.string(),
+  redirect_uri: z.string(),
+  scopes: z.array(z.string()),
+});
+/** begin_oauth_disconnect: what to revoke at the provider before the connection is revoked locally. */
+export const OauthDisconnectRowSchema = z.object({
+  provider: z.string(),
+  revocation_endpoint: z.string().nullable(),
+  client_id: z.string().nullable(),
+  token: z.string().nullable(),
+  token_type_hint: z.string(),
+});
+
+// ---------------------------------------------------------------- the gateway (domain gateway)
+
+export const CreatedApiKeySchema = z.object({
+  key_id: UuidSchema,
+  api_key: z.string().regex(/^mcpk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$/),
+  prefix: z.string(),
+  expires_at: z.string().nullable(),
+});
+export type CreatedApiKey = z.infer<typeof CreatedApiKeySchema>;
+
+export const ApiKeyRowSchema = z.object({
+  key_id: UuidSchema,
+  name: z.string(),
+  prefix: z.string(),
+  created_by: UuidSchema.nullable(),
+  created_at: z.string(),
+  expires_at: z.string().nullable(),
+  last_used_at: z.string().nullable(),
+  revoked_at: z.string().nullable(),
+  revoke_reason: z.string().nullable(),
+  state: z.enum(['active', 'expired', 'revoked']),
+});
+export type ApiKeyRow = z.infer<typeof ApiKeyRowSchema>;
+
+export const GatewayPrincipalSchema = z.object({ agent_id: UuidSchema, organization_id: UuidSchema, key_id: UuidSchema.nullable() });
+export type GatewayPrincipal = z.infer<typeof GatewayPrincipalSchema>;
+
+export const GatewayServerSchema = z.object({
+  server_instance_id: UuidSchema,
+  server_name: z.string(),
+  instance_name: z.string(),
+  permission_scope: PermissionScopeSchema,
+  allowed_tools: z.array(z.string()),
+  reads_allowed: z.boolean(),
+  mcp_transport_type: McpTransportTypeSchema,
+  expires_at: z.string().nullable(),
+});
+export type GatewayServer = z.infer<typeof GatewayServerSchema>;
+
+export const GatewayUpstreamSchema = z.object({ endpoint_url: z.string(), mcp_transport_type: McpTransportTypeSchema, bearer_token: z.string().nullable() });
+export type GatewayUpstream = z.infer<typeof GatewayUpstreamSchema>;
+
+// ---------------------------------------------------------------- server status (mcp-server-manager)
+
+export const DtmaRequestSummarySchema = z.object({
+  id: z.number().int(),
+  operation: z.string(),
+  state: z.enum(['queued', 'sent', 'unconfirmed', 'failed']),
+  attempt: z.number().int(),
+  max_attempts: z.number().int(),
+  last_status_code: z.number().int().nullable(),
+  /** The classified outcome (HTTP status and a short reason), never DTMA's answer. */
+  last_error: z.string().nullable(),
+  next_attempt_at: TimestampSchema,
+  created_at: TimestampSchema,
+});
+
+export const ServerStatusRowSchema = z.object({
+  server_instance_id: UuidSchema,
+  server_name: z.string(),
+  instance_name: z.string(),
+  status: McpServerStatusSchema,
+  health_status: McpHealthStatusSchema,
+  /** The classified outcome (HTTP status and a short reason), never DTMA's answer. */
+  last_error: z.string().nullable(),
+  last_health_check_at: TimestampSchema.nullable(),
+  toolbox_id: UuidSchema,
+  toolbox_status: z.string(),
+  toolbox_last_heartbeat_at: TimestampSchema.nullable(),
+  /** Admins only (null for others, and when the latest request succeeded). */
+  dtma_request: DtmaRequestSummarySchema.nullable(),
+});
+export type ServerStatusRow = z.infer<typeof ServerStatusRowSchema>;
+
 // ---------------------------------------------------------------- the functions
 
 /** Every public function: its arguments and its result. rpc.ts builds the typed calls from this. */
@@ -380,7 +486,7 @@ export const rpcSchemas = {
     result: z.boolean(),
   },
   get_organization_mcp_configs: {
-    args: z.strictObject({ org_id: UuidSchema, agent_id: UuidSchema }),
+    args: z.strictObject({ org_id: UuidSchema, agent_id: UuidSchema.optional() }),
     result: z.array(OrganizationMcpConfigSchema),
   },
   filter_agent_mcp_tools: {
@@ -496,6 +602,33 @@ export const rpcSchemas = {
     result: HarvestResultSchema,
   },
   poll_dtma_status: { args: z.strictObject({}), result: z.int() },
+  // oauth_flow: PKCE sign-in (mcp-auth-manager)
+  begin_oauth_authorization: {
+    args: z.strictObject({ p_provider: z.string(), p_redirect_uri: z.string(), p_scopes: z.array(z.string()).optional(), p_ttl_seconds: z.int().optional() }),
+    result: z.array(OauthAuthorizationBeginRowSchema).length(1),
+  },
+  consume_oauth_authorization: {
+    args: z.strictObject({ p_state: z.string(), p_redirect_uri: z.string() }),
+    result: z.array(OauthAuthorizationConsumeRowSchema).length(1),
+  },
+  begin_oauth_disconnect: { args: z.strictObject({ p_connection_id: UuidSchema }), result: z.array(OauthDisconnectRowSchema).length(1) },
+  // server status (mcp-server-manager)
+  get_mcp_server_status: { args: z.strictObject({ p_organization_id: UuidSchema }), result: z.array(ServerStatusRowSchema) },
+  request_mcp_server_status: { args: z.strictObject({ p_organization_id: UuidSchema }), result: z.array(z.int()) },
+  // gateway: agent API keys
+  create_agent_api_key: {
+    args: z.strictObject({ p_agent_id: UuidSchema, p_name: z.string(), p_expires_at: TimestampArgSchema.optional() }),
+    result: z.array(CreatedApiKeySchema).length(1),
+  },
+  list_agent_api_keys: { args: z.strictObject({ p_agent_id: UuidSchema }), result: z.array(ApiKeyRowSchema) },
+  revoke_agent_api_key: { args: z.strictObject({ p_key_id: UuidSchema, p_reason: z.string().optional() }), result: z.boolean() },
+  // gateway: service_role only
+  gateway_authenticate: {
+    args: z.strictObject({ p_api_key: z.string().optional(), p_user_id: UuidSchema.optional(), p_agent_id: UuidSchema.optional() }),
+    result: z.array(GatewayPrincipalSchema),
+  },
+  gateway_agent_servers: { args: z.strictObject({ p_agent_id: UuidSchema }), result: z.array(GatewayServerSchema) },
+  gateway_upstream: { args: z.strictObject({ p_server_instance_id: UuidSchema }), result: z.array(GatewayUpstreamSchema) },
 } as const;
 
 export type RpcSchemas = typeof rpcSchemas;

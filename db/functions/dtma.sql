@@ -709,22 +709,23 @@ begin
   perform private.require_org_role(p_organization_id, 'viewer');
   v_admin := private.is_service_caller() or coalesce(private.org_role(p_organization_id) <= 'admin', false);
   return query
-    select i.id, i.display_name, i.instance_name_on_toolbox, i.status, i.health_status, i.last_error, i.last_health_check_at,
+    -- Organization users read the classified outcome (status and short reason), never what DTMA answered.
+    select i.id, i.display_name, i.instance_name_on_toolbox, i.status, i.health_status, i.last_error_summary, i.last_health_check_at,
            t.id, t.status::text, t.last_heartbeat_at,
            case when v_admin then (
              select jsonb_build_object('id', r.id, 'operation', r.operation, 'state', r.state, 'attempt', r.attempt,
                                        'max_attempts', r.max_attempts, 'last_status_code', r.last_status_code,
-                                       'last_error', r.last_error, 'next_attempt_at', r.next_attempt_at, 'created_at', r.created_at)
+                                       'last_error', r.last_error_summary, 'next_attempt_at', r.next_attempt_at, 'created_at', r.created_at)
                from (select r0.* from public.dtma_requests r0 where r0.instance_id = i.id and r0.organization_id = i.organization_id
                       order by r0.id desc limit 1) r
-              where r.state in ('queued', 'sent', 'failed')) end
+              where r.state in ('queued', 'sent', 'unconfirmed', 'failed')) end
       from public.account_tool_instances i
       join public.account_tool_environments t on t.id = i.account_tool_environment_id
      where i.organization_id = p_organization_id and i.status <> 'removed'
      order by i.priority desc, i.display_name;
 end $$;
 comment on function public.get_mcp_server_status(uuid) is
-  'Members: each MCP server of the organization with its status, health, last error and toolbox liveness; admins also see its pending or failed DTMA request.';
+  'Members: each MCP server of the organization with its status, health, last error (classified: status and short reason) and toolbox liveness; admins also see its pending, unconfirmed or failed DTMA request.';
 
 -- Asks the organization's toolboxes for fresh status now instead of at the next minute's poll:
 -- a GET /mcp/status through the outbox, under the poll's own idempotency key (a poll already

@@ -91,7 +91,16 @@ begin
                         jsonb_build_object('name', p_name, 'dtma_base_url', p_dtma_base_url));
   return v_id;
 exception when unique_violation then
-  raise exception using errcode = '23505', message = format('a toolbox named %L exists in this organization', p_name);
+  declare
+    v_constraint text;
+  begin
+    get stacked diagnostics v_constraint = constraint_name;
+    if v_constraint = 'account_tool_environments_dtma_base_url_idx' then
+      raise exception using errcode = '23505', message = format('a toolbox is already registered at %s', p_dtma_base_url),
+        hint = 'one toolbox per DTMA base URL: their health sweeps would otherwise remove each other''s servers';
+    end if;
+    raise exception using errcode = '23505', message = format('a toolbox named %L exists in this organization', p_name);
+  end;
 end $$;
 comment on function public.create_toolbox(uuid, text, text, text) is
   'Platform only (service_role): registers a toolbox of an organization at a DTMA base URL the URL policy allows, its bearer token stored in Vault. Returns its id.';

@@ -53,7 +53,9 @@ describe('the project DTMA without its token', () => {
         const res = await call(method, path, headers, body);
         expect(res.status).toBe(401);
         expect(res.headers.get('www-authenticate')).toMatch(/^Bearer realm="dtma"/);
-        expect(await res.json()).toMatchObject({ success: false });
+        // An MCP endpoint refuses in JSON-RPC, as MCP clients expect; the contract's routes in its envelope.
+        const refusal = /^\/mcp\/servers\/[^/]+\/mcp$/.test(path) ? { jsonrpc: '2.0', error: { code: expect.any(Number) } } : { success: false };
+        expect(await res.json()).toMatchObject(refusal);
       });
     }
   }

@@ -69,7 +69,7 @@ beforeAll(async () => {
     res.end(JSON.stringify({ success: true, message: 'recorded', data: { errors: {} } }));
   });
   // The platform (this postgres pool) registers the toolboxes.
-  toolbox = (await pool.query(`select public.create_toolbox($1, 'real', $2, $3) as id`, [org, dtmaUrl, dtmaToken])).rows[0].id;
+  toolbox = (await pool.query(`select public.create_toolbox($1, 'real', $2, $3) as id`, [org, `${dtmaUrl}/toolboxes/${org}`, dtmaToken])).rows[0].id;
   wireBox = (await pool.query(`select public.create_toolbox($1, 'wire', $2, 'wire-token-0123456789abcdef') as id`, [org, wire.url])).rows[0].id;
 }, 60_000);
 

@@ -17,7 +17,7 @@ import type { ServedHandler } from '../manager/serve.ts';
 import { startEdgeFunction, supabaseEnv, type EdgeFunction } from '../../../test/support/edge-function.ts';
 import { servePostgrest } from '../../../test/support/postgrest.ts';
 import { parseSse, startScriptedModel, type ModelRequest, type ScriptedModel } from '../../../test/support/scripted-model.ts';
-import { JWT_SECRET, createAgent, createOrganization, createUser, deployServer, dtma, removeServers, testPool, userJwt, type Organization } from '../../../test/support/stack.ts';
+import { JWT_SECRET, createAgent, createOrganization, createUser, deployServer, dtma, removeServers, testPool, userJwt, type Organization, registerToolbox } from '../../../test/support/stack.ts';
 
 let pool: pg.Pool;
 let postgrest: ServedHandler;
@@ -68,7 +68,8 @@ beforeAll(async () => {
   const { token } = dtma();
   faults = createFaultDriver(createProcessDriver({ startTimeoutMs: 20_000 }));
   faultDtma = createDtmaServer({ token, driver: faults, port: 0 });
-  const faultToolbox = await org.owner.create_toolbox({ p_organization_id: org.organizationId, p_name: 'faulty-toolbox', p_dtma_base_url: await faultDtma.listen(), p_dtma_token: token });
+  // The platform registers the toolbox (registration is platform-only).
+  const faultToolbox = await registerToolbox(pool, org.organizationId, 'faulty-toolbox', { url: await faultDtma.listen(), token });
   [servers.everything, servers.memory, servers.hanging] = await Promise.all([
     deployServer(pool, org, { catalog: 'everything', priority: 300 }),
     deployServer(pool, org, { catalog: 'memory', priority: 200, configuration: { env: { MEMORY_FILE_PATH: path.join(scratch, 'memory.jsonl') } } }),

@@ -11,7 +11,7 @@ import { signJwt } from '../jwt.ts';
 import { startEdgeFunction, supabaseEnv, type EdgeFunction } from '../../../test/support/edge-function.ts';
 import { servePostgrest } from '../../../test/support/postgrest.ts';
 import type { ServedHandler } from '../manager/serve.ts';
-import { JWT_SECRET, createAgent, createOrganization, createUser, removeServers, suffix, testPool, userJwt, waitForStatus, type Organization } from '../../../test/support/stack.ts';
+import { JWT_SECRET, createAgent, createOrganization, createUser, removeServers, suffix, testPool, userJwt, waitForStatus, type Organization, registerToolbox } from '../../../test/support/stack.ts';
 
 let pool: pg.Pool;
 let postgrest: ServedHandler;
@@ -129,7 +129,7 @@ describe('mcp-server-manager entry under Deno', () => {
 
   it('shows a server’s pending DTMA request and its error to admins only', async () => {
     // A toolbox whose DTMA cannot be reached: the deploy stays pending, retried, with the error.
-    const deadBox = await org.owner.create_toolbox({ p_organization_id: org.organizationId, p_name: `dead-${suffix()}`, p_dtma_base_url: 'http://127.0.0.1:9', p_dtma_token: 'dead-token-0123456789' });
+    const deadBox = await registerToolbox(pool, org.organizationId, `dead-${suffix()}`, { url: 'http://127.0.0.1:9', token: 'dead-token-0123456789' });
     const created = await org.owner.manage_mcp_servers({ action: 'create', organization_id: org.organizationId, server_config: { toolbox_id: deadBox, catalog_name: 'memory', instance_name: `dead-${suffix()}` } });
     deadToolboxInstance = created.id;
     await manager('POST', '/deploy', ownerJwt, { organization_id: org.organizationId, server_id: deadToolboxInstance });

@@ -3,31 +3,12 @@
  * an admin): create (the key is in the answer, and nowhere else, ever), list, revoke.
  */
 import { z } from 'zod';
-import { TimestampArgSchema, UuidSchema } from '../schemas.ts';
+import { ApiKeyRowSchema, CreatedApiKeySchema, TimestampArgSchema, UuidSchema, type ApiKeyRow, type CreatedApiKey } from '../schemas.ts';
+export { ApiKeyRowSchema, CreatedApiKeySchema, type ApiKeyRow, type CreatedApiKey };
 import type { RpcTransport } from '../transport.ts';
 import { parse } from './store.ts';
 
-export const CreatedApiKeySchema = z.object({
-  key_id: UuidSchema,
-  api_key: z.string().regex(/^mcpk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$/),
-  prefix: z.string(),
-  expires_at: z.string().nullable(),
-});
-export type CreatedApiKey = z.infer<typeof CreatedApiKeySchema>;
 
-export const ApiKeyRowSchema = z.object({
-  key_id: UuidSchema,
-  name: z.string(),
-  prefix: z.string(),
-  created_by: UuidSchema.nullable(),
-  created_at: z.string(),
-  expires_at: z.string().nullable(),
-  last_used_at: z.string().nullable(),
-  revoked_at: z.string().nullable(),
-  revoke_reason: z.string().nullable(),
-  state: z.enum(['active', 'expired', 'revoked']),
-});
-export type ApiKeyRow = z.infer<typeof ApiKeyRowSchema>;
 
 export async function createAgentApiKey(transport: RpcTransport, agentId: string, name: string, expiresAt?: string | Date): Promise<CreatedApiKey> {
   const expires = expiresAt === undefined ? undefined : TimestampArgSchema.parse(expiresAt instanceof Date ? expiresAt.toISOString() : expiresAt);

@@ -12,27 +12,13 @@ import { z } from 'zod';
 import { UnexpectedResultError, SdkErrorCode } from '../errors.ts';
 import { toControlPlaneError, type PgPoolLike } from '../direct-transport.ts';
 import { createRpc } from '../rpc.ts';
-import { McpTransportTypeSchema, PermissionScopeSchema, UuidSchema, type Interaction, type PresentedTool } from '../schemas.ts';
+import { GatewayPrincipalSchema, GatewayServerSchema, GatewayUpstreamSchema, UuidSchema, type GatewayPrincipal, type GatewayServer, type GatewayUpstream, type Interaction, type PresentedTool } from '../schemas.ts';
+export { GatewayPrincipalSchema, GatewayServerSchema, GatewayUpstreamSchema, type GatewayPrincipal, type GatewayServer, type GatewayUpstream };
 import type { RpcTransport } from '../transport.ts';
 import { clipInteractions, logInteractions } from '../chat/log.ts';
 
-export const GatewayPrincipalSchema = z.object({ agent_id: UuidSchema, organization_id: UuidSchema, key_id: UuidSchema.nullable() });
-export type GatewayPrincipal = z.infer<typeof GatewayPrincipalSchema>;
 
-export const GatewayServerSchema = z.object({
-  server_instance_id: UuidSchema,
-  server_name: z.string(),
-  instance_name: z.string(),
-  permission_scope: PermissionScopeSchema,
-  allowed_tools: z.array(z.string()),
-  reads_allowed: z.boolean(),
-  mcp_transport_type: McpTransportTypeSchema,
-  expires_at: z.string().nullable(),
-});
-export type GatewayServer = z.infer<typeof GatewayServerSchema>;
 
-export const GatewayUpstreamSchema = z.object({ endpoint_url: z.string(), mcp_transport_type: McpTransportTypeSchema, bearer_token: z.string().nullable() });
-export type GatewayUpstream = z.infer<typeof GatewayUpstreamSchema>;
 
 /** The credential a request presents: an agent API key, or a user (verified from a JWT) naming an agent. */
 export type GatewayCredential = { apiKey: string; agentId?: string } | { userId: string; agentId: string };

@@ -8,36 +8,11 @@
 import { z } from 'zod';
 import { SdkErrorCode, UnexpectedResultError } from '../errors.ts';
 import { describeIssues } from '../rpc.ts';
-import { McpHealthStatusSchema, McpServerStatusSchema, TimestampSchema, UuidSchema } from '../schemas.ts';
+import { ServerStatusRowSchema, type ServerStatusRow } from '../schemas.ts';
+export { DtmaRequestSummarySchema, ServerStatusRowSchema, type ServerStatusRow } from '../schemas.ts';
 import type { RpcTransport } from '../transport.ts';
 
-export const DtmaRequestSummarySchema = z.object({
-  id: z.number().int(),
-  operation: z.string(),
-  state: z.enum(['queued', 'sent', 'failed']),
-  attempt: z.number().int(),
-  max_attempts: z.number().int(),
-  last_status_code: z.number().int().nullable(),
-  last_error: z.string().nullable(),
-  next_attempt_at: TimestampSchema,
-  created_at: TimestampSchema,
-});
 
-export const ServerStatusRowSchema = z.object({
-  server_instance_id: UuidSchema,
-  server_name: z.string(),
-  instance_name: z.string(),
-  status: McpServerStatusSchema,
-  health_status: McpHealthStatusSchema,
-  last_error: z.string().nullable(),
-  last_health_check_at: TimestampSchema.nullable(),
-  toolbox_id: UuidSchema,
-  toolbox_status: z.string(),
-  toolbox_last_heartbeat_at: TimestampSchema.nullable(),
-  /** Admins only (null for others, and when the latest request succeeded). */
-  dtma_request: DtmaRequestSummarySchema.nullable(),
-});
-export type ServerStatusRow = z.infer<typeof ServerStatusRowSchema>;
 
 async function call<T>(transport: RpcTransport, name: string, args: Record<string, unknown>, schema: z.ZodType<T>): Promise<T> {
   const parsed = schema.safeParse(await transport.rpc(name, args));

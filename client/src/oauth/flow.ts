@@ -20,7 +20,7 @@ import { z } from 'zod';
 import { McpControlPlaneError, SdkErrorCode } from '../errors.ts';
 import { HttpError, createRouter, readBody, type HandlerOptions, type Route } from '../functions/http.ts';
 import { createRpc } from '../rpc.ts';
-import { TimestampSchema, UuidSchema } from '../schemas.ts';
+import { OauthAuthorizationBeginRowSchema, OauthAuthorizationConsumeRowSchema, OauthDisconnectRowSchema, UuidSchema } from '../schemas.ts';
 import { OAuthRefreshError, ProviderTokenResponseSchema, callRow, getAgentOAuthToken, parseBody } from './refresh.ts';
 
 export interface AuthManagerOptions extends HandlerOptions {
@@ -37,32 +37,6 @@ export const CallbackBodySchema = z.strictObject({ state: z.string().min(1).max(
 export const RefreshBodySchema = z.strictObject({ agent_id: UuidSchema, provider: z.string().min(1), scopes: z.array(z.string().min(1)).optional() });
 export const DisconnectBodySchema = z.strictObject({ connection_id: UuidSchema });
 
-const BeginRowSchema = z.object({
-  state: z.string(),
-  code_challenge: z.string(),
-  code_challenge_method: z.literal('S256'),
-  authorization_endpoint: z.url(),
-  client_id: z.string(),
-  scope: z.string(),
-  authorize_params: z.record(z.string(), z.union([z.string(), z.number(), z.boolean()])),
-  redirect_uri: z.string(),
-  expires_at: TimestampSchema,
-});
-const ConsumeRowSchema = z.object({
-  provider: z.string(),
-  token_endpoint: z.url(),
-  client_id: z.string(),
-  code_verifier: z.string(),
-  redirect_uri: z.string(),
-  scopes: z.array(z.string()),
-});
-const DisconnectRowSchema = z.object({
-  provider: z.string(),
-  revocation_endpoint: z.string().nullable(),
-  client_id: z.string().nullable(),
-  token: z.string().nullable(),
-  token_type_hint: z.string(),
-});
 
 /** POSTs a form to a provider endpoint; the parsed JSON (or form) answer and the status. */
 async function postForm(options: AuthManagerOptions, url: string, form: URLSearchParams): Promise<{ status: number; body: Record<string, unknown> }> {
@@ -107,7 +81,7 @@ function routes(options: AuthManagerOptions): Route[] {
       pattern: /\/start$/,
       run: async ({ req, transport }) => {
         const input = await readBody(req, StartBodySchema);
-        const flow = await callRow(transport, 'begin_oauth_authorization', BeginRowSchema, {
+        const flow = await callRow(transport, 'begin_oauth_authorization', OauthAuthorizationBeginRowSchema, {
           p_provider: input.provider,
           p_redirect_uri: input.redirect_uri,
           ...(input.scopes ? { p_scopes: input.scopes } : {}),
@@ -130,7 +104,7 @@ function routes(options: AuthManagerOptions): Route[] {
       run: async ({ req, transport }) => {
         const input = await readBody(req, CallbackBodySchema);
         // Consumed before the exchange: a replay finds it used, whatever the provider answers.
-        const flow = await callRow(transport, 'consume_oauth_authorization', ConsumeRowSchema, { p_state: input.state, p_redirect_uri: input.redirect_uri });
+        const flow = await callRow(transport, 'consume_oauth_authorization', OauthAuthorizationConsumeRowSchema, { p_state: input.state, p_redirect_uri: input.redirect_uri });
         const form = withClient(
           new URLSearchParams({ grant_type: 'authorization_code', code: input.code, redirect_uri: flow.redirect_uri, code_verifier: flow.code_verifier }),
           options,
@@ -196,7 +170,7 @@ function routes(options: AuthManagerOptions): Route[] {
       pattern: /\/disconnect$/,
       run: async ({ req, transport }) => {
         const input = await readBody(req, DisconnectBodySchema);
-        const target = await callRow(transport, 'begin_oauth_disconnect', DisconnectRowSchema, { p_connection_id: input.connection_id });
+        const target = await callRow(transport, 'begin_oauth_disconnect', OauthDisconnectRowSchema, { p_connection_id: input.connection_id });
         let providerRevoked: boolean | null = null;
         let providerError: string | null = null;
         if (target.revocation_endpoint !== null && target.token !== null) {

@@ -13,7 +13,7 @@ import { ErrorNote, Mutating, Section, short, useAction, useLoad, when } from '.
 /** A toolbox's health in words, from its status and its last heartbeat. */
 export function toolboxHealth(t: Toolbox, now = Date.now()): { label: string; tone: 'ok' | 'warn' | 'bad' } {
   if (t.status === 'disabled') return { label: 'disabled', tone: 'bad' };
-  if (t.status === 'unresponsive') return { label: `unresponsive${t.last_error ? `: ${t.last_error}` : ''}`, tone: 'bad' };
+  if (t.status === 'unresponsive') return { label: `unresponsive${t.last_error_summary ? `: ${t.last_error_summary}` : ''}`, tone: 'bad' };
   if (!t.last_heartbeat_at) return { label: 'active, no heartbeat yet', tone: 'warn' };
   const minutes = Math.round((now - new Date(t.last_heartbeat_at).getTime()) / 60000);
   return minutes > 5 ? { label: `active, last heartbeat ${minutes} min ago`, tone: 'warn' } : { label: 'healthy', tone: 'ok' };
@@ -24,7 +24,7 @@ export function OrganizationScreen() {
   const members = useLoad(() => rows<Member>(supabase.from('organization_members').select('organization_id,user_id,role,added_by,created_at').eq('organization_id', org.id).order('created_at')), [org.id]);
   const toolboxes = useLoad(async () => {
     const [boxes, instances] = await Promise.all([
-      rows<Toolbox>(supabase.from('account_tool_environments').select('id,name,dtma_base_url,status,last_heartbeat_at,last_error').eq('organization_id', org.id).order('name')),
+      rows<Toolbox>(supabase.from('account_tool_environments').select('id,name,dtma_base_url,status,last_heartbeat_at,last_error_summary').eq('organization_id', org.id).order('name')),
       rows<Pick<Instance, 'account_tool_environment_id' | 'status'>>(supabase.from('account_tool_instances').select('account_tool_environment_id,status').eq('organization_id', org.id).neq('status', 'removed')),
     ]);
     return boxes.map((b) => ({ ...b, instances: instances.filter((i) => i.account_tool_environment_id === b.id) }));

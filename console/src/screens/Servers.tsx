@@ -22,8 +22,8 @@ const ACTIONS = [
 ] as const;
 
 /** The state of an instance in words, with its last error where it has one. */
-export function stateInWords(i: Pick<Instance, 'status' | 'last_error' | 'health_status'>): string {
-  const error = i.last_error ? `: ${i.last_error}` : '';
+export function stateInWords(i: Pick<Instance, 'status' | 'last_error_summary' | 'health_status'>): string {
+  const error = i.last_error_summary ? `: ${i.last_error_summary}` : '';
   switch (i.status) {
     case 'pending': return 'created, not deployed yet';
     case 'deploying': return 'the toolbox is starting it';
@@ -39,7 +39,7 @@ export function stateInWords(i: Pick<Instance, 'status' | 'last_error' | 'health
 
 // Rows rendered at first; a large organization pages through the rest or filters.
 const PAGE = 50;
-const INSTANCE_COLUMNS = 'id,display_name,instance_name_on_toolbox,account_tool_environment_id,catalog_id,status,status_changed_at,health_status,last_error,endpoint_url,mcp_server_type,priority,pinned_tool_names,pinned_read_only_tool_names';
+const INSTANCE_COLUMNS = 'id,display_name,instance_name_on_toolbox,account_tool_environment_id,catalog_id,status,status_changed_at,health_status,last_error_summary,endpoint_url,mcp_server_type,priority,pinned_tool_names,pinned_read_only_tool_names';
 
 export function ServersScreen() {
   const { org, isAdmin } = useConsole();
@@ -52,7 +52,7 @@ export function ServersScreen() {
   const reference = useLoad(async () => {
     const [catalog, toolboxes, transitions] = await Promise.all([
       rows<CatalogEntry>(supabase.from('mcp_server_catalog').select('id,name,display_name,description,version,docker_image_url,tool_manifest,config_schema,required_oauth_providers').order('display_name')),
-      rows<Toolbox>(supabase.from('account_tool_environments').select('id,name,dtma_base_url,status,last_heartbeat_at,last_error').eq('organization_id', org.id).order('name')),
+      rows<Toolbox>(supabase.from('account_tool_environments').select('id,name,dtma_base_url,status,last_heartbeat_at,last_error_summary').eq('organization_id', org.id).order('name')),
       rows<{ from_status: McpServerStatus; event: string }>(supabase.from('mcp_server_transitions').select('from_status,event')),
     ]);
     return { catalog, toolboxes, allowed: new Set(transitions.map((t) => `${t.from_status}:${t.event}`)) };
