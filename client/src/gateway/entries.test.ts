@@ -35,7 +35,8 @@ interface Started {
 
 /** Starts a gateway process and waits for the URL it prints. */
 async function start(command: string, args: string[], env: Record<string, string>): Promise<Started> {
-  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // A process group of its own: the signal reaches the gateway even behind npx (which does not pass signals on).
+  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no URL printed in 60 s:\n${output}`)), 60_000);
@@ -57,7 +58,7 @@ async function start(command: string, args: string[], env: Record<string, string
 async function stop(started: Started | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
   if (!started || started.child.exitCode !== null) return;
   const exited = new Promise((resolve) => started.child.once('exit', resolve));
-  started.child.kill(signal);
+  process.kill(-(started.child.pid as number), signal);
   await exited;
 }
 

@@ -244,15 +244,20 @@ describe('what the agent sees', () => {
     await client.close();
   });
 
-  it('relays a tool error once, without a prefix per hop', async () => {
+  it('relays errors once, without a prefix per hop: a tool’s error result and a JSON-RPC error', async () => {
     const { key } = await agentWithKey(acme, [[everything, 'full_access']]);
     const client = await connect(key);
     const name = (await toolNames(client)).find((n) => n.endsWith('__get-sum')) as string;
-    const failure = await client.callTool({ name, arguments: { a: 'not a number' } }).then(
-      (r) => JSON.stringify(r),
-      (e: unknown) => (e as Error).message,
-    );
-    expect(failure.match(/MCP error -32602/g)?.length ?? 0).toBeLessThanOrEqual(1);
+    const result = CallToolResultSchema.parse(await client.callTool({ name, arguments: { a: 'not a number' } }));
+    expect(result.isError).toBe(true);
+    const text = JSON.stringify(result.content);
+    expect(text).toContain('Input validation error');
+    expect(text.match(/MCP error -32602/g)).toHaveLength(1); // the server's own, as it wrote it
+    // A JSON-RPC error from the upstream (an unknown resource), relayed with its code.
+    const namespace = name.split('__')[0];
+    const error = await mcpError(client.readResource({ uri: `${namespace}__demo://no/such/resource` }));
+    expect(error.code).toBe(-32602);
+    expect(error.message).toBe('MCP error -32602: Resource demo://no/such/resource not found'); // the client's one prefix, none per hop
     await client.close();
   });
 });
