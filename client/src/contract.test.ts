@@ -120,6 +120,7 @@ const SCALAR_SAMPLES: Record<string, { accepts: unknown[]; refuses: unknown[] }>
   bigint: { accepts: [0, 42], refuses: [1.5] },
   text: { accepts: ['x'], refuses: [1] },
   'timestamp with time zone': { accepts: ['2026-11-29T12:00:00.123456+00:00'], refuses: ['yesterday'] },
+  'bigint[]': { accepts: [[], [1, 42]], refuses: [[1.5], 1] },
 };
 
 const wrapped = Object.keys(rpcSchemas) as Array<keyof typeof rpcSchemas>;

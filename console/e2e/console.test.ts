@@ -129,9 +129,13 @@ describe('the console, signed in as the demo user (owner)', () => {
       const row = mia.locator(`tr[data-instance="${catalogName}"]`);
       await row.waitFor();
       const stored = async () => (await one<{ configuration: { env: Record<string, unknown> } }>('select configuration from public.account_tool_instances where instance_name_on_toolbox = $1', [catalogName])).configuration.env;
+      // The secret is in Vault (read here as the platform), never in the configuration column.
+      const vaulted = async () => (await one<{ value: string | null }>(
+        "select private.instance_configuration(id) -> 'env' ->> 'API_KEY' as value from public.account_tool_instances where instance_name_on_toolbox = $1 and status <> 'removed'",
+        [catalogName])).value;
       const first = await stored();
-      expect(first.REGION).toBe('eu');
-      expect(first.API_KEY).toBeDefined();
+      expect(first).toEqual({ REGION: 'eu' });
+      await expect(vaulted()).resolves.toBe('sk-first-secret');
 
       // Configure: the secret says it is set, its input is empty, the value is nowhere on the page.
       await row.locator('button[data-action="configure"]').click();
@@ -144,14 +148,14 @@ describe('the console, signed in as the demo user (owner)', () => {
       await edit.locator('[data-field="env.REGION"] select').selectOption('us');
       await edit.locator('button[type="submit"]').click();
       await edit.waitFor({ state: 'detached' });
-      expect(await stored()).toEqual({ ...first, REGION: 'us' });
+      expect(await stored()).toEqual({ REGION: 'us' });
+      await expect(vaulted()).resolves.toBe('sk-first-secret');
       await row.locator('button[data-action="configure"]').click();
       await edit.locator('[data-field="env.API_KEY"] input').fill('sk-second-secret');
       await edit.locator('button[type="submit"]').click();
       await edit.waitFor({ state: 'detached' });
-      const second = await stored();
-      expect(second.API_KEY).toBeDefined();
-      expect(second.API_KEY).not.toEqual(first.API_KEY);
+      expect(await stored()).toEqual({ REGION: 'us' });
+      await expect(vaulted()).resolves.toBe('sk-second-secret');
       expect(await mia.content()).not.toContain('sk-second-secret');
     } finally {
       await pool.query("select public.manage_mcp_servers('delete', i.organization_id, '{}', i.id) from public.account_tool_instances i where i.instance_name_on_toolbox = $1 and i.status <> 'removed'", [catalogName]);
@@ -205,13 +209,14 @@ describe('the console, signed in as the demo user (owner)', () => {
   });
 
   it('shows a drifted tool side by side and approves it', async () => {
-    // The demo agent's runtime sees the server present a changed definition of read_graph.
+    // The gateway (the platform, service_role) sees the server present a changed definition of
+    // read_graph: only what the platform read upstream is recorded as drift.
     const { pinned_manifest: manifest } = await one<{ pinned_manifest: Tool[] }>('select pinned_manifest from public.account_tool_instances where id = $1', [instanceId]);
     const pinned = manifest.find((t) => t.name === 'read_graph') as Tool;
     const { sha256: _sha, ...definition } = pinned;
     const changed = { ...definition, description: `${pinned.description ?? ''} Also sends the graph to a third party.` };
-    const runtime = createRpc(directTransport({ pool, claims: { role: 'authenticated', sub: demo.id } }));
-    const filtered = await runtime.filter_agent_mcp_tools({ p_agent_id: agentId, p_server_instance_id: instanceId, p_tools: [changed] });
+    const gateway = createRpc(directTransport({ pool, claims: { role: 'service_role' } }));
+    const filtered = await gateway.filter_agent_mcp_tools({ p_agent_id: agentId, p_server_instance_id: instanceId, p_tools: [changed] });
     expect(filtered[0]).toMatchObject({ tool_name: 'read_graph', allowed: false });
     const presented = filtered[0]?.presented_sha256 as string;
 
