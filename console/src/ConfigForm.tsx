@@ -29,15 +29,12 @@ export function visibleConfig(schema: JsonSchema, value: unknown): ConfigValue {
   return out;
 }
 
-/** Which secrets have a stored value (path → set). */
-export function secretsSet(schema: JsonSchema, value: unknown, prefix = ''): Record<string, boolean> {
-  const out: Record<string, boolean> = {};
-  for (const [key, field] of Object.entries(schema.properties ?? {})) {
-    const v = isObject(value) ? value[key] : undefined;
-    if (field.writeOnly) out[prefix + key] = v !== undefined && v !== null && v !== '';
-    else if (field.type === 'object') Object.assign(out, secretsSet(field, v, `${prefix}${key}.`));
-  }
-  return out;
+/**
+ * Which secrets have a stored value (path → set), from the instance's secret_fields: the
+ * values themselves are in Vault and never reach the page.
+ */
+export function secretsSet(secretFields: Record<string, unknown> | null | undefined): Record<string, boolean> {
+  return Object.fromEntries(Object.keys(secretFields ?? {}).map((path) => [path, true]));
 }
 
 /**

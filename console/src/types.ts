@@ -6,7 +6,7 @@ export interface Member { organization_id: string; user_id: string; role: OrgRol
 export interface Toolbox { id: string; name: string; dtma_base_url: string; status: 'active' | 'unresponsive' | 'disabled'; last_heartbeat_at: string | null; last_error_summary: string | null }
 export interface Instance {
   id: string; display_name: string; instance_name_on_toolbox: string; account_tool_environment_id: string; catalog_id: string;
-  status: McpServerStatus; status_changed_at: string; health_status: 'healthy' | 'unhealthy' | 'unknown'; last_error_summary: string | null;
+  status: McpServerStatus; status_changed_at: string; health_status: 'healthy' | 'unhealthy' | 'unknown'; last_error_summary: string | null; secret_fields?: Record<string, string>;
   endpoint_url: string | null; mcp_server_type: string; configuration: Record<string, unknown>; priority: number;
   pinned_tool_names: string[]; pinned_read_only_tool_names: string[];
 }

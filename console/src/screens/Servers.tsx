@@ -39,7 +39,7 @@ export function stateInWords(i: Pick<Instance, 'status' | 'last_error_summary' |
 
 // Rows rendered at first; a large organization pages through the rest or filters.
 const PAGE = 50;
-const INSTANCE_COLUMNS = 'id,display_name,instance_name_on_toolbox,account_tool_environment_id,catalog_id,status,status_changed_at,health_status,last_error_summary,endpoint_url,mcp_server_type,priority,pinned_tool_names,pinned_read_only_tool_names';
+const INSTANCE_COLUMNS = 'id,display_name,instance_name_on_toolbox,account_tool_environment_id,catalog_id,status,status_changed_at,health_status,last_error_summary,secret_fields,endpoint_url,mcp_server_type,priority,pinned_tool_names,pinned_read_only_tool_names';
 
 export function ServersScreen() {
   const { org, isAdmin } = useConsole();
@@ -205,7 +205,7 @@ function CreateServer({ catalog, toolboxes, onCreated }: { catalog: CatalogEntry
 
 function EditConfiguration({ instanceId, catalog, onDone }: { instanceId: string; catalog: Map<string, CatalogEntry>; onDone: () => void }) {
   const { org } = useConsole();
-  const stored = useLoad(() => rows<Pick<Instance, 'id' | 'catalog_id' | 'configuration' | 'display_name'>>(supabase.from('account_tool_instances').select('id,catalog_id,configuration,display_name').eq('id', instanceId)), [instanceId]);
+  const stored = useLoad(() => rows<Pick<Instance, 'id' | 'catalog_id' | 'configuration' | 'display_name' | 'secret_fields'>>(supabase.from('account_tool_instances').select('id,catalog_id,configuration,display_name,secret_fields').eq('id', instanceId)), [instanceId]);
   const row = stored.data?.[0];
   const entry = row ? catalog.get(row.catalog_id) : undefined;
   const [edited, setEdited] = useState<ConfigValue>();
@@ -219,7 +219,7 @@ function EditConfiguration({ instanceId, catalog, onDone }: { instanceId: string
       if (ok) onDone();
     }}>
       <h3>Configuration of {row.display_name}</h3>
-      <Fields schema={entry.config_schema} value={value} onChange={setEdited} secrets={secretsSet(entry.config_schema, row.configuration)} />
+      <Fields schema={entry.config_schema} value={value} onChange={setEdited} secrets={secretsSet(row.secret_fields)} />
       <ErrorNote error={action.error} />
       <button type="submit" data-mutates="">Save configuration</button>
     </form>
