@@ -1,10 +1,11 @@
 /**
  * The chat function end to end, under load: the entry supabase/functions/chat run by real Deno
- * (direct transport to the database, as without PostgREST), the scripted OpenAI-compatible
- * model (answers at once unless MODEL_LATENCY_MS), and 5 real MCP servers from npm on the local
- * DTMA. Each chat request: the agent's context from the 5 servers, one model turn asking for
- * one tool call on each server (in parallel), one model turn answering. Not a test: it prints
- * figures.
+ * (direct transport to the database, as without PostgREST), reaching its tools through the
+ * agent MCP gateway (the entry supabase/functions/mcp-gateway, also under Deno) with the
+ * caller's JWT, the scripted OpenAI-compatible model (answers at once unless MODEL_LATENCY_MS),
+ * and 5 real MCP servers from npm on the local DTMA. Each chat request: the agent's context
+ * through one gateway session, one model turn asking for one tool call on each server (in
+ * parallel), one model turn answering. Not a test: it prints figures.
  *
  *   npm start    # or any stack: DATABASE_URL, DTMA_URL, DTMA_TOKEN
  *   npx tsx scripts/bench/chat.ts            # LEVELS=1,10,100 MIN_REQUESTS=20 MODEL_LATENCY_MS=0
@@ -12,9 +13,11 @@
  * After one warm-up request, per level: waves of <level> concurrent requests until at least
  * MIN_REQUESTS were made (20 waves of 1, 2 of 10, 1 of 100). Per request:
  * end-to-end time (the client's, to the end of the stream); model time (what the model server
- * spent on its two turns); server time (the slowest server of the context plus the slowest
- * tool call, as the interaction log measured them around the MCP exchanges); outside = the
- * rest: control plane, Deno, the database, connection set-up.
+ * spent on its two turns); server time (the slowest of the request's tool calls, as the
+ * gateway's interaction log measured it around the upstream call); outside = the rest: the
+ * chat function, the gateway (its session, the database's decisions), Deno, connection set-up.
+ * Each request acts for an agent of its own (all granted the same 5 servers), so that the
+ * gateway's log rows are the request's.
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -41,7 +44,6 @@ function percentile(values: number[], p: number): number {
 
 const pool = testPool();
 const org = await createOrganization(pool, { url: dtmaUrl, token: dtmaToken });
-const agentId = await createAgent(pool, org.organizationId, org.ownerId, 'bench chat agent');
 const jwt = await userJwt(org.ownerId);
 const specs: { catalog: string; tool: string; args: Record<string, unknown>; configuration?: JsonObject }[] = [
   { catalog: 'everything', tool: 'echo', args: { message: 'bench' } },
@@ -57,7 +59,16 @@ const servers: string[] = [];
 for (const [i, spec] of specs.entries()) {
   servers.push(await deployServer(pool, org, { catalog: spec.catalog, priority: 500 - i, ...(spec.configuration ? { configuration: spec.configuration } : {}) }));
 }
-for (const id of servers) await org.owner.grant_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: id, p_permission_scope: 'full_access' });
+
+// One agent per request (the warm-up's included), each granted the 5 servers.
+const needed = 1 + levels.reduce((sum, level) => sum + Math.ceil(minRequests / level) * level, 0);
+console.log(`creating ${needed} agents ...`);
+const agents: string[] = [];
+for (let i = 0; i < needed; i++) {
+  const agentId = await createAgent(pool, org.organizationId, org.ownerId, `bench chat agent ${i}`);
+  for (const id of servers) await org.owner.grant_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: id, p_permission_scope: 'full_access' });
+  agents.push(agentId);
+}
 
 const model = await startScriptedModel((request) => {
   if (request.messages.at(-1)?.role === 'tool') return { text: 'All five tools answered.' };
@@ -72,24 +83,27 @@ const model = await startScriptedModel((request) => {
   };
 });
 model.setLatency(modelLatencyMs);
+// The gateway acts on the database as the platform and verifies the users' JWTs with the secret.
+const gateway = await startEdgeFunction('mcp-gateway', { SUPABASE_DB_URL: process.env.DATABASE_URL, JWT_SECRET, GATEWAY_DB_POOL: '20', GATEWAY_LOG_FLUSH_MS: '100' });
 const entry = await startEdgeFunction('chat', {
   SUPABASE_DB_URL: process.env.DATABASE_URL,
   JWT_SECRET,
   DB_POOL_SIZE: '20',
   OPENAI_BASE_URL: model.baseUrl,
   OPENAI_MODEL: 'scripted-model',
-  MCP_SERVER_BEARER_TOKEN: dtmaToken,
+  MCP_GATEWAY_URL: gateway.url,
   CHAT_SERVER_TIMEOUT_MS: '10000',
 });
 
 interface Sample {
   e2e: number;
   model: number;
-  requestId: string;
+  agentId: string;
   ok: boolean;
 }
 
 async function oneChat(): Promise<Sample> {
+  const agentId = agents.pop() as string;
   const first = model.requests.length;
   const started = performance.now();
   const response = await fetch(`${entry.url}/functions/v1/chat`, {
@@ -99,7 +113,6 @@ async function oneChat(): Promise<Sample> {
   });
   const events = parseSse(await response.text()) as { event: string; data: Record<string, unknown> }[];
   const e2e = performance.now() - started;
-  const requestId = String(events[0]?.data.request_id ?? '');
   const results = events.filter((e) => e.event === 'tool_result');
   const ok = events.at(-1)?.event === 'done' && results.length === specs.length && results.every((r) => r.data.outcome === 'success');
   // This chat's model turns: the requests whose conversation is this one (the model server is shared, so match by position is unsafe).
@@ -108,17 +121,18 @@ async function oneChat(): Promise<Sample> {
     const calls = model.requests[i]?.messages.flatMap((m) => m.tool_calls ?? []) ?? [];
     if (calls.length === 0 || events.some((e) => e.event === 'tool_call' && calls.some((c) => c.id === e.data.id))) modelMs += model.durations[i] ?? 0;
   }
-  return { e2e, model: modelMs, requestId, ok };
+  return { e2e, model: modelMs, agentId, ok };
 }
 
-async function serverTimes(requestIds: string[]): Promise<Map<string, number>> {
-  const { rows } = await pool.query<{ request_id: string; ms: number }>(
-    `select request_id, coalesce(max(duration_ms) filter (where interaction_type = 'context_request'), 0)
-                      + coalesce(max(duration_ms) filter (where interaction_type = 'tool_call'), 0) as ms
-       from public.mcp_interaction_logs where request_id = any($1) group by request_id`,
-    [requestIds],
+/** The slowest tool call of each agent's request, as the gateway logged it (its batch written within GATEWAY_LOG_FLUSH_MS). */
+async function serverTimes(agentIds: string[]): Promise<Map<string, number>> {
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const { rows } = await pool.query<{ agent_id: string; ms: number }>(
+    `select agent_id, max(duration_ms) as ms from public.mcp_interaction_logs
+      where agent_id = any($1) and interaction_type = 'tool_call' group by agent_id`,
+    [agentIds],
   );
-  return new Map(rows.map((r) => [r.request_id, Number(r.ms)]));
+  return new Map(rows.map((r) => [r.agent_id, Number(r.ms)]));
 }
 
 const table: string[] = [];
@@ -129,24 +143,25 @@ try {
     const wallStarted = performance.now();
     while (samples.length < minRequests) samples.push(...(await Promise.all(Array.from({ length: level }, oneChat))));
     const wall = performance.now() - wallStarted;
-    const servers = await serverTimes(samples.map((s) => s.requestId));
-    const outside = samples.map((s) => Math.max(0, s.e2e - s.model - (servers.get(s.requestId) ?? 0)) / s.e2e);
+    const servers = await serverTimes(samples.map((s) => s.agentId));
+    const outside = samples.map((s) => Math.max(0, s.e2e - s.model - (servers.get(s.agentId) ?? 0)) / s.e2e);
     const failed = samples.filter((s) => !s.ok).length;
     const e2e = samples.map((s) => s.e2e);
     table.push(
       `| ${level} | ${samples.length} | ${failed} | ${percentile(e2e, 50).toFixed(0)} | ${percentile(e2e, 95).toFixed(0)} | ` +
-        `${percentile(samples.map((s) => s.model), 50).toFixed(0)} | ${percentile(samples.map((s) => servers.get(s.requestId) ?? 0), 50).toFixed(0)} | ` +
+        `${percentile(samples.map((s) => s.model), 50).toFixed(0)} | ${percentile(samples.map((s) => servers.get(s.agentId) ?? 0), 50).toFixed(0)} | ` +
         `${(percentile(outside, 50) * 100).toFixed(0)}% | ${((samples.length / wall) * 1000).toFixed(1)} |`,
     );
     console.log(table.at(-1));
   }
 } finally {
   await entry.stop();
+  await gateway.stop();
   await model.close();
   await removeServers(pool, org, servers);
   await pool.end();
 }
-console.log(`\nchat, 5 servers, one tool call each, model latency ${modelLatencyMs} ms, at least ${minRequests} requests per level (${os.cpus().length} cores)`);
+console.log(`\nchat through the gateway, 5 servers, one tool call each, model latency ${modelLatencyMs} ms, at least ${minRequests} requests per level (${os.cpus().length} cores)`);
 console.log('| concurrent | requests | failed | p50 ms | p95 ms | model p50 ms | servers p50 ms | outside model and servers (p50) | requests/s |');
 console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const line of table) console.log(line);

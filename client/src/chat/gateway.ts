@@ -74,10 +74,14 @@ export async function prepareThroughGateway(options: McpChatOptions, gateway: Mc
       resources: target.enabled ? session.resources.filter((r) => serverOf(r) === target.serverId) : [],
       prompts: target.enabled ? session.prompts.filter((p) => serverOf(p) === target.serverId) : [],
     }));
-  const tools: ContextTool[] = session.tools.flatMap((tool) => {
-    const server = servers.find((s) => s.serverId === serverOf(tool) && s.status === 'ok');
-    return server ? [{ serverId: server.serverId, serverName: server.name, qualifiedName: tool.name, weight: server.weight, tool: { ...tool, name: unqualified(tool.name) } }] : [];
-  });
+  // Highest priority first, as the direct path lists them (the servers are in that order).
+  const tools: ContextTool[] = servers
+    .filter((server) => server.status === 'ok')
+    .flatMap((server) =>
+      session.tools
+        .filter((tool) => serverOf(tool) === server.serverId)
+        .map((tool) => ({ serverId: server.serverId, serverName: server.name, qualifiedName: tool.name, weight: server.weight, tool: { ...tool, name: unqualified(tool.name) } })),
+    );
   const context: McpContext = {
     requestId: crypto.randomUUID(),
     agentId: request.agentId,

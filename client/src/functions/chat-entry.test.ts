@@ -1,25 +1,34 @@
 /**
  * supabase/functions/chat under real Deno, as deployed, over the real stack: the database
- * (through supabase-js and the PostgREST stand-in), real MCP servers from npm deployed through
- * the control plane onto the local DTMA, and a second DTMA (in this process, with the fault
- * driver) for a server that hangs. Only the model is scripted (testing/scripted-model.ts): it
- * asks for tool calls, then answers; what it was shown is recorded.
+ * (through supabase-js and the PostgREST stand-in), the agent MCP gateway (in this process, as
+ * the platform, verifying user JWTs with the project's secret), real MCP servers from npm
+ * deployed through the control plane onto the local DTMA, and a second DTMA (in this process,
+ * with the fault driver) for a server that hangs. The chat function gets MCP_GATEWAY_URL and no
+ * toolbox token: it presents the caller's JWT to the gateway. Only the model is scripted
+ * (test/support/scripted-model.ts): it asks for tool calls, then answers; what it was shown is
+ * recorded.
  */
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type pg from 'pg';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFaultDriver, type FaultDriver } from '../../../scripts/dtma/fault-driver.ts';
 import { createProcessDriver } from '../../../scripts/dtma/process-driver.ts';
 import { createDtmaServer, type DtmaServer } from '../../../scripts/dtma/server.ts';
 import type { ServedHandler } from '../manager/serve.ts';
+import { serveFetch, type Served } from '../node-serve.ts';
+import { SERVICE_ROLE_OPTIONS, createGateway, sqlGatewayStore, type Gateway } from '../gateway/index.ts';
+import { databaseUrl } from '../../../test/support/db.ts';
 import { startEdgeFunction, supabaseEnv, type EdgeFunction } from '../../../test/support/edge-function.ts';
 import { servePostgrest } from '../../../test/support/postgrest.ts';
 import { parseSse, startScriptedModel, type ModelRequest, type ScriptedModel } from '../../../test/support/scripted-model.ts';
-import { JWT_SECRET, createAgent, createOrganization, createUser, deployServer, dtma, removeServers, testPool, userJwt, type Organization, registerToolbox } from '../../../test/support/stack.ts';
+import { JWT_SECRET, createAgent, createOrganization, createUser, deployServer, dtma, registerToolbox, removeServers, testPool, userJwt, type Organization } from '../../../test/support/stack.ts';
 
 let pool: pg.Pool;
+let servicePool: pg.Pool;
+let gateway: Gateway;
+let gatewayServed: Served;
 let postgrest: ServedHandler;
 let model: ScriptedModel;
 let entry: EdgeFunction;
@@ -55,11 +64,30 @@ function toolNamed(request: ModelRequest, tool: string, nth = 0): string {
   return names.at(nth) ?? `missing__${tool}`;
 }
 
+/** The gateway's interaction log for this agent, written now, after the row id `after`. */
+async function toolCallsAfter(after: number): Promise<{ outcome: string; tool_name: string }[]> {
+  await gateway.flushLog();
+  const { rows } = await pool.query(
+    `select outcome::text, tool_name from public.mcp_interaction_logs where agent_id = $1 and interaction_type = 'tool_call' and id > $2 order by id`,
+    [agentId, after],
+  );
+  return rows;
+}
+
+async function lastLogId(): Promise<number> {
+  await gateway.flushLog();
+  const { rows } = await pool.query('select coalesce(max(id), 0)::bigint as id from public.mcp_interaction_logs');
+  return Number(rows[0]?.id);
+}
+
 const ask = (content: string) => ({ agent_id: agentId, organization_id: org.organizationId, messages: [{ role: 'user', content }] });
 
 beforeAll(async () => {
   pool = testPool();
+  servicePool = new pg.Pool({ connectionString: databaseUrl(), max: 10, options: SERVICE_ROLE_OPTIONS });
   postgrest = await servePostgrest(pool, JWT_SECRET);
+  gateway = createGateway({ store: sqlGatewayStore(servicePool), jwtKeys: JWT_SECRET });
+  gatewayServed = await serveFetch((req) => gateway.handle(req));
   model = await startScriptedModel(() => ({ text: 'nothing scripted' }), { apiKey: 'test-model-key' });
   org = await createOrganization(pool);
   ownerJwt = await userJwt(org.ownerId);
@@ -83,7 +111,7 @@ beforeAll(async () => {
     OPENAI_BASE_URL: model.baseUrl,
     OPENAI_MODEL: 'scripted-model',
     OPENAI_API_KEY: 'test-model-key',
-    MCP_SERVER_BEARER_TOKEN: token,
+    MCP_GATEWAY_URL: gatewayServed.url,
     // Generous for gathering the context on a loaded machine; a hung tool call still ends in 4 s.
     CHAT_SERVER_TIMEOUT_MS: '15000',
     CHAT_TOOL_TIMEOUT_MS: '4000',
@@ -93,16 +121,20 @@ beforeAll(async () => {
 afterAll(async () => {
   faults?.setFault(null);
   await entry?.stop();
+  await gateway?.close();
+  await gatewayServed?.close();
   if (org) await removeServers(pool, org, Object.values(servers).filter(Boolean));
   await faultDtma?.close();
   await model?.close();
   await postgrest?.close();
+  await servicePool?.end();
   await pool?.end();
 });
 
 describe('chat entry under Deno', () => {
   it('completes a conversation with two tool calls through the scripted model, streamed', async () => {
     const first = model.requests.length;
+    const logged = await lastLogId();
     model.setScript((request, index) => {
       const round = index - first;
       if (round === 0) return { toolCalls: [{ name: toolNamed(request, 'echo'), arguments: { message: 'hello from the chat' } }] };
@@ -134,19 +166,16 @@ describe('chat entry under Deno', () => {
     expect(shown.some((n) => n.endsWith('__echo'))).toBe(true);
     expect(shown.some((n) => n.endsWith('__create_entities'))).toBe(false);
     expect(model.requests[first + 1]?.messages.at(-1)).toMatchObject({ role: 'tool', content: expect.stringContaining('hello from the chat') });
-    // Recorded: the context request and both calls, under one request id.
-    const { rows } = await pool.query(
-      `select interaction_type::text, outcome::text, tool_name from public.mcp_interaction_logs where request_id = $1 and interaction_type = 'tool_call' order by id`,
-      [context?.data.request_id],
-    );
-    expect(rows).toEqual([
-      { interaction_type: 'tool_call', outcome: 'success', tool_name: 'echo' },
-      { interaction_type: 'tool_call', outcome: 'success', tool_name: 'read_graph' },
+    // Both calls went through the gateway, which decided and recorded them.
+    expect(await toolCallsAfter(logged)).toEqual([
+      { outcome: 'success', tool_name: 'echo' },
+      { outcome: 'success', tool_name: 'read_graph' },
     ]);
   });
 
   it('makes the next call a refusal the model sees when the grant is revoked mid-conversation', async () => {
     const first = model.requests.length;
+    const logged = await lastLogId();
     model.setScript(async (request, index) => {
       const echo = toolNamed(request, 'echo');
       const round = index - first;
@@ -165,11 +194,7 @@ describe('chat entry under Deno', () => {
     const refusal = model.requests[first + 2]?.messages.at(-1);
     expect(refusal).toMatchObject({ role: 'tool', content: expect.stringMatching(/^refused: access control denied echo/) });
     expect(reply.events.at(-1)).toMatchObject({ event: 'done', data: { content: 'I was refused the second echo.' } });
-    const { rows } = await pool.query(
-      `select outcome::text from public.mcp_interaction_logs where request_id = $1 and interaction_type = 'tool_call' order by id`,
-      [reply.events[0]?.data.request_id],
-    );
-    expect(rows.map((r: { outcome: string }) => r.outcome)).toEqual(['success', 'denied']);
+    expect((await toolCallsAfter(logged)).map((r) => r.outcome)).toEqual(['success', 'denied']);
     await org.owner.grant_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: servers.everything, p_permission_scope: 'full_access' });
   });
 

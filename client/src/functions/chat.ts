@@ -5,15 +5,17 @@
  *   POST /chat  {agent_id, organization_id?, messages: [{role, content}]}   (Authorization: Bearer <user JWT>)
  *
  * 1. The caller's JWT is verified by the transport on its first call (401 otherwise).
- * 2. The agent is loaded by gathering its MCP context (createMcpChat): the database refuses a
- *    caller who may not act for it (403) before anything is streamed.
+ * 2. The agent is loaded by gathering its MCP context through the agent MCP gateway
+ *    (createMcpChat with `gateway`: one MCP session to `<gateway>/agents/<agent id>/mcp`,
+ *    presenting the caller's own JWT): the database refuses a caller who may not act for it
+ *    (403) before anything is streamed. The function holds no toolbox token: the gateway does.
  * 3. The conversation and the tools the database allowed go to an OpenAI-compatible model.
- * 4. Each tool call the model asks for goes through callTool, which asks the database again
+ * 4. Each tool call the model asks for goes through the gateway, which asks the database again
  *    right before the call: a revoked grant is a refusal the model reads as the tool's answer.
  *    A server that hangs or fails costs its timeout and is reported to the model the same way.
  * 5. Steps 3 and 4 repeat until the model answers in text (or maxToolRounds is reached).
- * 6. Tool calls, refusals and the context are logged by the SDK (audit_mcp_interactions);
- *    a model failure is logged here, with the context's request id.
+ * 6. Tool calls and refusals are logged by the gateway (audit_mcp_interactions); a model
+ *    failure is logged here, with the context's request id.
  *
  * Events: `context` {request_id, servers, tools}; `tool_call` {id, name, server_id, tool};
  * `tool_result` {id, name, outcome, content}; `delta` {content}; `done` {content, rounds,
@@ -23,7 +25,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { createMcpChat } from '../chat/index.ts';
 import { findContextTool } from '../chat/context.ts';
-import type { McpChatOptions, McpContext } from '../chat/types.ts';
+import type { McpContext } from '../chat/types.ts';
 import { McpControlPlaneError, NotAllowedError } from '../errors.ts';
 import { UuidSchema } from '../schemas.ts';
 import type { RpcTransport } from '../transport.ts';
@@ -32,8 +34,8 @@ import { completeTurn, type ChatMessage, type ModelConfig, type ModelTool, type 
 
 export interface ChatHandlerOptions extends HandlerOptions {
   model: ModelConfig;
-  /** Headers for the MCP endpoints (createMcpChat's endpointHeaders). */
-  endpointHeaders?: McpChatOptions['endpointHeaders'];
+  /** The agent MCP gateway's base URL (e.g. <SUPABASE_URL>/functions/v1/mcp-gateway); the caller's JWT is its credential. */
+  gatewayUrl: string;
   /** Caps every server's timeout while the context is gathered (default 5000 ms). */
   serverTimeoutMs?: number;
   /** The time allowed for each tool call (default serverTimeoutMs). */
@@ -110,9 +112,9 @@ export function createChatHandler(options: ChatHandlerOptions): (req: Request) =
       {
         method: 'POST',
         pattern: /(?:^|\/)chat$/,
-        run: async ({ req, transport }) => {
+        run: async ({ req, jwt, transport }) => {
           const input = await readBody(req, ChatBodySchema);
-          const chat = createMcpChat({ transport, ...(options.endpointHeaders ? { endpointHeaders: options.endpointHeaders } : {}), ...(options.fetch ? { fetch: options.fetch } : {}) });
+          const chat = createMcpChat({ transport, gateway: { url: options.gatewayUrl, credential: jwt }, ...(options.fetch ? { fetch: options.fetch } : {}) });
           // Refusals (401, 403, 404) are answered before the stream starts.
           const context = await chat.prepareMCPContextWithAccessControl({
             agentId: input.agent_id,

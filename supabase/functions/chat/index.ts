@@ -5,8 +5,10 @@ import { createChatHandler } from '../_shared/sdk.ts';
 import { corsOrigin, transportForJwt } from '../_shared/transport.ts';
 
 const number = (name: string): number | undefined => (Deno.env.get(name) ? Number(Deno.env.get(name)) : undefined);
-// The bearer token the MCP endpoints expect (the toolbox's DTMA token), until the gateway holds it server-side.
-const serverToken = Deno.env.get('MCP_SERVER_BEARER_TOKEN');
+// Tools are reached through the agent MCP gateway with the caller's own JWT: no toolbox token here.
+const supabaseUrl = Deno.env.get('SUPABASE_URL');
+const gatewayUrl = Deno.env.get('MCP_GATEWAY_URL') || (supabaseUrl ? `${supabaseUrl}/functions/v1/mcp-gateway` : undefined);
+if (!gatewayUrl) throw new Error('MCP_GATEWAY_URL is not set (nor SUPABASE_URL, whose mcp-gateway function is the default)');
 
 Deno.serve(
   createChatHandler({
@@ -18,7 +20,7 @@ Deno.serve(
       ...(Deno.env.get('OPENAI_API_KEY') ? { apiKey: Deno.env.get('OPENAI_API_KEY') } : {}),
       ...(number('CHAT_MODEL_TIMEOUT_MS') ? { timeoutMs: number('CHAT_MODEL_TIMEOUT_MS') } : {}),
     },
-    ...(serverToken ? { endpointHeaders: () => ({ Authorization: `Bearer ${serverToken}` }) } : {}),
+    gatewayUrl,
     ...(number('CHAT_SERVER_TIMEOUT_MS') ? { serverTimeoutMs: number('CHAT_SERVER_TIMEOUT_MS') } : {}),
     ...(number('CHAT_TOOL_TIMEOUT_MS') ? { toolTimeoutMs: number('CHAT_TOOL_TIMEOUT_MS') } : {}),
     ...(number('CHAT_MAX_TOOL_ROUNDS') ? { maxToolRounds: number('CHAT_MAX_TOOL_ROUNDS') } : {}),
