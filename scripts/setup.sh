@@ -32,3 +32,9 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
 else
   step "npm packages present"
 fi
+# The MCP conformance suite needs Node 22: test/conformance is a package of its own holding it and
+# the npm package `node` (a Node 22 binary), outside node_modules/.bin, so nothing else runs on it.
+if [ ! -d test/conformance/node_modules ] || [ test/conformance/package-lock.json -nt test/conformance/node_modules/.package-lock.json ]; then
+  step "installing the MCP conformance suite and its Node 22 (npm install in test/conformance)"
+  (cd test/conformance && npm install --no-audit --no-fund --loglevel=error) || die "npm install in test/conformance failed" "run 'cd test/conformance && npm install' to see npm's message"
+fi

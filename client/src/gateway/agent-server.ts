@@ -9,7 +9,9 @@
  *   tools/call      validate_agent_mcp_access with the definition read upstream, then the call,
  *                   with progress and cancellation relayed; logged with outcome and duration
  *   resources/*, prompts/*   only on servers whose grant reads (read_only, full_access), decided
- *                   again on every read or get
+ *                   again on every read or get; resources/subscribe and unsubscribe likewise
+ *                   decided, relayed on the shared upstream session (one subscription per URI),
+ *                   and the server's notifications/resources/updated sent to each subscriber
  *   logging/setLevel         this session's level; upstream log messages are filtered by it
  *   ping            answered here
  */
@@ -26,6 +28,8 @@ import {
   McpError,
   ReadResourceRequestSchema,
   SetLevelRequestSchema,
+  SubscribeRequestSchema,
+  UnsubscribeRequestSchema,
   type CallToolResult,
   type ListPromptsResult,
   type ListResourceTemplatesResult,
@@ -108,7 +112,7 @@ type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 export function agentServer(options: AgentServerOptions): Server {
   const { agentId, store, pool, log } = options;
   const server = new Server(options.serverInfo ?? { name: 'mcp-control-plane-gateway', version: '0.1.0' }, {
-    capabilities: { tools: {}, resources: {}, prompts: {}, logging: {} },
+    capabilities: { tools: {}, resources: { subscribe: true }, prompts: {}, logging: {} },
     instructions: 'Every tool of every MCP server this agent may use, named <server>__<tool>. The control plane decides each call.',
   });
   let level: LoggingLevel | undefined;
@@ -280,6 +284,42 @@ export function agentServer(options: AgentServerOptions): Server {
     const result = await relay<ReadResourceResult>(upstream, logSink(extra), () => upstream.client.readResource({ ...request.params, uri: name }, { signal: extra.signal }));
     return { ...result, contents: result.contents.map((c) => ({ ...c, uri: qualify(namespace, c.uri) })) };
   });
+
+  /** This session's subscriptions: the namespaced URI, its upstream and the listener there. */
+  const subscriptions = new Map<string, { upstream: Upstream; name: string; listener: () => void }>();
+
+  server.setRequestHandler(SubscribeRequestSchema, async (request) => {
+    const { uri } = request.params;
+    if (subscriptions.has(uri)) return {};
+    const { name, upstream } = await readTarget(uri, 'resources');
+    if (!upstream.capabilities.resources?.subscribe) throw new RelayedError(ErrorCode.MethodNotFound, 'the server offers no resource subscriptions');
+    const listener = (): void => void server.sendResourceUpdated({ uri }).catch(() => undefined);
+    subscriptions.set(uri, { upstream, name, listener });
+    try {
+      await relay(upstream, undefined, () => upstream.subscribe(name, listener));
+    } catch (error) {
+      subscriptions.delete(uri);
+      throw error;
+    }
+    return {};
+  });
+
+  async function unsubscribe(uri: string): Promise<void> {
+    const subscription = subscriptions.get(uri);
+    if (!subscription) return;
+    subscriptions.delete(uri);
+    await relay(subscription.upstream, undefined, () => subscription.upstream.unsubscribe(subscription.name, subscription.listener));
+  }
+
+  server.setRequestHandler(UnsubscribeRequestSchema, async (request) => {
+    await unsubscribe(request.params.uri);
+    return {};
+  });
+
+  // A session that ends leaves its subscriptions.
+  server.onclose = () => {
+    for (const uri of [...subscriptions.keys()]) void unsubscribe(uri).catch((error: unknown) => options.onError?.(error));
+  };
 
   server.setRequestHandler(ListPromptsRequestSchema, async (_request, extra) => ({
     prompts: await settle(

@@ -6,7 +6,7 @@
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { CallToolResultSchema, McpError, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolResultSchema, McpError, ResourceUpdatedNotificationSchema, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveFetch, type Served } from '../node-serve.ts';
@@ -370,6 +370,27 @@ describe('relay', () => {
     expect(progress.length).toBeGreaterThanOrEqual(3);
     expect(progress).toEqual([...progress].sort((x, y) => x - y));
     await client.close();
+  });
+
+  it('relays a resource subscription: the server’s updates reach the subscriber under the namespaced URI; a bare or unreadable URI is refused', async () => {
+    const full = await agentWithKey(acme, [[everything, 'full_access']]);
+    const custom = await agentWithKey(acme, [[everything, 'custom', ['echo']]]);
+    const client = await connect(full.key);
+    const updated: string[] = [];
+    client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => void updated.push(n.params.uri));
+    const uri = (await client.listResources()).resources[0]?.uri as string;
+    expect(await client.subscribeResource({ uri })).toEqual({});
+    // server-everything sends an update for each subscribed URI once its updates are switched on.
+    const toggle = (await toolNames(client)).find((n) => n.endsWith('__toggle-subscriber-updates')) as string;
+    await client.callTool({ name: toggle, arguments: {} });
+    for (let i = 0; i < 100 && !updated.includes(uri); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(updated).toContain(uri);
+    expect(await client.unsubscribeResource({ uri })).toEqual({});
+    await client.callTool({ name: toggle, arguments: {} });
+    expect((await mcpError(client.subscribeResource({ uri: uri.slice(uri.indexOf('__') + 2) }))).code).toBe(-32602);
+    const reader = await connect(custom.key);
+    expect((await mcpError(reader.subscribeResource({ uri }))).code).toBe(GatewayErrorCode.denied);
+    await Promise.all([client.close(), reader.close()]);
   });
 
   it('keeps one upstream session per server, shared by agents', async () => {

@@ -16,6 +16,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import {
   LoggingMessageNotificationSchema,
+  ResourceUpdatedNotificationSchema,
   McpError,
   ToolListChangedNotificationSchema,
   type LoggingMessageNotification,
@@ -34,6 +35,12 @@ export interface Upstream {
   tools(options?: RequestOptions): Promise<Tool[]>;
   /** Runs a request with a log sink attached while it is in flight. */
   track<T>(sink: LogSink | undefined, run: () => Promise<T>): Promise<T>;
+  /**
+   * Adds a listener for a resource's `notifications/resources/updated`. The shared session holds
+   * one upstream subscription per URI, made by the first listener and ended by the last.
+   */
+  subscribe(uri: string, listener: () => void): Promise<void>;
+  unsubscribe(uri: string, listener: () => void): Promise<void>;
 }
 
 export interface UpstreamPool {
@@ -83,8 +90,12 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
     const client = new Client(options.clientInfo ?? { name: 'mcp-control-plane-gateway', version: '0.1.0' }, { capabilities: {} });
     let cached: { at: number; tools: Promise<Tool[]> } | undefined;
     const sinks = new Set<LogSink>();
+    const watchers = new Map<string, Set<() => void>>();
     client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
       cached = undefined;
+    });
+    client.setNotificationHandler(ResourceUpdatedNotificationSchema, (notification) => {
+      for (const listener of watchers.get(notification.params.uri) ?? []) listener();
     });
     client.setNotificationHandler(LoggingMessageNotificationSchema, (notification) => {
       if (sinks.size === 1) for (const sink of sinks) sink(notification.params);
@@ -115,6 +126,26 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
         } finally {
           if (sink) sinks.delete(sink);
         }
+      },
+      async subscribe(uri, listener) {
+        const listeners = watchers.get(uri);
+        if (listeners) {
+          listeners.add(listener);
+          return;
+        }
+        watchers.set(uri, new Set([listener]));
+        try {
+          await client.subscribeResource({ uri });
+        } catch (error) {
+          watchers.delete(uri);
+          throw error;
+        }
+      },
+      async unsubscribe(uri, listener) {
+        const listeners = watchers.get(uri);
+        if (!listeners?.delete(listener) || listeners.size > 0) return;
+        watchers.delete(uri);
+        await client.unsubscribeResource({ uri });
       },
     };
     client.onclose = () => pool.drop(serverId, upstream);
