@@ -44,7 +44,7 @@ interface StatusRow {
   last_error: string | null;
   toolbox_status: string;
   toolbox_last_heartbeat_at: string | null;
-  dtma_request: { state: string; operation: string; last_error: string | null } | null;
+  dtma_request: { id: number; state: string; operation: string; last_error: string | null } | null;
 }
 
 beforeAll(async () => {
@@ -139,6 +139,9 @@ describe('mcp-server-manager entry under Deno', () => {
       return found?.dtma_request?.last_error ? found : undefined;
     }, 20_000, 200);
     expect(row).toMatchObject({ status: 'deploying', dtma_request: { operation: 'deploy', state: expect.stringMatching(/^(queued|sent)$/) } });
+    // Even admins read the classified outcome through the API, never DTMA's own words.
+    const { rows: [stored] } = await pool.query<{ summary: string | null }>('select last_error_summary as summary from public.dtma_requests where id = $1', [row?.dtma_request?.id]);
+    expect(row?.dtma_request?.last_error).toBe(stored?.summary);
     const asMember = ((await manager('GET', `/status?organization_id=${org.organizationId}`, memberJwt)).body.data as StatusRow[]).find((r) => r.server_instance_id === deadToolboxInstance);
     expect(asMember).toMatchObject({ status: 'deploying', dtma_request: null });
   });
