@@ -33,7 +33,7 @@ worker_log="$LOCAL_DIR/pg-net-worker.log"
 worker_log_from=$(( $(stat -c %s "$worker_log" 2>/dev/null || echo 0) + 1 ))
 # The local worker harvests DTMA responses as they land (pg_cron 1.4 ticks only by the minute).
 svc_start pg-net-worker "tail -c +$worker_log_from '$worker_log' | grep -q 'sending queued'" \
-  env PG_NET_AFTER_SQL='select public.harvest_dtma_responses()' npx --no-install tsx scripts/pg-net/main.ts
+  env PG_NET_AFTER_SQL='select public.harvest_dtma_responses()' npx --no-install tsx standins/pg-net/main.ts
 [ -s "$token_file" ] || (umask 077; od -An -N24 -tx1 /dev/urandom | tr -d ' \n' > "$token_file")
 
 # The DTMA answers GET /health with the instance id it was started with: only that answer proves
@@ -50,7 +50,7 @@ fi
 instance_id="$(cat "$instance_file" 2>/dev/null || true)"
 svc_start dtma "[ \"\$(health_instance_id $dtma_url)\" = '$instance_id' ]" \
   env DTMA_TOKEN="$(cat "$token_file")" DTMA_STATE_FILE="$LOCAL_DIR/dtma-state.json" DTMA_INSTANCE_ID="$instance_id" \
-  npx --no-install tsx scripts/dtma/main.ts
+  npx --no-install tsx standins/dtma/main.ts
 step "demo data (scripts/demo.sql)"
 psql_db -v dtma_url="$dtma_url" -v dtma_token="$(cat "$token_file")" -f "$ROOT/scripts/demo.sql" >/dev/null
 

@@ -37,12 +37,12 @@ fi
 export DATABASE_URL="$DB_URL"
 # The local worker harvests DTMA responses as they land (pg_cron 1.4 ticks only by the minute).
 svc_start pg-net-worker "grep -q 'sending queued' '$LOCAL_DIR/pg-net-worker.log'" \
-  env PG_NET_AFTER_SQL='select public.harvest_dtma_responses()' npx --no-install tsx scripts/pg-net/main.ts
+  env PG_NET_AFTER_SQL='select public.harvest_dtma_responses()' npx --no-install tsx standins/pg-net/main.ts
 rm -f "$LOCAL_DIR/dtma-state.json"
 # Ready only when the DTMA answering is the one started here (GET /health echoes its instance id).
 instance_id="$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')"
 svc_start dtma "[ \"\$(health_instance_id http://127.0.0.1:$DTMA_PORT)\" = '$instance_id' ]" \
-  env DTMA_STATE_FILE="$LOCAL_DIR/dtma-state.json" DTMA_INSTANCE_ID="$instance_id" npx --no-install tsx scripts/dtma/main.ts
+  env DTMA_STATE_FILE="$LOCAL_DIR/dtma-state.json" DTMA_INSTANCE_ID="$instance_id" npx --no-install tsx standins/dtma/main.ts
 printf 'DB_PORT=%s\nDTMA_PORT=%s\nDTMA_INSTANCE_ID=%s\n' "$DB_PORT" "$DTMA_PORT" "$instance_id" > "$LOCAL_DIR/stack.env"
 export DTMA_URL="http://127.0.0.1:$DTMA_PORT"
 

@@ -10,8 +10,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { createProcessDriver } from '../scripts/dtma/process-driver.ts';
-import { createDtmaServer } from '../scripts/dtma/server.ts';
+import { createProcessDriver } from '../standins/dtma/process-driver.ts';
+import { createDtmaServer } from '../standins/dtma/server.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 

@@ -2,7 +2,7 @@
 -- pg_net's SQL API for a plain PostgreSQL: the same functions, signatures, defaults and tables.
 -- A request is a row in net.http_request_queue, so it exists for the sender only once its
 -- transaction commits (a rollback sends nothing), exactly as with pg_net. The sender is
--- scripts/pg-net/worker.ts; it records each outcome in net._http_response as pg_net does. Both
+-- standins/pg-net/worker.ts; it records each outcome in net._http_response as pg_net does. Both
 -- tables and the id sequence are unlogged, as pg_net's are: a crash empties them and the ids
 -- start again at 1 (PostgreSQL 15 makes a serial of an unlogged table unlogged too).
 

@@ -14,7 +14,7 @@ create type public.dtma_request_state as enum ('queued', 'sent', 'succeeded', 'f
 alter table public.account_tool_environments
   add column dtma_dialect text not null default 'project' check (dtma_dialect in ('project', 'upstream'));
 comment on column public.account_tool_environments.dtma_dialect is
-  'The DTMA the toolbox runs: project (scripts/dtma) or upstream (dtma-agent); see docs/DTMA.md.';
+  'The DTMA the toolbox runs: project (standins/dtma) or upstream (dtma-agent); see docs/DTMA.md.';
 
 create table public.dtma_requests (
   id bigint generated always as identity primary key,

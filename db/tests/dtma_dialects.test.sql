@@ -1,6 +1,6 @@
 -- The outbox against both DTMA dialects (docs/DTMA.md): the same stories, told once with the
 -- answers recorded from the upstream dtma-agent (db/tests/fixtures/upstream_dtma_exchanges.sql)
--- and once with the answers of this project's DTMA (scripts/dtma), each replayed as the
+-- and once with the answers of this project's DTMA (standins/dtma), each replayed as the
 -- net._http_response row pg_net would record. In every story the database ends as the world is:
 -- a transient deploy failure is retried; running stays running under the upstream's status
 -- answer; a declined restart keeps running; a credentials refresh is current only once
@@ -28,7 +28,7 @@ select tests.clear_authentication();
 update public.account_tool_environments set dtma_dialect = 'upstream' where id = :'box_upstream';
 
 -- Each answer a story needs, per dialect: upstream ones by their recorded sequence number,
--- the project's as scripts/dtma/server.ts answers.
+-- the project's as standins/dtma/server.ts answers.
 create temp table answers (dialect text, key text, status int, content text, primary key (dialect, key));
 insert into answers
 select 'upstream', k.key, (e.exchange ->> 'status')::int, e.exchange ->> 'response'

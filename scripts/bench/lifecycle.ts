@@ -4,9 +4,9 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pg from 'pg';
-import { createDtmaServer } from '../dtma/server.ts';
-import { createProcessDriver } from '../dtma/process-driver.ts';
-import { startPgNetWorker } from '../pg-net/worker.ts';
+import { createDtmaServer } from '../../standins/dtma/server.ts';
+import { createProcessDriver } from '../../standins/dtma/process-driver.ts';
+import { startPgNetWorker } from '../../standins/pg-net/worker.ts';
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(`--${name}`);

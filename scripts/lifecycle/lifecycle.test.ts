@@ -5,9 +5,9 @@
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDtmaServer, type DtmaServer } from '../dtma/server.ts';
-import { createFaultDriver } from '../dtma/fault-driver.ts';
-import { createProcessDriver } from '../dtma/process-driver.ts';
+import { createDtmaServer, type DtmaServer } from '../../standins/dtma/server.ts';
+import { createFaultDriver } from '../../standins/dtma/fault-driver.ts';
+import { createProcessDriver } from '../../standins/dtma/process-driver.ts';
 import { asUser, createUser, newPool, waitFor } from '../../test/support/db.ts';
 import { recordingServer } from '../../test/support/http.ts';
 

@@ -1,5 +1,5 @@
 /**
- * Helpers of the local DTMA's suites (scripts/dtma/*.test.ts): a DTMA on a free port, requests
+ * Helpers of the local DTMA's suites (standins/dtma/*.test.ts): a DTMA on a free port, requests
  * on fresh connections, the server specs they deploy, and the child processes they leave.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
@@ -17,10 +17,10 @@ import {
   type DeployGroupRequestInput,
   type InstanceStatus,
   type ServerSpecInput,
-} from '../../scripts/dtma/contract.ts';
-import { createFaultDriver } from '../../scripts/dtma/fault-driver.ts';
-import { createProcessDriver, type ProcessDriverOptions } from '../../scripts/dtma/process-driver.ts';
-import { createDtmaServer, type DtmaServer } from '../../scripts/dtma/server.ts';
+} from '../../standins/dtma/contract.ts';
+import { createFaultDriver } from '../../standins/dtma/fault-driver.ts';
+import { createProcessDriver, type ProcessDriverOptions } from '../../standins/dtma/process-driver.ts';
+import { createDtmaServer, type DtmaServer } from '../../standins/dtma/server.ts';
 import { waitFor as pollUntil } from './db.ts';
 
 export const TOKEN = 'test-token-7d1f0c9a';
@@ -28,7 +28,7 @@ export const MEMORY = 'npm:@modelcontextprotocol/server-memory';
 export const EVERYTHING = 'npm:@modelcontextprotocol/server-everything';
 export const REPOSITORY_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** The local DTMA's folder. */
-export const DTMA_DIR = path.join(REPOSITORY_ROOT, 'scripts', 'dtma');
+export const DTMA_DIR = path.join(REPOSITORY_ROOT, 'standins', 'dtma');
 export const MEMORY_VERSION = (
   JSON.parse(readFileSync(path.join(REPOSITORY_ROOT, 'node_modules/@modelcontextprotocol/server-memory/package.json'), 'utf8')) as {
     version: string;

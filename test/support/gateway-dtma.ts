@@ -3,8 +3,8 @@
  * process, running real MCP servers from npm, so that the gateway's longer suites do not share
  * their servers (or their DTMA's load) with the rest of the run.
  */
-import { createProcessDriver } from '../../scripts/dtma/process-driver.ts';
-import { createDtmaServer } from '../../scripts/dtma/server.ts';
+import { createProcessDriver } from '../../standins/dtma/process-driver.ts';
+import { createDtmaServer } from '../../standins/dtma/server.ts';
 import { dtma } from './stack.ts';
 
 export async function ownDtma(): Promise<{ url: string; token: string; close: () => Promise<void> }> {

@@ -366,7 +366,7 @@ describe('relay', () => {
     const long = names.find((n) => n.endsWith('__trigger-long-running-operation')) as string;
     const progress: number[] = [];
     await client.callTool({ name: long, arguments: { duration: 1, steps: 4 } }, undefined, { onprogress: (p) => progress.push(p.progress) });
-    // The local DTMA's relay loses the last of the server's 4 most of the time (scripts/dtma).
+    // The local DTMA's relay loses the last of the server's 4 most of the time (standins/dtma).
     expect(progress.length).toBeGreaterThanOrEqual(3);
     expect(progress).toEqual([...progress].sort((x, y) => x - y));
     await client.close();

@@ -1,4 +1,4 @@
-// Runs the pg_net stand-in worker: `tsx scripts/pg-net/main.ts` with DATABASE_URL set.
+// Runs the pg_net stand-in worker: `tsx standins/pg-net/main.ts` with DATABASE_URL set.
 import { startPgNetWorker } from './worker.ts';
 
 const databaseUrl = process.env.DATABASE_URL;

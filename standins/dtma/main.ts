@@ -1,7 +1,7 @@
 /**
  * The local DTMA, from the command line:
  *
- *   DTMA_TOKEN=secret npx tsx scripts/dtma/main.ts
+ *   DTMA_TOKEN=secret npx tsx standins/dtma/main.ts
  *
  * Environment: DTMA_TOKEN (required), DTMA_PORT (30000), DTMA_HOST
  * (127.0.0.1), DTMA_DRIVER (`process` or `fault`), DTMA_STATE_FILE (optional),
