@@ -6,7 +6,6 @@
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Readable } from 'node:stream';
 
 export interface Served {
   url: string;
@@ -14,7 +13,26 @@ export interface Served {
   close(): Promise<void>;
 }
 
-function toRequest(req: IncomingMessage, base: string, signal: AbortSignal): Request {
+/** A request body larger than this is refused with 413 before the handler sees it (default 4 MiB). */
+export const MAX_BODY_BYTES = 4 * 1024 * 1024;
+
+class BodyTooLarge extends Error {}
+
+/** The whole body, read before the handler runs (MCP bodies are small JSON documents). */
+async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limit) throw new BodyTooLarge();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new BodyTooLarge();
+    chunks.push(chunk as Buffer);
+  }
+  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+}
+
+async function toRequest(req: IncomingMessage, base: string, signal: AbortSignal, limit: number): Promise<Request> {
   const headers = new Headers();
   for (const [name, value] of Object.entries(req.headers)) {
     if (Array.isArray(value)) for (const v of value) headers.append(name, v);
@@ -22,14 +40,16 @@ function toRequest(req: IncomingMessage, base: string, signal: AbortSignal): Req
   }
   const method = req.method ?? 'GET';
   const hasBody = method !== 'GET' && method !== 'HEAD';
-  return new Request(new URL(req.url ?? '/', base), {
-    method,
-    headers,
-    signal,
-    ...(hasBody ? { body: Readable.toWeb(req) as ReadableStream<Uint8Array>, duplex: 'half' } : {}),
-  } as RequestInit);
+  return new Request(new URL(req.url ?? '/', base), { method, headers, signal, ...(hasBody ? { body: new Uint8Array(await readBody(req, limit)) } : {}) });
 }
 
+/**
+ * Writes a Response. Each socket write costs a system call, which is dear on small virtual
+ * machines: the socket is held (corked) until the end of the event-loop turn, so the headers and
+ * whatever the body has ready by then (a whole JSON answer, or an SSE event and the stream's
+ * end) leave in one write; a stream that waits (an SSE stream between events) is flushed at the
+ * end of each turn, headers first, so nothing waits on the hold.
+ */
 async function send(res: ServerResponse, response: Response, signal: AbortSignal): Promise<void> {
   res.statusCode = response.status;
   response.headers.forEach((value, name) => res.setHeader(name, value));
@@ -37,13 +57,25 @@ async function send(res: ServerResponse, response: Response, signal: AbortSignal
     res.end();
     return;
   }
-  res.flushHeaders();
+  let held = false;
+  const hold = (): void => {
+    if (held) return;
+    held = true;
+    res.cork();
+    setImmediate(() => {
+      held = false;
+      if (!res.headersSent && !res.writableEnded) res.flushHeaders();
+      res.uncork();
+    });
+  };
+  hold();
   const reader = response.body.getReader();
   signal.addEventListener('abort', () => void reader.cancel().catch(() => undefined), { once: true });
   try {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) break;
+      hold();
       res.write(value);
     }
   } catch {
@@ -57,6 +89,8 @@ export interface ServeOptions {
   host?: string;
   /** The body of a 500 when the handler itself throws (default: a JSON-RPC error). */
   errorBody?: unknown;
+  /** The largest request body accepted (default MAX_BODY_BYTES); a larger one is answered 413. */
+  maxBodyBytes?: number;
 }
 
 export async function serveFetch(handler: (req: Request) => Promise<Response>, options: ServeOptions = {}): Promise<Served> {
@@ -64,10 +98,15 @@ export async function serveFetch(handler: (req: Request) => Promise<Response>, o
   const server = http.createServer((req, res) => {
     const aborted = new AbortController();
     res.on('close', () => aborted.abort());
-    Promise.resolve()
-      .then(() => handler(toRequest(req, `http://${req.headers.host ?? host}`, aborted.signal)))
+    toRequest(req, `http://${req.headers.host ?? host}`, aborted.signal, options.maxBodyBytes ?? MAX_BODY_BYTES)
+      .then((request) => handler(request))
       .then((response) => send(res, response, aborted.signal))
       .catch((error: unknown) => {
+        if (error instanceof BodyTooLarge) {
+          res.writeHead(413, { 'content-type': 'application/json', connection: 'close' });
+          res.end(JSON.stringify({ jsonrpc: '2.0', error: { code: -32600, message: `the request body is larger than ${options.maxBodyBytes ?? MAX_BODY_BYTES} bytes` }, id: null }));
+          return;
+        }
         console.error('serve: request failed', error);
         if (!res.headersSent) res.writeHead(500, { 'content-type': 'application/json' });
         res.end(JSON.stringify(options.errorBody ?? { jsonrpc: '2.0', error: { code: -32603, message: 'internal error' }, id: null }));

@@ -363,8 +363,18 @@ export const ApiKeyRowSchema = z.object({
 });
 export type ApiKeyRow = z.infer<typeof ApiKeyRowSchema>;
 
-export const GatewayPrincipalSchema = z.object({ agent_id: UuidSchema, organization_id: UuidSchema, key_id: UuidSchema.nullable() });
+export const GatewayPrincipalSchema = z.object({
+  agent_id: UuidSchema,
+  organization_id: UuidSchema,
+  key_id: UuidSchema.nullable(),
+  /** How long from the question the API key stays valid, in ms (null: no expiry, or a user's JWT). */
+  valid_for_ms: z.number().int().nonnegative().nullable(),
+});
 export type GatewayPrincipal = z.infer<typeof GatewayPrincipalSchema>;
+
+/** The decision of one tool call, and how long from the question it holds unless the database announces a change (ms until the grant expires; null: no expiry). */
+export const GatewayCallDecisionSchema = z.object({ allowed: z.boolean(), valid_for_ms: z.number().int().nonnegative().nullable() });
+export type GatewayCallDecision = z.infer<typeof GatewayCallDecisionSchema>;
 
 export const GatewayServerSchema = z.object({
   server_instance_id: UuidSchema,
@@ -629,6 +639,10 @@ export const rpcSchemas = {
   },
   gateway_agent_servers: { args: z.strictObject({ p_agent_id: UuidSchema }), result: z.array(GatewayServerSchema) },
   gateway_upstream: { args: z.strictObject({ p_server_instance_id: UuidSchema }), result: z.array(GatewayUpstreamSchema) },
+  gateway_authorize_call: {
+    args: z.strictObject({ p_agent_id: UuidSchema, p_server_instance_id: UuidSchema, p_tool_definition: PresentedToolSchema }),
+    result: z.array(GatewayCallDecisionSchema).length(1),
+  },
 } as const;
 
 export type RpcSchemas = typeof rpcSchemas;

@@ -100,12 +100,23 @@ end $$;
 comment on function public.revoke_agent_api_key(uuid, text) is
   'Revokes an API key at once (the agent''s owner or an admin). False when it was already revoked.';
 
+-- How long from now until an instant, in milliseconds (null: never). The gateway counts from
+-- when it asked, on its own clock: a clock that differs from the database's changes nothing.
+create function private.ms_until(p_at timestamptz) returns bigint
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  -- greatest() ignores a null: a null instant is answered before it.
+  select case when p_at is not null then greatest(0, floor(extract(epoch from (p_at - now())) * 1000))::bigint end
+$$;
+comment on function private.ms_until(timestamptz) is 'Milliseconds from now until the instant (0 if past, null if null).';
+
 -- Who is calling the gateway. With p_api_key: a live key (not revoked, not expired) of an active
 -- agent, which must be p_agent_id when one is named; else 28000 (the gateway answers 401).
 -- With p_user_id (the subject of a JWT the gateway verified): the user may act for p_agent_id
 -- (private.agent_managers) and the agent is active; else 42501 (403).
 create function public.gateway_authenticate(p_api_key text default null, p_user_id uuid default null, p_agent_id uuid default null)
-returns table (agent_id uuid, organization_id uuid, key_id uuid)
+returns table (agent_id uuid, organization_id uuid, key_id uuid, valid_for_ms bigint)
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
@@ -126,7 +137,7 @@ begin
     end if;
     update public.agent_api_keys k set last_used_at = now()
      where k.id = v_key.id and (k.last_used_at is null or k.last_used_at < now() - interval '10 seconds');
-    return query select v_key.agent_id, v_key.organization_id, v_key.id;
+    return query select v_key.agent_id, v_key.organization_id, v_key.id, private.ms_until(v_key.expires_at);
     return;
   end if;
   if p_agent_id is null then
@@ -134,7 +145,7 @@ begin
       hint = 'name the agent in the gateway URL';
   end if;
   return query
-    select a.id, a.organization_id, null::uuid from public.agents a
+    select a.id, a.organization_id, null::uuid, null::bigint from public.agents a
      where a.id = p_agent_id and a.is_active
        and exists (select from private.agent_managers am where am.agent_id = a.id and am.user_id = p_user_id);
   if not found then
@@ -143,7 +154,7 @@ begin
   end if;
 end $$;
 comment on function public.gateway_authenticate(text, uuid, uuid) is
-  'Gateway (service_role): the agent an API key, or a verified user acting for p_agent_id, stands for; 28000 or 42501 otherwise.';
+  'Gateway (service_role): the agent an API key (with how long the key stays valid), or a verified user acting for p_agent_id, stands for; 28000 or 42501 otherwise.';
 
 -- The servers an agent reaches through the gateway now: get_agent_mcp_servers (valid grants on
 -- running servers), with the name the gateway namespaces tools by and the read rule.
@@ -165,6 +176,27 @@ end $$;
 comment on function public.gateway_agent_servers(uuid) is
   'Gateway (service_role): the servers the agent may use now, with the tools its grant allows and whether it may read resources and prompts.';
 
+-- The decision of one tool call, with the definition the gateway read upstream
+-- (validate_agent_mcp_access), and for how long an allowed call stays allowed if nothing
+-- changes: until the grant's expiry (null: no expiry). The gateway caches an allowed decision
+-- that long, or until the database announces a change (private.notify_gateway).
+create function public.gateway_authorize_call(p_agent_id uuid, p_server_instance_id uuid, p_tool_definition jsonb)
+returns table (allowed boolean, valid_for_ms bigint)
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform private.require_service_caller('decide a tool call for the gateway');
+  if jsonb_typeof(p_tool_definition) is distinct from 'object' or jsonb_typeof(p_tool_definition -> 'name') is distinct from 'string' then
+    raise exception using errcode = '22023', message = 'p_tool_definition must be the tool (an object with a name) the server presented';
+  end if;
+  return query
+    select public.validate_agent_mcp_access(p_agent_id, p_server_instance_id, p_tool_definition ->> 'name', p_tool_definition),
+           private.ms_until((select g.expires_at from private.valid_grants g where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id));
+end $$;
+comment on function public.gateway_authorize_call(uuid, uuid, jsonb) is
+  'Gateway (service_role): whether the agent may call the presented tool now, and for how long that holds unless something changes (until the grant''s expiry).';
+
 -- How the gateway reaches a running server: its DTMA endpoint and the toolbox's bearer token
 -- (from Vault). The token never leaves the gateway: agents present their own credential.
 create function public.gateway_upstream(p_server_instance_id uuid)
@@ -185,11 +217,12 @@ end $$;
 comment on function public.gateway_upstream(uuid) is
   'Gateway (service_role): the endpoint and bearer token of a running MCP server. Never granted to authenticated.';
 
-revoke execute on function private.require_service_caller(text), private.scope_allows_reads(public.mcp_permission_scope),
+revoke execute on function private.require_service_caller(text), private.scope_allows_reads(public.mcp_permission_scope), private.ms_until(timestamptz),
   public.create_agent_api_key(uuid, text, timestamptz), public.list_agent_api_keys(uuid), public.revoke_agent_api_key(uuid, text),
-  public.gateway_authenticate(text, uuid, uuid), public.gateway_agent_servers(uuid), public.gateway_upstream(uuid)
+  public.gateway_authenticate(text, uuid, uuid), public.gateway_agent_servers(uuid), public.gateway_upstream(uuid),
+  public.gateway_authorize_call(uuid, uuid, jsonb)
   from public, anon;
 grant execute on function public.create_agent_api_key(uuid, text, timestamptz), public.list_agent_api_keys(uuid),
   public.revoke_agent_api_key(uuid, text) to authenticated, service_role;
 grant execute on function public.gateway_authenticate(text, uuid, uuid), public.gateway_agent_servers(uuid),
-  public.gateway_upstream(uuid) to service_role;
+  public.gateway_upstream(uuid), public.gateway_authorize_call(uuid, uuid, jsonb) to service_role;

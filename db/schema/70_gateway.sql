@@ -73,3 +73,33 @@ create trigger agent_api_keys_audit_revoke after update of revoked_at on public.
   for each row execute function private.audit_api_key();
 
 alter table public.agent_api_keys enable row level security;
+
+-- The gateway caches who a credential stands for and the tool calls it allowed (client/src/
+-- gateway/cache.ts). Every change that can take a permission away is announced on the channel
+-- `mcp_gateway` when it commits, and a gateway drops everything it cached. What can take a
+-- permission away: a key revoked or deleted, an agent deactivated, moved or deleted, a member
+-- removed or demoted, a grant changed or revoked, a server's state, manifest or endpoint
+-- changed. A notification carries the table's name only; anyone who may NOTIFY can at worst
+-- make gateways ask the database again.
+create function private.notify_gateway() returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform pg_catalog.pg_notify('mcp_gateway', tg_table_name);
+  return null;
+end $$;
+comment on function private.notify_gateway() is
+  'Trigger (per statement): tells the gateways on channel mcp_gateway that what they cached may no longer hold.';
+
+create trigger agent_api_keys_notify_gateway after delete or update of revoked_at on public.agent_api_keys
+  for each statement execute function private.notify_gateway();
+create trigger agents_notify_gateway after delete or update of is_active, user_id, organization_id on public.agents
+  for each statement execute function private.notify_gateway();
+create trigger organization_members_notify_gateway after insert or update or delete on public.organization_members
+  for each statement execute function private.notify_gateway();
+create trigger agent_mcp_server_access_notify_gateway after insert or update or delete on public.agent_mcp_server_access
+  for each statement execute function private.notify_gateway();
+create trigger account_tool_instances_notify_gateway
+  after delete or update of status, pinned_manifest, endpoint_url, organization_id on public.account_tool_instances
+  for each statement execute function private.notify_gateway();

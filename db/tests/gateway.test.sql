@@ -6,7 +6,7 @@
 -- member hold at once. Resources and prompts follow the scope (read_only, full_access: yes;
 -- custom: no).
 begin;
-select plan(45);
+select plan(52);
 
 select tests.create_user('olga@acme.test') as olga \gset
 select tests.create_user('adam@acme.test') as adam \gset
@@ -47,7 +47,7 @@ update public.account_tool_instances set endpoint_url = 'http://10.0.0.1:30000/m
 
 -- Keys: created by the agent's owner, shown once, kept as a hash.
 select tests.authenticate_as(:'mia');
-select key_id as k1, api_key as key1, prefix as p1 from public.create_agent_api_key(:'mia_agent', 'laptop') \gset
+select key_id as k1, api_key as key1, prefix as p1 from public.create_agent_api_key(:'mia_agent', 'laptop', now() + interval '30 days') \gset
 select matches(:'key1'::text, '^mcpk_[0-9a-f]{12}_[A-Za-z0-9_-]{43}$', 'the key is the prefix and 256 random bits, base64url');
 select is(left(:'key1', 17), :'p1'::text, 'the visible prefix is the key''s first 17 characters');
 select tests.clear_authentication();
@@ -103,9 +103,10 @@ select throws_ok($$select private.require_service_caller('test')$$, '42501', nul
 
 -- The gateway (service_role) authenticates.
 select tests.authenticate_as_service_role();
-select results_eq(format($$select agent_id, organization_id, key_id from public.gateway_authenticate(%L)$$, :'key1'),
-                  format($$values (%L::uuid, %L::uuid, %L::uuid)$$, :'mia_agent', :'acme', :'k1'),
-                  'a live key stands for its agent');
+select results_eq(format($$select agent_id, organization_id, key_id, valid_for_ms from public.gateway_authenticate(%L)$$, :'key1'),
+                  format($$select %L::uuid, %L::uuid, %L::uuid, floor(extract(epoch from expires_at - now()) * 1000)::bigint
+                             from public.agent_api_keys where id = %L$$, :'mia_agent', :'acme', :'k1', :'k1'),
+                  'a live key stands for its agent, until the key expires');
 select isnt((select last_used_at from public.agent_api_keys where id = :'k1'), null, 'and its last use is recorded');
 select throws_ok(format($$select * from public.gateway_authenticate(%L, null, %L)$$, :'key1', :'max_agent'), '28000', null,
                  'a key names only its own agent (28000)');
@@ -148,6 +149,36 @@ select results_eq(format($$select allowed_tools from public.gateway_agent_server
 select results_eq(format($$select endpoint_url, bearer_token from public.gateway_upstream(%L)$$, :'mem'),
                   $$values ('http://10.0.0.1:30000/mcp/servers/memory/mcp', 'acme-dtma-token-0123456789')$$,
                   'the gateway reads the endpoint and the toolbox token of a running server');
+
+-- The decision of one call with the definition read upstream, and until when it holds (the
+-- gateway caches an allowed call until then, or until the database announces a change).
+select tests.authenticate_as(:'max');
+select public.grant_agent_mcp_access(:'max_agent', :'mem', 'read_only', null, now() + interval '1 hour') as g3 \gset
+select tests.authenticate_as_service_role();
+select (t - 'sha256')::text as read_graph_def from public.account_tool_instances i, jsonb_array_elements(i.pinned_manifest) t
+ where i.id = :'mem' and t ->> 'name' = 'read_graph' \gset
+select (t - 'sha256')::text as create_entities_def from public.account_tool_instances i, jsonb_array_elements(i.pinned_manifest) t
+ where i.id = :'mem' and t ->> 'name' = 'create_entities' \gset
+select results_eq(format($$select allowed, valid_for_ms from public.gateway_authorize_call(%L, %L, %L)$$, :'mia_agent', :'mem', :'read_graph_def'),
+                  $$values (true, null::bigint)$$, 'a read-only tool of a grant without expiry: allowed, with no end');
+select results_eq(format($$select allowed, valid_for_ms from public.gateway_authorize_call(%L, %L, %L)$$, :'max_agent', :'mem', :'read_graph_def'),
+                  format($$select true, floor(extract(epoch from expires_at - now()) * 1000)::bigint from public.agent_mcp_server_access where id = %L$$, :'g3'),
+                  'an expiring grant: allowed for as long as the grant has left');
+select results_eq(format($$select allowed from public.gateway_authorize_call(%L, %L, %L)$$, :'mia_agent', :'mem', :'create_entities_def'),
+                  $$values (false)$$, 'a tool outside the scope: denied');
+select results_eq(format($$select allowed from public.gateway_authorize_call(%L, %L, %L)$$, :'mia_agent', :'mem',
+                         (:'read_graph_def'::jsonb || '{"description": "now also deletes"}')::text),
+                  $$values (false)$$, 'a definition that differs from the pinned one: denied');
+select throws_ok($$select * from public.gateway_authorize_call(gen_random_uuid(), gen_random_uuid(), '"read_graph"')$$, '22023', null,
+                 'the definition must be a tool object (22023)');
+select tests.authenticate_as(:'mia');
+select throws_ok(format($$select * from public.gateway_authorize_call(%L, %L, %L)$$, :'mia_agent', :'mem', :'read_graph_def'), '42501', null,
+                 'a member cannot ask the gateway''s decision (42501)');
+select tests.clear_authentication();
+select set_eq($$select tgrelid::regclass::text from pg_trigger where tgfoid = 'private.notify_gateway'::regproc$$,
+              array['agent_api_keys', 'agents', 'organization_members', 'agent_mcp_server_access', 'account_tool_instances'],
+              'every table a cached answer depends on announces its changes to the gateways');
+select tests.authenticate_as_service_role();
 
 -- A stopped server leaves at once; so does a removed member's agent.
 select tests.clear_authentication();

@@ -14,10 +14,12 @@
  * | GATEWAY_LOG_FLUSH_MS | 100 | how long a logged call may wait in memory before its batch is written |
  *
  * It acts on the database as service_role (the direct transport), the only role that may run
- * the gateway's functions. SIGTERM and SIGINT end the sessions and write the pending log.
+ * the gateway's functions, and listens for the database's change announcements on a connection
+ * of its own (credentials and allowed calls are remembered until a change: client/src/gateway/
+ * cache.ts). SIGTERM and SIGINT end the sessions and write the pending log.
  */
 import pg from 'pg';
-import { SERVICE_ROLE_OPTIONS, createGateway, sqlGatewayStore } from '../../client/src/gateway/index.ts';
+import { SERVICE_ROLE_OPTIONS, createGateway, listenForChanges, sqlGatewayStore } from '../../client/src/gateway/index.ts';
 import { jwtKeysFromEnv } from '../../client/src/jwt.ts';
 import { serveFetch } from '../../client/src/node-serve.ts';
 
@@ -28,12 +30,21 @@ const host = process.env.GATEWAY_HOST ?? '127.0.0.1';
 const port = Number(process.env.GATEWAY_PORT ?? 8080);
 const pool = new pg.Pool({ connectionString: databaseUrl, options: SERVICE_ROLE_OPTIONS, max: Number(process.env.GATEWAY_DB_POOL ?? 20) });
 const keys = jwtKeysFromEnv((name) => process.env[name]);
+const changes = listenForChanges({
+  connect: async () => {
+    const client = new pg.Client({ connectionString: databaseUrl, options: SERVICE_ROLE_OPTIONS });
+    await client.connect();
+    return client;
+  },
+  onError: (error) => console.error('gateway: change listener:', error instanceof Error ? error.message : error, '(asking the database per request until it is back)'),
+});
 
 let gateway: ReturnType<typeof createGateway> | undefined;
 const served = await serveFetch((req) => (gateway as NonNullable<typeof gateway>).handle(req), { host, port });
 const publicUrl = process.env.GATEWAY_PUBLIC_URL ?? served.url;
 gateway = createGateway({
   store: sqlGatewayStore(pool),
+  changes,
   ...(Object.keys(keys).length > 0 ? { jwtKeys: keys } : {}),
   publicUrl,
   allowedHosts: list(process.env.GATEWAY_ALLOWED_HOSTS) ?? [...new Set([new URL(served.url).host, `localhost:${served.port}`, new URL(publicUrl).host])],
@@ -50,6 +61,7 @@ const stop = (): void => {
   stopping = true;
   void (async () => {
     await gateway?.close();
+    await changes.close();
     await served.close();
     await pool.end();
     process.exit(0);

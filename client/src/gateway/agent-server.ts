@@ -6,8 +6,10 @@
  *                   gateway reads them upstream, filtered by filter_agent_mcp_tools (scope,
  *                   custom list, pinned hashes: a drifted tool is hidden, its drift recorded);
  *                   names namespaced (namespace.ts)
- *   tools/call      validate_agent_mcp_access with the definition read upstream, then the call,
- *                   with progress and cancellation relayed; logged with outcome and duration
+ *   tools/call      the database's decision with the definition read upstream
+ *                   (gateway_authorize_call, or what it allowed before while it holds: cache.ts),
+ *                   then the call, with progress and cancellation relayed; logged with outcome
+ *                   and duration
  *   resources/*, prompts/*   only on servers whose grant reads (read_only, full_access), decided
  *                   again on every read or get; resources/subscribe and unsubscribe likewise
  *                   decided, relayed on the shared upstream session (one subscription per URI),
@@ -41,6 +43,7 @@ import {
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
 import type { JsonValue } from '../schemas.ts';
+import type { Asked, GatewayCache } from './cache.ts';
 import type { InteractionLog } from './interaction-log.ts';
 import { namespaces, qualify, unqualify } from './namespace.ts';
 import type { GatewayServer, GatewayStore } from './store.ts';
@@ -99,6 +102,8 @@ export interface AgentServerOptions {
   store: GatewayStore;
   pool: UpstreamPool;
   log: InteractionLog;
+  /** What may be remembered between requests (cache.ts); decisions are asked per call without it. */
+  cache: GatewayCache;
   /** Upstream timeout of one call, reset by progress (default 60 s). */
   callTimeoutMs?: number;
   serverInfo?: { name: string; version: string };
@@ -110,7 +115,7 @@ const LEVELS: LoggingLevel[] = ['debug', 'info', 'notice', 'warning', 'error', '
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
 export function agentServer(options: AgentServerOptions): Server {
-  const { agentId, store, pool, log } = options;
+  const { agentId, store, pool, log, cache } = options;
   const server = new Server(options.serverInfo ?? { name: 'mcp-control-plane-gateway', version: '0.1.0' }, {
     capabilities: { tools: {}, resources: { subscribe: true }, prompts: {}, logging: {} },
     instructions: 'Every tool of every MCP server this agent may use, named <server>__<tool>. The control plane decides each call.',
@@ -158,19 +163,38 @@ export function agentServer(options: AgentServerOptions): Server {
     };
   }
 
-  async function allowedTools(server: GatewayServer, namespace: string): Promise<Tool[]> {
+  /**
+   * The tools of a server the agent may call now. What the database allowed here is what a call
+   * of the same definition would be answered (filter_agent_mcp_tools and validate_agent_mcp_access
+   * read the same grant, pins and scope), so it is remembered for the calls that follow, when the
+   * grant has no expiry (an expiring grant's calls are asked, then remembered for what it has left).
+   */
+  async function allowedTools(server: GatewayServer, namespace: string, asked: Asked): Promise<Tool[]> {
     const upstream = await pool.get(server.server_instance_id);
     const tools = await upstream.tools();
     if (tools.length === 0) return [];
     const decisions = await store.filterTools(agentId, server.server_instance_id, tools);
     const allowed = new Set(decisions.filter((d) => d.allowed).map((d) => d.tool_name));
-    return tools.filter((tool) => allowed.has(tool.name)).map((tool) => tagged({ ...tool, name: qualify(namespace, tool.name) }, server.server_instance_id));
+    const listed = tools.filter((tool) => allowed.has(tool.name));
+    if (server.expires_at === null) for (const tool of listed) cache.rememberAllowed(agentId, server.server_instance_id, tool, null, asked);
+    return listed.map((tool) => tagged({ ...tool, name: qualify(namespace, tool.name) }, server.server_instance_id));
+  }
+
+  /** The database's decision of one call with the presented definition (remembered while it holds). */
+  async function allowedCall(serverId: string, tool: Tool): Promise<boolean> {
+    if (cache.allowed(agentId, serverId, tool)) return true;
+    const asked = cache.asking();
+    const decision = await store.authorizeCall(agentId, serverId, tool);
+    if (decision.allowed) cache.rememberAllowed(agentId, serverId, tool, decision.valid_for_ms, asked);
+    return decision.allowed;
   }
 
   server.setRequestHandler(ListToolsRequestSchema, async () => {
+    // Asked before the servers: a change after this voids what the listing would remember.
+    const asked = cache.asking();
     const listed = await Promise.all(
       [...(await servers())].map(([namespace, s]) =>
-        allowedTools(s, namespace).catch((error: unknown) => {
+        allowedTools(s, namespace, asked).catch((error: unknown) => {
           options.onError?.(error);
           return [];
         }),
@@ -188,7 +212,7 @@ export function agentServer(options: AgentServerOptions): Server {
     if (!presented) throw new RelayedError(ErrorCode.InvalidParams, `unknown tool: ${qualified}`);
     const entry = { interaction_type: 'tool_call' as const, server_instance_id: serverId, tool_name: name, arguments: (request.params.arguments ?? {}) as JsonValue, request_id: String(extra.requestId) };
 
-    if (!(await store.mayCall(agentId, serverId, presented))) {
+    if (!(await allowedCall(serverId, presented))) {
       const reason = (await store.filterTools(agentId, serverId, [presented]))[0]?.reason ?? 'no_live_grant';
       log.add(agentId, { ...entry, outcome: 'denied', duration_ms: 0, error: `denied: ${reason}` });
       await log.flush();

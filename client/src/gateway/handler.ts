@@ -21,6 +21,7 @@ import { isInitializeRequest, type JSONRPCMessage } from '@modelcontextprotocol/
 import { McpControlPlaneError } from '../errors.ts';
 import { verifyJwt, type JwtKeyInput } from '../jwt.ts';
 import { agentServer } from './agent-server.ts';
+import { gatewayCache, type ChangeListener } from './cache.ts';
 import { interactionLog, type InteractionLog } from './interaction-log.ts';
 import type { GatewayCredential, GatewayPrincipal, GatewayStore } from './store.ts';
 import { upstreamPool, type UpstreamPool } from './upstream.ts';
@@ -38,6 +39,12 @@ export interface GatewayOptions {
   allowedHosts?: string[];
   /** Origin header values accepted; a request with another Origin is refused (none: no browser origin). */
   allowedOrigins?: string[];
+  /**
+   * The database's change announcements (listenForChanges over a connection of its own): with it,
+   * credentials and allowed calls are remembered until a change (cache.ts); without it, or while
+   * it is down, every request and every call is asked.
+   */
+  changes?: ChangeListener;
   /** fetch used for the upstream MCP endpoints. */
   fetch?: typeof fetch;
   /** Interaction log batching (interaction-log.ts). */
@@ -90,6 +97,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     onError: (error) => options.onError?.(error),
   });
   const pool: UpstreamPool = upstreamPool({ store: options.store, ...(options.fetch ? { fetch: options.fetch } : {}) });
+  const cache = gatewayCache(options.changes);
   const sessions = new Map<string, DownstreamSession>();
   const idleMs = options.sessionIdleMs ?? 30 * 60_000;
   const sweep = setInterval(() => {
@@ -145,8 +153,15 @@ export function createGateway(options: GatewayOptions): Gateway {
       if (!sub) throw unauthorized(url, prefix, agentId, 'the token names no signed-in user', 'invalid_token');
       credential = { userId: sub, agentId };
     }
+    // The same credential for the same agent path: the token (or the verified user) and the path's agent.
+    const remembered = `${'apiKey' in credential ? credential.apiKey : `user:${credential.userId}`} ${agentId ?? ''}`;
+    const known = cache.principal(remembered);
+    if (known) return known;
     try {
-      return await options.store.authenticate(credential);
+      const asked = cache.asking();
+      const principal = await options.store.authenticate(credential);
+      cache.rememberPrincipal(remembered, principal, asked);
+      return principal;
     } catch (error) {
       if (error instanceof McpControlPlaneError) {
         if (error.code === '28000') throw unauthorized(url, prefix, agentId, error.message, 'invalid_token');
@@ -176,6 +191,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       store: options.store,
       pool,
       log,
+      cache,
       ...(options.callTimeoutMs !== undefined ? { callTimeoutMs: options.callTimeoutMs } : {}),
       ...(options.onError ? { onError: options.onError } : {}),
     });

@@ -12,13 +12,21 @@ import { z } from 'zod';
 import { UnexpectedResultError, SdkErrorCode } from '../errors.ts';
 import { toControlPlaneError, type PgPoolLike } from '../direct-transport.ts';
 import { createRpc } from '../rpc.ts';
-import { GatewayPrincipalSchema, GatewayServerSchema, GatewayUpstreamSchema, UuidSchema, type GatewayPrincipal, type GatewayServer, type GatewayUpstream, type Interaction, type PresentedTool } from '../schemas.ts';
-export { GatewayPrincipalSchema, GatewayServerSchema, GatewayUpstreamSchema, type GatewayPrincipal, type GatewayServer, type GatewayUpstream };
+import {
+  GatewayCallDecisionSchema,
+  GatewayPrincipalSchema,
+  GatewayServerSchema,
+  GatewayUpstreamSchema,
+  type GatewayCallDecision,
+  type GatewayPrincipal,
+  type GatewayServer,
+  type GatewayUpstream,
+  type Interaction,
+  type PresentedTool,
+} from '../schemas.ts';
+export { GatewayCallDecisionSchema, GatewayPrincipalSchema, GatewayServerSchema, GatewayUpstreamSchema, type GatewayCallDecision, type GatewayPrincipal, type GatewayServer, type GatewayUpstream };
 import type { RpcTransport } from '../transport.ts';
 import { clipInteractions, logInteractions } from '../chat/log.ts';
-
-
-
 
 /** The credential a request presents: an agent API key, or a user (verified from a JWT) naming an agent. */
 export type GatewayCredential = { apiKey: string; agentId?: string } | { userId: string; agentId: string };
@@ -36,8 +44,8 @@ export interface GatewayStore {
   authenticate(credential: GatewayCredential): Promise<GatewayPrincipal>;
   agentServers(agentId: string): Promise<GatewayServer[]>;
   upstream(serverId: string): Promise<GatewayUpstream>;
-  /** validate_agent_mcp_access with the presented definition: the decision of one call. */
-  mayCall(agentId: string, serverId: string, tool: Tool): Promise<boolean>;
+  /** gateway_authorize_call (validate_agent_mcp_access with the presented definition): the decision of one call, and how long it holds. */
+  authorizeCall(agentId: string, serverId: string, tool: Tool): Promise<GatewayCallDecision>;
   /** filter_agent_mcp_tools over what the gateway read upstream: allowed or not, and why (drift recorded). */
   filterTools(agentId: string, serverId: string, tools: Tool[]): Promise<{ tool_name: string; allowed: boolean; reason: string }[]>;
   log(agentId: string, interactions: Interaction[]): Promise<void>;
@@ -62,8 +70,10 @@ export function gatewayStore(transport: RpcTransport): GatewayStore {
       const rows = parse(z.array(GatewayUpstreamSchema).length(1), await transport.rpc('gateway_upstream', { p_server_instance_id: serverId }), 'gateway_upstream');
       return rows[0] as GatewayUpstream;
     },
-    mayCall: (agentId, serverId, tool) =>
-      rpc.validate_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: serverId, p_tool_name: tool.name, p_tool_definition: tool as PresentedTool }),
+    async authorizeCall(agentId, serverId, tool) {
+      const rows = await rpc.gateway_authorize_call({ p_agent_id: agentId, p_server_instance_id: serverId, p_tool_definition: tool as PresentedTool });
+      return rows[0] as GatewayCallDecision;
+    },
     filterTools: (agentId, serverId, tools) =>
       rpc.filter_agent_mcp_tools({ p_agent_id: agentId, p_server_instance_id: serverId, p_tools: tools as PresentedTool[] }),
     log: (agentId, interactions) => logInteractions(transport, agentId, interactions),
@@ -112,9 +122,9 @@ export function sqlGatewayStore(pool: PgPoolLike): GatewayStore {
       const rows = await query(ROWS('public.gateway_upstream($1::uuid)'), [serverId]);
       return parse(z.array(GatewayUpstreamSchema).length(1), rows, 'gateway_upstream')[0] as GatewayUpstream;
     },
-    async mayCall(agentId, serverId, tool) {
-      const allowed = await query('select public.validate_agent_mcp_access($1::uuid, $2::uuid, $3::text, $4::jsonb) as result', [agentId, serverId, tool.name, JSON.stringify(tool)]);
-      return parse(z.boolean(), allowed, 'validate_agent_mcp_access');
+    async authorizeCall(agentId, serverId, tool) {
+      const rows = await query(ROWS('public.gateway_authorize_call($1::uuid, $2::uuid, $3::jsonb)'), [agentId, serverId, JSON.stringify(tool)]);
+      return parse(z.array(GatewayCallDecisionSchema).length(1), rows, 'gateway_authorize_call')[0] as GatewayCallDecision;
     },
     async filterTools(agentId, serverId, tools) {
       const rows = await query(ROWS('public.filter_agent_mcp_tools($1::uuid, $2::uuid, $3::jsonb)'), [agentId, serverId, JSON.stringify(tools)]);

@@ -11,7 +11,7 @@
  * GATEWAY_ALLOWED_HOSTS, GATEWAY_ALLOWED_ORIGINS (comma-separated), PORT (local runs only).
  */
 import pg from 'pg';
-import { SERVICE_ROLE_OPTIONS, createGateway, sqlGatewayStore } from '../../../client/src/gateway/index.ts';
+import { SERVICE_ROLE_OPTIONS, createGateway, listenForChanges, sqlGatewayStore } from '../../../client/src/gateway/index.ts';
 import { jwtKeysFromEnv } from '../../../client/src/jwt.ts';
 
 const env = (name: string): string | undefined => Deno.env.get(name) || undefined;
@@ -22,10 +22,22 @@ const keys = jwtKeysFromEnv(env);
 if (!keys.jwks && !keys.jwksUrl && supabaseUrl) keys.jwksUrl = `${supabaseUrl}/auth/v1/.well-known/jwks.json`;
 const publicUrl = env('GATEWAY_PUBLIC_URL') ?? (supabaseUrl ? `${supabaseUrl}/functions/v1/mcp-gateway` : undefined);
 const allowedHosts = list(env('GATEWAY_ALLOWED_HOSTS'));
-const pool = new pg.Pool({ connectionString: env('SUPABASE_DB_URL') ?? env('DATABASE_URL'), options: SERVICE_ROLE_OPTIONS, max: Number(env('GATEWAY_DB_POOL') ?? 5) });
+const databaseUrl = env('SUPABASE_DB_URL') ?? env('DATABASE_URL');
+const pool = new pg.Pool({ connectionString: databaseUrl, options: SERVICE_ROLE_OPTIONS, max: Number(env('GATEWAY_DB_POOL') ?? 5) });
+// The database's change announcements, on a connection of the isolate's own: credentials and
+// allowed calls are remembered until a change (client/src/gateway/cache.ts).
+const changes = listenForChanges({
+  connect: async () => {
+    const client = new pg.Client({ connectionString: databaseUrl, options: SERVICE_ROLE_OPTIONS });
+    await client.connect();
+    return client;
+  },
+  onError: (error) => console.error('mcp-gateway: change listener:', error instanceof Error ? error.message : error),
+});
 
 const gateway = createGateway({
   store: sqlGatewayStore(pool),
+  changes,
   ...(Object.keys(keys).length > 0 ? { jwtKeys: keys } : {}),
   ...(publicUrl ? { publicUrl } : {}),
   ...(allowedHosts ? { allowedHosts } : {}),
@@ -44,6 +56,7 @@ const server = Deno.serve(port ? { port: Number(port), hostname: '127.0.0.1', on
 Deno.addSignalListener('SIGTERM', () => {
   void gateway
     .close()
+    .then(() => changes.close())
     .then(() => server.shutdown())
     .then(() => pool.end())
     .finally(() => Deno.exit(0));
