@@ -8,13 +8,12 @@
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveFetch, type Served } from '../node-serve.ts';
 import { databaseUrl } from '../../../test/support/db.ts';
 import { createAgent, createOrganization, deployServer, removeServers, testPool, type Organization } from '../../../test/support/stack.ts';
-import { ownDtma } from '../../../test/support/gateway-dtma.ts';
+import { mcpRefusal, ownDtma } from '../../../test/support/gateway-dtma.ts';
 import {
   GatewayErrorCode,
   SERVICE_ROLE_OPTIONS,
@@ -72,14 +71,6 @@ async function announced(since: number): Promise<void> {
   }
 }
 
-async function refusal(work: Promise<unknown>): Promise<McpError> {
-  const error = await work.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(McpError);
-  return error as McpError;
-}
 
 beforeAll(async () => {
   pool = testPool();
@@ -136,7 +127,7 @@ describe('remembered until the database announces a change', () => {
     const before = changes.generation();
     await acme.owner.revoke_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: memory });
     await announced(before);
-    const denied = await refusal(client.callTool({ name: readGraph, arguments: {} }));
+    const denied = await mcpRefusal(client.callTool({ name: readGraph, arguments: {} }));
     expect(denied.code).toBe(GatewayErrorCode.denied);
     expect(denied.message).toContain('no_live_grant');
 
@@ -187,7 +178,7 @@ describe('remembered until the database announces a change', () => {
     before = changes.generation();
     await acme.owner.remove_organization_member({ p_organization_id: acme.organizationId, p_user_id: memberId });
     await announced(before);
-    expect((await refusal(removed.callTool({ name: readGraph, arguments: {} }))).message).toContain('no_live_grant');
+    expect((await mcpRefusal(removed.callTool({ name: readGraph, arguments: {} }))).message).toContain('no_live_grant');
     await removed.close();
   });
 
@@ -202,7 +193,7 @@ describe('remembered until the database announces a change', () => {
     // Asked once (an expiring grant is not taken from a listing), then remembered for what it has left.
     expect(asked.authorizeCall - start.calls).toBeLessThanOrEqual(1 + changes.generation() - start.generation);
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, expiresAt.getTime() - Date.now()) + 20));
-    expect((await refusal(client.callTool({ name: readGraph, arguments: {} }))).message).toContain('no_live_grant');
+    expect((await mcpRefusal(client.callTool({ name: readGraph, arguments: {} }))).message).toContain('no_live_grant');
     await client.close();
   });
 
@@ -240,7 +231,7 @@ describe('while the listener is down', () => {
     for (let i = 0; i < 3; i++) await client.callTool({ name: readGraph, arguments: {} });
     expect(asked.authorizeCall - start).toBe(3);
     await acme.owner.revoke_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: memory });
-    expect((await refusal(client.callTool({ name: readGraph, arguments: {} }))).message).toContain('no_live_grant');
+    expect((await mcpRefusal(client.callTool({ name: readGraph, arguments: {} }))).message).toContain('no_live_grant');
 
     listenerBlocked = false;
     expect(await changes.ready(10_000)).toBe(true);
@@ -261,7 +252,7 @@ describe('while the listener is down', () => {
     await client.connect(new StreamableHTTPClientTransport(new URL(`${direct.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${key}` } } }));
     await client.callTool({ name: readGraph, arguments: {} });
     await acme.owner.revoke_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: memory });
-    expect((await refusal(client.callTool({ name: readGraph, arguments: {} }))).message).toContain('no_live_grant');
+    expect((await mcpRefusal(client.callTool({ name: readGraph, arguments: {} }))).message).toContain('no_live_grant');
     await client.close();
     await uncached.close();
     await direct.close();

@@ -6,7 +6,7 @@
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import { CallToolResultSchema, McpError, ResourceUpdatedNotificationSchema, type Tool } from '@modelcontextprotocol/sdk/types.js';
+import { CallToolResultSchema, ResourceUpdatedNotificationSchema, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveFetch, type Served } from '../node-serve.ts';
@@ -26,7 +26,7 @@ import {
   waitForStatus,
   type Organization,
 } from '../../../test/support/stack.ts';
-import { ownDtma } from '../../../test/support/gateway-dtma.ts';
+import { mcpRefusal, ownDtma } from '../../../test/support/gateway-dtma.ts';
 import { GatewayErrorCode, SERVICE_ROLE_OPTIONS, createAgentApiKey, createGateway, gatewayStore, revokeAgentApiKey, sqlGatewayStore, type Gateway } from './index.ts';
 
 let pool: pg.Pool;
@@ -55,14 +55,6 @@ async function toolNames(client: Client): Promise<string[]> {
   return (await client.listTools()).tools.map((t: Tool) => t.name).sort();
 }
 
-async function mcpError(work: Promise<unknown>): Promise<McpError> {
-  const error = await work.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(McpError);
-  return error as McpError;
-}
 
 async function interactions(agentId: string): Promise<{ tool_name: string; outcome: string; duration_ms: number; error_message: string | null }[]> {
   await gateway.flushLog();
@@ -214,7 +206,7 @@ describe('what the agent sees', () => {
     const result = CallToolResultSchema.parse(await client.callTool({ name: `${m}__read_graph`, arguments: {} }));
     expect(result.isError).not.toBe(true);
     expect(JSON.stringify(result.content)).toContain('entities');
-    const denied = await mcpError(client.callTool({ name: `${m}__create_entities`, arguments: { entities: [] } }));
+    const denied = await mcpRefusal(client.callTool({ name: `${m}__create_entities`, arguments: { entities: [] } }));
     expect(denied.code).toBe(GatewayErrorCode.denied);
     expect(denied.message).toBe(`MCP error -32003: ${m}__create_entities denied by the control plane: not_read_only`);
     expect(await interactions(agentId)).toEqual([
@@ -238,7 +230,7 @@ describe('what the agent sees', () => {
     const { rows } = await pool.query('select tool_name, pinned_sha256 from public.mcp_tool_drift where server_instance_id = $1', [globexMemory]);
     expect(rows).toEqual([{ tool_name: 'read_graph', pinned_sha256: '0'.repeat(64) }]);
     const prefix = names[0]?.split('__')[0];
-    const denied = await mcpError(client.callTool({ name: `${prefix}__read_graph`, arguments: {} }));
+    const denied = await mcpRefusal(client.callTool({ name: `${prefix}__read_graph`, arguments: {} }));
     expect(denied.message).toContain('definition_changed');
     expect((await interactions(agentId)).at(-1)).toMatchObject({ outcome: 'denied' });
     await client.close();
@@ -255,7 +247,7 @@ describe('what the agent sees', () => {
     expect(text.match(/MCP error -32602/g)).toHaveLength(1); // the server's own, as it wrote it
     // A JSON-RPC error from the upstream (an unknown resource), relayed with its code.
     const namespace = name.split('__')[0];
-    const error = await mcpError(client.readResource({ uri: `${namespace}__demo://no/such/resource` }));
+    const error = await mcpRefusal(client.readResource({ uri: `${namespace}__demo://no/such/resource` }));
     expect(error.code).toBe(-32602);
     expect(error.message).toBe('MCP error -32602: Resource demo://no/such/resource not found'); // the client's one prefix, none per hop
     await client.close();
@@ -269,7 +261,7 @@ describe('each change holds on the next call', () => {
     const name = `${slugOf(memoryName)}__read_graph`;
     await client.callTool({ name, arguments: {} });
     await acme.owner.revoke_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: memory });
-    expect((await mcpError(client.callTool({ name, arguments: {} }))).message).toContain('no_live_grant');
+    expect((await mcpRefusal(client.callTool({ name, arguments: {} }))).message).toContain('no_live_grant');
     expect(await toolNames(client)).toEqual([]);
     await client.close();
   });
@@ -281,7 +273,7 @@ describe('each change holds on the next call', () => {
     const name = `${slugOf(memoryName)}__read_graph`;
     await client.callTool({ name, arguments: {} });
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, expiresAt.getTime() - Date.now()) + 20));
-    expect((await mcpError(client.callTool({ name, arguments: {} }))).message).toContain('no_live_grant');
+    expect((await mcpRefusal(client.callTool({ name, arguments: {} }))).message).toContain('no_live_grant');
     await client.close();
   });
 
@@ -309,7 +301,7 @@ describe('each change holds on the next call', () => {
     const name = `${slugOf(memoryName)}__read_graph`;
     await client.callTool({ name, arguments: {} });
     await acme.owner.remove_organization_member({ p_organization_id: acme.organizationId, p_user_id: memberId });
-    expect((await mcpError(client.callTool({ name, arguments: {} }))).message).toContain('no_live_grant');
+    expect((await mcpRefusal(client.callTool({ name, arguments: {} }))).message).toContain('no_live_grant');
     await client.close();
   });
 
@@ -320,7 +312,7 @@ describe('each change holds on the next call', () => {
     const [name] = (await toolNames(client)).filter((n) => n.endsWith('__read_graph'));
     await client.callTool({ name: name as string, arguments: {} });
     await acme.owner.manage_mcp_servers({ action: 'stop', organization_id: acme.organizationId, server_id: server });
-    const error = await mcpError(client.callTool({ name: name as string, arguments: {} }));
+    const error = await mcpRefusal(client.callTool({ name: name as string, arguments: {} }));
     expect(error.message).toMatch(/unknown or not allowed|no_live_grant/);
     await waitForStatus(pool, server, 'stopped');
     await removeServers(pool, acme, [server]);
@@ -352,7 +344,7 @@ describe('isolation', () => {
     expect(hijack.status).toBe(404);
     // B's tool name through A's session: not A's.
     const foreign = namesB.find((n) => n.endsWith('__create_entities')) as string;
-    expect((await mcpError(clientA.callTool({ name: foreign, arguments: { entities: [] } }))).code).toBeLessThan(0);
+    expect((await mcpRefusal(clientA.callTool({ name: foreign, arguments: { entities: [] } }))).code).toBeLessThan(0);
     await clientA.close();
     await clientB.close();
   });
@@ -387,9 +379,9 @@ describe('relay', () => {
     expect(updated).toContain(uri);
     expect(await client.unsubscribeResource({ uri })).toEqual({});
     await client.callTool({ name: toggle, arguments: {} });
-    expect((await mcpError(client.subscribeResource({ uri: uri.slice(uri.indexOf('__') + 2) }))).code).toBe(-32602);
+    expect((await mcpRefusal(client.subscribeResource({ uri: uri.slice(uri.indexOf('__') + 2) }))).code).toBe(-32602);
     const reader = await connect(custom.key);
-    expect((await mcpError(reader.subscribeResource({ uri }))).code).toBe(GatewayErrorCode.denied);
+    expect((await mcpRefusal(reader.subscribeResource({ uri }))).code).toBe(GatewayErrorCode.denied);
     await Promise.all([client.close(), reader.close()]);
   });
 
