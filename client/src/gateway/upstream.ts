@@ -111,7 +111,16 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
       tools(requestOptions) {
         if (!capabilities.tools) return Promise.resolve([]);
         if (!cached || Date.now() - cached.at > ttl) {
-          const tools = allTools(client, requestOptions);
+          // A definition read again unchanged keeps its object: what was decided for it (the
+          // gateway's cache is keyed by the object) still holds.
+          const before = cached?.tools;
+          const tools = allTools(client, requestOptions).then(async (read) => {
+            const known = new Map(((await before?.catch(() => undefined)) ?? []).map((tool) => [tool.name, tool]));
+            return read.map((tool) => {
+              const old = known.get(tool.name);
+              return old && JSON.stringify(old) === JSON.stringify(tool) ? old : tool;
+            });
+          });
           cached = { at: Date.now(), tools };
           tools.catch(() => {
             if (cached?.tools === tools) cached = undefined;
