@@ -54,10 +54,10 @@ begin
     raise exception using errcode = '55000', message = format('agent %s is not active', p_agent_id);
   end if;
   -- 256 random bits after the prefix, base64url without padding.
-  v_key := v_prefix || '_' || rtrim(translate(encode(extensions.gen_random_bytes(32), 'base64'), '+/', '-_'), '=');
+  v_key := v_prefix || '_' || private.base64url(extensions.gen_random_bytes(32));
   return query
     insert into public.agent_api_keys as k (organization_id, agent_id, name, prefix, key_sha256, created_by, expires_at)
-    values (v_agent.organization_id, p_agent_id, p_name, v_prefix, extensions.digest(v_key, 'sha256'), auth.uid(), p_expires_at)
+    values (v_agent.organization_id, p_agent_id, p_name, v_prefix, private.sha256(v_key), auth.uid(), p_expires_at)
     returning k.id, v_key, k.prefix, k.expires_at;
 end $$;
 comment on function public.create_agent_api_key(uuid, text, timestamptz) is
@@ -118,7 +118,7 @@ begin
   end if;
   if p_api_key is not null then
     select k.* into v_key from public.agent_api_keys k join public.agents a on a.id = k.agent_id
-     where k.key_sha256 = extensions.digest(p_api_key, 'sha256')
+     where k.key_sha256 = private.sha256(p_api_key)
        and k.revoked_at is null and (k.expires_at is null or k.expires_at > now()) and a.is_active;
     if not found or (p_agent_id is not null and v_key.agent_id <> p_agent_id) then
       raise exception using errcode = '28000', message = 'invalid API key',
