@@ -11,7 +11,7 @@ declare
   v_valid boolean;
 begin
   -- The hot path: who may ask and what the answer is, in one statement.
-  select exists (select from private.agent_managers am where am.agent_id = p_agent_id and am.user_id = auth.uid()),
+  select private.may_act_for_agent(p_agent_id, auth.uid()),
          exists (select from private.valid_grants g where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id)
     into v_may, v_valid;
   if not v_may then
@@ -174,8 +174,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform private.require_self(validate_mcp_access.user_id);
-  if not exists (select from private.agent_managers am
-                  where am.agent_id = validate_mcp_access.agent_id and am.user_id = validate_mcp_access.user_id) then
+  if not private.may_act_for_agent(validate_mcp_access.agent_id, validate_mcp_access.user_id) then
     return false;
   end if;
   return exists (select from private.valid_grants g

@@ -548,9 +548,7 @@ declare
   v_lost_after interval := coalesce(p_lost_after, private.dtma_setting('lost_after')::interval);
   v_backoff interval := coalesce(p_backoff_base, private.dtma_setting('backoff_base')::interval);
 begin
-  if not private.is_service_caller() then
-    raise exception using errcode = '42501', message = 'only service_role harvests DTMA responses';
-  end if;
+  perform private.require_service_caller('harvest DTMA responses');
   for v_req in select r.* from public.dtma_requests r
                 where r.state = 'unconfirmed' and r.sent_at < now() - private.dtma_setting('confirm_within')::interval
                 for update skip locked loop
@@ -661,9 +659,7 @@ declare
   v_instance public.account_tool_instances;
   v_count integer := 0;
 begin
-  if not private.is_service_caller() then
-    raise exception using errcode = '42501', message = 'only service_role polls DTMA';
-  end if;
+  perform private.require_service_caller('poll DTMA');
   for v_toolbox in select t.id from public.account_tool_environments t
                     where t.status <> 'disabled'
                       and exists (select from public.account_tool_instances i
@@ -707,7 +703,7 @@ declare
   v_admin boolean;
 begin
   perform private.require_org_role(p_organization_id, 'viewer');
-  v_admin := private.is_service_caller() or coalesce(private.org_role(p_organization_id) <= 'admin', false);
+  v_admin := private.has_org_role(p_organization_id, 'admin');
   return query
     -- Organization users read the classified outcome (status and short reason), never what DTMA answered.
     select i.id, i.display_name, i.instance_name_on_toolbox, i.status, i.health_status, i.last_error_summary, i.last_health_check_at,

@@ -10,30 +10,6 @@
 -- Nothing is cached outside the database: every decision is taken when the call arrives, so a
 -- revoke, an expiry, a stopped server, a removed member or a revoked key holds on the next call.
 
--- The refusal for a caller that is not the platform (the gateway runs as service_role).
-create function private.require_service_caller(p_what text) returns void
-language plpgsql stable security definer
-set search_path = pg_catalog, pg_temp
-as $$
-begin
-  if not private.is_service_caller() then
-    raise exception using errcode = '42501', message = format('only the platform (service_role) may %s', p_what),
-      hint = 'the MCP gateway calls this with the service role; clients go through the gateway';
-  end if;
-end $$;
-comment on function private.require_service_caller(text) is 'Raises 42501 unless the caller is service_role (or a superuser session without claims).';
-
--- Resources and prompts: reading them is reading, so a read_only or full_access grant shows
--- them; a custom grant lists tools by name and shows neither (grant read_only to add them).
-create function private.scope_allows_reads(p_scope public.mcp_permission_scope) returns boolean
-language sql immutable
-set search_path = pg_catalog, pg_temp
-as $$
-  select p_scope in ('read_only', 'full_access')
-$$;
-comment on function private.scope_allows_reads(public.mcp_permission_scope) is
-  'Whether a grant of this scope lets the agent list and read the server''s resources and prompts (read_only, full_access).';
-
 create function public.create_agent_api_key(p_agent_id uuid, p_name text, p_expires_at timestamptz default null)
 returns table (key_id uuid, api_key text, prefix text, expires_at timestamptz)
 language plpgsql volatile security definer
@@ -136,7 +112,7 @@ begin
   return query
     select a.id, a.organization_id, null::uuid from public.agents a
      where a.id = p_agent_id and a.is_active
-       and exists (select from private.agent_managers am where am.agent_id = a.id and am.user_id = p_user_id);
+       and private.may_act_for_agent(a.id, p_user_id);
   if not found then
     raise exception using errcode = '42501', message = format('not allowed to act for agent %s', p_agent_id),
       hint = 'only the agent''s owner and the admins of its organization may';
@@ -185,8 +161,7 @@ end $$;
 comment on function public.gateway_upstream(uuid) is
   'Gateway (service_role): the endpoint and bearer token of a running MCP server. Never granted to authenticated.';
 
-revoke execute on function private.require_service_caller(text), private.scope_allows_reads(public.mcp_permission_scope),
-  public.create_agent_api_key(uuid, text, timestamptz), public.list_agent_api_keys(uuid), public.revoke_agent_api_key(uuid, text),
+revoke execute on function public.create_agent_api_key(uuid, text, timestamptz), public.list_agent_api_keys(uuid), public.revoke_agent_api_key(uuid, text),
   public.gateway_authenticate(text, uuid, uuid), public.gateway_agent_servers(uuid), public.gateway_upstream(uuid)
   from public, anon;
 grant execute on function public.create_agent_api_key(uuid, text, timestamptz), public.list_agent_api_keys(uuid),

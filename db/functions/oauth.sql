@@ -4,25 +4,6 @@
 -- service_role; an expired one is refreshed single-flight through begin/complete/fail_oauth_refresh
 -- (the HTTP exchange itself is client/src/oauth/refresh.ts). See db/OAUTH.md.
 
--- The connection, locked, if the caller owns it (or is a service caller); else 42501, whether
--- or not it exists.
-create function private.require_connection_owner(p_connection_id uuid) returns public.user_oauth_connections
-language plpgsql volatile security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-  v_connection public.user_oauth_connections;
-begin
-  select c.* into v_connection from public.user_oauth_connections c where c.id = p_connection_id for update;
-  if found and (private.is_service_caller() or v_connection.user_id = auth.uid()) then
-    return v_connection;
-  end if;
-  raise exception using errcode = '42501', message = format('not the owner of OAuth connection %s', p_connection_id),
-    hint = 'only the user who connected the account (or service_role) may';
-end $$;
-comment on function private.require_connection_owner(uuid) is
-  'Locks and returns the OAuth connection if the caller owns it or is a service caller; else raises 42501.';
-
 -- Writes a token into Vault: a new secret when there is none yet, else a new value for it.
 create function private.oauth_put_secret(p_secret_id uuid, p_value text, p_name text) returns uuid
 language plpgsql volatile security definer
@@ -218,7 +199,7 @@ declare
   v_found boolean;
 begin
   -- The connection's owner, or whoever manages the agent (its owner, an admin), may cut it off.
-  if not exists (select from public.user_oauth_connections c where c.id = p_connection_id and c.user_id = auth.uid()) then
+  if not private.owns_connection(p_connection_id) then
     perform private.require_agent_manager(p_agent_id);
   end if;
   perform private.set_audit_context(coalesce(p_reason, 'revoked'));
@@ -507,6 +488,5 @@ begin
     execute format('grant execute on function %s to authenticated, service_role', f);
   end loop;
 end $$;
-revoke execute on function private.require_agent_runtime(uuid), private.require_connection_owner(uuid),
-  private.oauth_put_secret(uuid, text, text), private.oauth_read_secret(uuid), private.take_oauth_lease(uuid)
+revoke execute on function private.oauth_put_secret(uuid, text, text), private.oauth_read_secret(uuid), private.take_oauth_lease(uuid)
   from public, anon, authenticated, service_role;

@@ -68,7 +68,7 @@ begin
   if not found then
     raise exception using errcode = 'P0002', message = 'unknown OAuth state', hint = 'start the sign-in again';
   end if;
-  if v_flow.user_id is distinct from auth.uid() then
+  if not private.is_self(v_flow.user_id) then
     raise exception using errcode = '42501', message = 'this sign-in was started by another user';
   end if;
   if v_flow.consumed_at is not null then
