@@ -2,6 +2,36 @@
 -- credential rotation, written by trigger in the same transaction as the change. Append-only:
 -- UPDATE, DELETE and TRUNCATE are refused to every role, the owner included.
 
+-- Transaction settings. A trigger takes no argument from the statement that fires it, so three
+-- values reach the audit and lifecycle triggers through transaction-local settings. These are
+-- all of them; the walker of db/tests/functions.test.sql fails on any other mcp.* setting, and
+-- on any function that sets or reads one without being named here.
+--   mcp.audit_reason     set by private.set_audit_context (which the RPCs call around a write);
+--                        read by private.audit (the reason of each row) and
+--                        public.revoke_agent_mcp_access (the revoke_reason it records)
+--   mcp.audit_cause      set by private.set_audit_context and private.apply_instance_event;
+--                        read by private.audit (the cause of each row)
+--   mcp.lifecycle_event  set by private.apply_instance_event (db/schema/40_lifecycle.sql);
+--                        read by private.instance_status_guard (the event a transition must match)
+create function private.transaction_settings()
+returns table (name text, set_by regprocedure[], read_by regprocedure[])
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select s.name, s.set_by::regprocedure[], s.read_by::regprocedure[]
+    from (values
+      ('mcp.audit_reason', '{"private.set_audit_context(text,text)"}'::text[],
+       '{"private.audit(uuid,text,text,text,jsonb,jsonb,text)","public.revoke_agent_mcp_access(uuid,uuid)"}'::text[]),
+      ('mcp.audit_cause', '{"private.set_audit_context(text,text)","private.apply_instance_event(uuid,text,text,text)"}',
+       '{"private.audit(uuid,text,text,text,jsonb,jsonb,text)"}'),
+      ('mcp.lifecycle_event', '{"private.apply_instance_event(uuid,text,text,text)"}',
+       '{"private.instance_status_guard()"}')
+    ) as s(name, set_by, read_by)
+$$;
+comment on function private.transaction_settings() is
+  'The mcp.* transaction settings, each with the functions that set and read it (the list above it in db/schema/05_audit.sql).';
+revoke execute on function private.transaction_settings() from public, anon, authenticated, service_role;
+
 create table public.audit_log (
   id bigint generated always as identity primary key,
   occurred_at timestamptz not null default clock_timestamp(),

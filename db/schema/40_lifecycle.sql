@@ -74,7 +74,8 @@ comment on function private.instance_status_guard() is 'Trigger: enforces the li
 create trigger account_tool_instances_status_guard before insert or update of status on public.account_tool_instances
   for each row execute function private.instance_status_guard();
 
--- Applies a lifecycle event to an instance: the transition table gives the next status.
+-- Applies a lifecycle event to an instance: the transition table gives the next status. The event
+-- and cause reach the guard and the audit trail as settings (listed in db/schema/05_audit.sql).
 -- Returns the new status; raises 55000 when the event is not allowed in the current status.
 create function private.apply_instance_event(p_instance_id uuid, p_event text, p_cause text default 'user_action', p_error text default null)
 returns public.mcp_server_status

@@ -2,7 +2,7 @@
 -- through: each test lists the offenders and expects none, so a failure names the culprit.
 -- The project's functions are those of schemas public and private that no extension owns.
 begin;
-select plan(22);
+select plan(25);
 
 create temp view project_functions as
   select p.oid, n.nspname, p.oid::regprocedure as signature, p.prosecdef, p.proconfig, p.proacl, p.proowner
@@ -130,6 +130,33 @@ select is_empty($$select f.signature from project_functions f join pg_proc p on 
                        'private.require_org_role_for(uuid,org_role,text)', 'private.is_member_of_my_org(uuid,uuid)',
                        'private.is_org_member(uuid,uuid)', 'private.memberships(uuid,org_role)', 'private.org_role(uuid)')$$,
                 'no function but the core''s compares organization roles');
+
+-- Settings that carry a value from one function to another are parameters in disguise: each
+-- mcp.* setting is listed, with who sets and who reads it, in private.transaction_settings()
+-- (db/schema/05_audit.sql). Any mcp.… name in a body counts, one built at run time ('mcp.' || x) too.
+create temp view setting_uses as
+  select m[2] as name, f.oid,
+         case when p.prosrc ~* ('set_config\(\s*\S{1,8}' || replace(m[2], '.', '\.') || '[^a-z_]') then 'set' end as sets,
+         case when p.prosrc ~* ('current_setting\(\s*\S{1,8}' || replace(m[2], '.', '\.') || '[^a-z_]') then 'read' end as reads
+    from project_functions f join pg_proc p on p.oid = f.oid
+    cross join lateral regexp_matches(p.prosrc, '(\m)(mcp\.[a-z_]*)', 'g') m;
+select isnt_empty($$select from setting_uses$$, 'the walk sees the functions that use mcp.* settings');
+select is_empty($$select name, oid::regprocedure from setting_uses
+                   where name not in (select s.name from private.transaction_settings() s)$$,
+                'no function uses an mcp.* setting that private.transaction_settings() does not list');
+select is_empty($$(select distinct u.name, u.oid::regprocedure, u.sets, u.reads from setting_uses u
+                    where u.sets is not null or u.reads is not null
+                   except
+                   select s.name, x.fn, 'set', null from private.transaction_settings() s cross join unnest(s.set_by) x(fn)
+                   except
+                   select s.name, x.fn, null, 'read' from private.transaction_settings() s cross join unnest(s.read_by) x(fn))
+                  union all
+                  (select s.name, x.fn, 'listed as setter', null from private.transaction_settings() s cross join unnest(s.set_by) x(fn)
+                    where not exists (select from setting_uses u where u.name = s.name and u.oid = x.fn and u.sets is not null)
+                   union all
+                   select s.name, x.fn, null, 'listed as reader' from private.transaction_settings() s cross join unnest(s.read_by) x(fn)
+                    where not exists (select from setting_uses u where u.name = s.name and u.oid = x.fn and u.reads is not null))$$,
+                'each listed setting is set and read by exactly the functions the list names');
 
 -- Admins read the API in psql (\df+, \d+).
 select is_empty($$select signature from project_functions where obj_description(oid, 'pg_proc') is null$$,
