@@ -12,6 +12,7 @@
 --   what a grant allows now  private.grant_states, private.valid_grants, private.scope_allows, private.effective_tools,
 --                            private.scope_allows_reads
 --   what an OAuth permission allows now   private.oauth_permission_states
+--   whether an agent API key holds now    private.api_key_states
 
 -- The caller acts for the platform: the service_role database role (as PostgREST sets it for a
 -- service_role key), or an administrator's own session (a superuser, or the role that owns the
@@ -364,6 +365,17 @@ create view private.oauth_permission_states with (security_invoker = true) as
 comment on view private.oauth_permission_states is
   'Each OAuth permission''s state now: revoked, expired, owner_changed, connection_revoked, or valid. For definer functions only.';
 revoke all on private.oauth_permission_states from public, anon, authenticated, service_role;
+
+-- The state of every agent API key now, the one definition of its validity: revoked, expired, or
+-- active. The gateway accepts an active key of an active agent.
+create view private.api_key_states with (security_invoker = true) as
+  select k.id as key_id, k.agent_id,
+         case when k.revoked_at is not null then 'revoked'
+              when k.expires_at is not null and k.expires_at <= now() then 'expired'
+              else 'active' end as state
+    from public.agent_api_keys k;
+comment on view private.api_key_states is 'Each agent API key''s state now: revoked, expired or active. For definer functions only.';
+revoke all on private.api_key_states from public, anon, authenticated, service_role;
 
 -- What a user owns. An OAuth connection is its user's: only they (or the platform) lend it,
 -- revoke it or read its token.

@@ -234,12 +234,8 @@ language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  v_status public.mcp_server_status;
+  v_status public.mcp_server_status := private.lock_instance_status(p_instance_id);
 begin
-  select i.status into v_status from public.account_tool_instances i where i.id = p_instance_id for update;
-  if not found then
-    raise exception using errcode = 'P0002', message = format('MCP server instance %s not found', p_instance_id);
-  end if;
   if (p_event = 'deploy' and v_status in ('deploying', 'running'))
      or (p_event = 'stop' and v_status in ('stopping', 'stopped'))
      or (p_event = 'remove' and v_status in ('removing', 'removed')) then

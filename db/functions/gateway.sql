@@ -49,10 +49,9 @@ begin
   perform private.require_agent_manager(p_agent_id);
   return query
     select k.id, k.name, k.prefix, k.created_by, k.created_at, k.expires_at, k.last_used_at, k.revoked_at, k.revoke_reason,
-           case when k.revoked_at is not null then 'revoked'
-                when k.expires_at is not null and k.expires_at <= now() then 'expired'
-                else 'active' end
+           st.state
       from public.agent_api_keys k
+      join private.api_key_states st on st.key_id = k.id
      where k.agent_id = p_agent_id
      order by k.created_at desc;
 end $$;
@@ -93,9 +92,10 @@ begin
     raise exception using errcode = '22023', message = 'give exactly one of p_api_key and p_user_id';
   end if;
   if p_api_key is not null then
-    select k.* into v_key from public.agent_api_keys k join public.agents a on a.id = k.agent_id
-     where k.key_sha256 = private.sha256(p_api_key)
-       and k.revoked_at is null and (k.expires_at is null or k.expires_at > now()) and a.is_active;
+    select k.* into v_key from public.agent_api_keys k
+      join private.api_key_states st on st.key_id = k.id
+      join public.agents a on a.id = k.agent_id
+     where k.key_sha256 = private.sha256(p_api_key) and st.state = 'active' and a.is_active;
     if not found or (p_agent_id is not null and v_key.agent_id <> p_agent_id) then
       raise exception using errcode = '28000', message = 'invalid API key',
         hint = 'the key is unknown, revoked or expired, or belongs to another agent';
