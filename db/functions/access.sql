@@ -1,6 +1,8 @@
 -- Access API: grant, revoke and validate an agent's access to MCP servers and their tools.
 -- Validity is computed at check time by the authorization core (private.grant_states in
 -- db/functions/authz.sql), so expiry needs no clean-up job and a revoke takes effect at once.
+-- Longer than 400 lines: the grant, validate, tool-filter, connection and toolbox-attachment RPCs
+-- all read the one grant state of the core; split by table they would scatter the domain's story.
 
 create function public.validate_agent_mcp_access(p_agent_id uuid, p_server_instance_id uuid) returns boolean
 language plpgsql stable security definer

@@ -13,6 +13,7 @@
 --                            private.scope_allows_reads
 --   what an OAuth permission allows now   private.oauth_permission_states
 --   whether an agent API key holds now    private.api_key_states
+-- Longer than 400 lines on purpose: the core is one file, so that every rule is found in one place.
 
 -- The caller acts for the platform: the service_role database role (as PostgREST sets it for a
 -- service_role key), or an administrator's own session (a superuser, or the role that owns the

@@ -3,6 +3,8 @@
 -- token. A token is returned only to the runtime of the agent's owner (their session) or to
 -- service_role; an expired one is refreshed single-flight through begin/complete/fail_oauth_refresh
 -- (the HTTP exchange itself is client/src/oauth/refresh.ts). See db/OAUTH.md.
+-- Longer than 400 lines: connections, the permissions that lend them and the single-flight refresh
+-- that keeps their tokens change together (db/OAUTH.md tells them as one protocol).
 
 -- Writes a connection's token (p_kind: access_token or refresh_token) into Vault: a new secret
 -- when there is none yet, else a new value for it. No value keeps what is there: a provider that
