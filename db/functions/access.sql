@@ -1,6 +1,8 @@
 -- Access API: grant, revoke and validate an agent's access to MCP servers and their tools.
 -- Validity is computed at check time by the authorization core (private.grant_states in
 -- db/functions/authz.sql), so expiry needs no clean-up job and a revoke takes effect at once.
+-- Longer than 400 lines: the grant, validate, tool-filter, connection and toolbox-attachment RPCs
+-- all read the one grant state of the core; split by table they would scatter the domain's story.
 
 create function public.validate_agent_mcp_access(p_agent_id uuid, p_server_instance_id uuid) returns boolean
 language plpgsql stable security definer
@@ -11,7 +13,7 @@ declare
   v_valid boolean;
 begin
   -- The hot path: who may ask and what the answer is, in one statement.
-  select exists (select from private.agent_managers am where am.agent_id = p_agent_id and am.user_id = auth.uid()),
+  select private.may_act_for_agent(p_agent_id, auth.uid()),
          exists (select from private.valid_grants g where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id)
     into v_may, v_valid;
   if not v_may then
@@ -68,6 +70,29 @@ end $$;
 comment on function public.get_agent_mcp_servers(uuid) is
   'The MCP servers the agent may use now, with the tools its grant allows (effective list), highest priority first.';
 
+-- Revokes an agent's live grants of one kind on one target (an MCP server grant, an OAuth
+-- permission), with the reason both in the rows and, for this change only, in the audit trail.
+-- Returns how many.
+create function private.revoke_live_grants(p_table regclass, p_agent_id uuid, p_target_column name, p_target_id uuid,
+                                           p_reason text) returns integer
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_count integer;
+begin
+  perform private.set_audit_context(p_reason);
+  execute format('update %s g set revoked_at = now(), revoked_by = auth.uid(), is_active = false, revoke_reason = $1
+                   where g.agent_id = $2 and g.%I = $3 and g.revoked_at is null', p_table, p_target_column)
+    using p_reason, p_agent_id, p_target_id;
+  get diagnostics v_count = row_count;
+  perform private.set_audit_context(null);
+  return v_count;
+end $$;
+comment on function private.revoke_live_grants(regclass, uuid, name, uuid, text) is
+  'Revokes the agent''s live grants (or OAuth permissions) on one target with the reason, audited with it; returns how many.';
+revoke execute on function private.revoke_live_grants(regclass, uuid, name, uuid, text) from public, anon, authenticated, service_role;
+
 create function public.grant_agent_mcp_access(
   p_agent_id uuid,
   p_server_instance_id uuid,
@@ -113,11 +138,8 @@ begin
     raise exception using errcode = '22023', message = 'p_expires_at must be in the future';
   end if;
 
-  perform private.set_audit_context('superseded by a new grant');
-  update public.agent_mcp_server_access g
-     set revoked_at = now(), revoked_by = auth.uid(), is_active = false, revoke_reason = 'superseded by a new grant'
-   where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id and g.revoked_at is null;
-  perform private.set_audit_context(null);
+  perform private.revoke_live_grants('public.agent_mcp_server_access', p_agent_id, 'server_instance_id', p_server_instance_id,
+                                     'superseded by a new grant');
   insert into public.agent_mcp_server_access (organization_id, agent_id, server_instance_id, permission_scope,
          allowed_tools, expires_at, granted_by)
   values (v_agent.organization_id, p_agent_id, p_server_instance_id, p_permission_scope,
@@ -174,8 +196,7 @@ set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform private.require_self(validate_mcp_access.user_id);
-  if not exists (select from private.agent_managers am
-                  where am.agent_id = validate_mcp_access.agent_id and am.user_id = validate_mcp_access.user_id) then
+  if not private.may_act_for_agent(validate_mcp_access.agent_id, validate_mcp_access.user_id) then
     return false;
   end if;
   return exists (select from private.valid_grants g

@@ -2,13 +2,18 @@
 -- one file applied before the domains' functions. The RPCs, the policies and the overviews ask
 -- these; none spells a rule out again.
 --   who the caller is        private.is_service_caller (by private.caller_db_role, db/schema/01_security.sql),
---                            private.require_self
+--                            private.require_service_caller, private.is_self, private.require_self
 --   memberships and roles    private.member_role, private.is_org_member, private.memberships, private.org_role, private.my_org_ids,
---                            private.require_org_role, private.require_org_role_for (hidden = missing)
---   who acts for an agent    private.member_owned_agents, private.agent_managers, private.require_agent_manager,
---                            private.require_agent_runtime
---   what a grant allows now  private.grant_states, private.valid_grants, private.scope_allows, private.effective_tools
+--                            private.has_org_role, private.require_org_role, private.require_org_role_for (hidden = missing)
+--   who acts for an agent    private.member_owned_agents, private.agent_managers, private.may_act_for_agent,
+--                            private.require_agent_manager, private.require_agent_runtime
+--   who owns what a user owns  private.owns_connection, private.require_connection_owner (OAuth connections),
+--                            private.may_read_secret, private.require_secret_manager (Vault secrets)
+--   what a grant allows now  private.grant_states, private.valid_grants, private.scope_allows, private.effective_tools,
+--                            private.scope_allows_reads
 --   what an OAuth permission allows now   private.oauth_permission_states
+--   whether an agent API key holds now    private.api_key_states
+-- Longer than 400 lines on purpose: the core is one file, so that every rule is found in one place.
 
 -- The caller acts for the platform: the service_role database role (as PostgREST sets it for a
 -- service_role key), or an administrator's own session (a superuser, or the role that owns the
@@ -33,6 +38,32 @@ begin
 end $$;
 comment on function private.is_service_caller() is
   'True when the database role in effect is service_role or an administrator''s (superuser, or owner of the project''s schemas), and any JWT claims agree.';
+
+-- The refusal for a caller that is not the platform: what only the platform does (register a
+-- toolbox, harvest and poll DTMA, the gateway's own calls). p_what completes "only the platform
+-- (service_role) may ...".
+create function private.require_service_caller(p_what text, p_hint text default null) returns void
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if not private.is_service_caller() then
+    raise exception using errcode = '42501', message = format('only the platform (service_role) may %s', p_what),
+      hint = coalesce(p_hint, 'call it as service_role, or as a platform admin in SQL');
+  end if;
+end $$;
+comment on function private.require_service_caller(text, text) is
+  'Raises 42501 unless the caller acts for the platform (service_role, or an administrator''s session).';
+
+-- Whether a user id is the signed-in caller's own (never for a null id). The one comparison
+-- with auth.uid() of the project: "the caller is this user".
+create function private.is_self(p_user_id uuid) returns boolean
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(p_user_id = auth.uid(), false)
+$$;
+comment on function private.is_self(uuid) is 'Whether the user id is the signed-in caller''s own. For definer functions only.';
 
 -- Memberships. Only this section reads organization_members to answer who holds which role
 -- where (the walker of db/tests/functions.test.sql holds every other function to it). Roles
@@ -110,6 +141,16 @@ $$;
 comment on function private.is_member_of_my_org(uuid, uuid) is
   'Whether the user is a member (or stronger) of the organization, answered only where the caller holds a role there.';
 
+-- Whether the caller holds at least the given role in an organization, or acts for the platform.
+create function private.has_org_role(p_organization_id uuid, p_at_least public.org_role) returns boolean
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+  select private.is_service_caller() or coalesce(private.org_role(p_organization_id) <= p_at_least, false)
+$$;
+comment on function private.has_org_role(uuid, public.org_role) is
+  'Whether the caller holds at least the role in the organization (service callers do).';
+
 -- Refuses (42501) unless the caller holds at least the given role, or acts for the platform.
 create function private.require_org_role(p_organization_id uuid, p_at_least public.org_role) returns void
 language plpgsql stable security definer
@@ -122,7 +163,7 @@ begin
   if auth.uid() is null then
     raise exception using errcode = '42501', message = 'authentication required';
   end if;
-  if coalesce(private.org_role(p_organization_id) <= p_at_least, false) is false then
+  if not private.has_org_role(p_organization_id, p_at_least) then
     raise exception using errcode = '42501',
       message = format('requires the %s role (or stronger) in organization %s', p_at_least, p_organization_id);
   end if;
@@ -138,7 +179,7 @@ begin
   if p_user_id is null then
     raise exception using errcode = '22023', message = 'a user id is required';
   end if;
-  if not private.is_service_caller() and p_user_id is distinct from auth.uid() then
+  if not (private.is_self(p_user_id) or private.is_service_caller()) then
     raise exception using errcode = '42501', message = 'the user id passed is not the caller''s',
       hint = 'pass your own user id, or call as service_role';
   end if;
@@ -185,6 +226,18 @@ create view private.agent_managers with (security_invoker = true) as
 comment on view private.agent_managers is 'Pairs (agent, user) where the user may act for the agent. For definer functions only.';
 revoke all on private.agent_managers from public, anon, authenticated, service_role;
 
+-- Whether a user may act for an agent (private.agent_managers). plpgsql, so its plan is kept
+-- across calls: the validators ask it on every tool call.
+create function private.may_act_for_agent(p_agent_id uuid, p_user_id uuid) returns boolean
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return exists (select from private.agent_managers am where am.agent_id = p_agent_id and am.user_id = p_user_id);
+end $$;
+comment on function private.may_act_for_agent(uuid, uuid) is
+  'Whether the user may act for the agent: its owner while a member, or an admin or owner of its organization. For definer functions only.';
+
 -- The agent, if the caller may act for it (see private.agent_managers) or is a service caller.
 -- Otherwise 42501, whether or not the agent exists.
 create function private.require_agent_manager(p_agent_id uuid) returns public.agents
@@ -196,8 +249,7 @@ declare
 begin
   select a.* into v_agent from public.agents a where a.id = p_agent_id;
   -- Membership first: the common caller (the owner's runtime) never pays the service check.
-  if found and (exists (select from private.agent_managers am where am.agent_id = p_agent_id and am.user_id = auth.uid())
-                or private.is_service_caller()) then
+  if found and (private.may_act_for_agent(p_agent_id, auth.uid()) or private.is_service_caller()) then
     return v_agent;
   end if;
   raise exception using errcode = '42501', message = format('not allowed to act for agent %s', p_agent_id),
@@ -217,7 +269,7 @@ declare
   v_agent public.agents;
 begin
   select a.* into v_agent from public.agents a where a.id = p_agent_id;
-  if found and ((v_agent.user_id = auth.uid() and exists (select from private.member_owned_agents o where o.id = p_agent_id))
+  if found and ((private.is_self(v_agent.user_id) and exists (select from private.member_owned_agents o where o.id = p_agent_id))
                 or private.is_service_caller()) then
     return v_agent;
   end if;
@@ -286,6 +338,17 @@ comment on function private.effective_tools(public.mcp_permission_scope, text[],
 comment on function private.scope_allows(public.mcp_permission_scope, text[], jsonb) is
   'Whether a scope (with its allowed tools) allows a tool of the pinned manifest.';
 
+-- Resources and prompts: reading them is reading, so a read_only or full_access grant shows
+-- them; a custom grant lists tools by name and shows neither (grant read_only to add them).
+create function private.scope_allows_reads(p_scope public.mcp_permission_scope) returns boolean
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select p_scope in ('read_only', 'full_access')
+$$;
+comment on function private.scope_allows_reads(public.mcp_permission_scope) is
+  'Whether a grant of this scope lets the agent list and read the server''s resources and prompts (read_only, full_access).';
+
 -- The state of every OAuth permission now, the one definition of its validity: not revoked, not
 -- expired, on a connection that is not revoked and still belongs to the agent's owner (an agent
 -- handed to another user does not take the former owner's accounts along). Whether the token
@@ -304,13 +367,85 @@ comment on view private.oauth_permission_states is
   'Each OAuth permission''s state now: revoked, expired, owner_changed, connection_revoked, or valid. For definer functions only.';
 revoke all on private.oauth_permission_states from public, anon, authenticated, service_role;
 
+-- The state of every agent API key now, the one definition of its validity: revoked, expired, or
+-- active. The gateway accepts an active key of an active agent.
+create view private.api_key_states with (security_invoker = true) as
+  select k.id as key_id, k.agent_id,
+         case when k.revoked_at is not null then 'revoked'
+              when k.expires_at is not null and k.expires_at <= now() then 'expired'
+              else 'active' end as state
+    from public.agent_api_keys k;
+comment on view private.api_key_states is 'Each agent API key''s state now: revoked, expired or active. For definer functions only.';
+revoke all on private.api_key_states from public, anon, authenticated, service_role;
+
+-- What a user owns. An OAuth connection is its user's: only they (or the platform) lend it,
+-- revoke it or read its token.
+create function private.owns_connection(p_connection_id uuid) returns boolean
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select exists (select from public.user_oauth_connections c where c.id = p_connection_id and private.is_self(c.user_id))
+$$;
+comment on function private.owns_connection(uuid) is
+  'Whether the caller is the user of the OAuth connection (service callers are not). For definer functions only.';
+
+-- The connection, locked, if the caller owns it (or is a service caller); else 42501, whether
+-- or not it exists.
+create function private.require_connection_owner(p_connection_id uuid) returns public.user_oauth_connections
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_connection public.user_oauth_connections;
+begin
+  select c.* into v_connection from public.user_oauth_connections c where c.id = p_connection_id for update;
+  if found and (private.is_service_caller() or private.is_self(v_connection.user_id)) then
+    return v_connection;
+  end if;
+  raise exception using errcode = '42501', message = format('not the owner of OAuth connection %s', p_connection_id),
+    hint = 'only the user who connected the account (or service_role) may';
+end $$;
+comment on function private.require_connection_owner(uuid) is
+  'Locks and returns the OAuth connection if the caller owns it or is a service caller; else raises 42501.';
+
+-- A Vault secret (public.vault_secret_owners) belongs to a user or to an organization. A user's
+-- is read by that user's session; an organization's only by the platform's runtime: admins
+-- write it but never read it back.
+create function private.may_read_secret(p_owner_user_id uuid) returns boolean
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select private.is_self(p_owner_user_id) or private.is_service_caller()
+$$;
+comment on function private.may_read_secret(uuid) is
+  'Whether the caller may read a secret owned by p_owner_user_id (null for an organization''s): its user, or the platform.';
+
+-- Who may delete a secret: its user, an admin of its organization, or the platform; else 42501.
+create function private.require_secret_manager(p_secret_id uuid, p_owner_user_id uuid, p_organization_id uuid) returns void
+language plpgsql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if p_organization_id is not null then
+    perform private.require_org_role(p_organization_id, 'admin');
+  elsif not (private.is_self(p_owner_user_id) or private.is_service_caller()) then
+    raise exception using errcode = '42501', message = format('not allowed to delete secret %s', p_secret_id);
+  end if;
+end $$;
+comment on function private.require_secret_manager(uuid, uuid, uuid) is
+  'Raises 42501 unless the caller may delete the secret: its user, an admin of its organization, or the platform.';
+
 -- Definer functions call these as their owner: no API role needs them, but for the two the
 -- policies call, which answer only about the caller (see the walker's allowlist).
-revoke execute on function private.is_service_caller(), private.member_role(uuid, uuid),
+revoke execute on function private.is_service_caller(), private.require_service_caller(text, text), private.is_self(uuid),
+  private.has_org_role(uuid, public.org_role), private.may_act_for_agent(uuid, uuid), private.owns_connection(uuid),
+  private.require_connection_owner(uuid), private.may_read_secret(uuid), private.require_secret_manager(uuid, uuid, uuid),
+  private.member_role(uuid, uuid),
   private.lock_member_role(uuid, uuid), private.memberships(uuid, public.org_role), private.is_org_member(uuid, uuid),
   private.org_role(uuid),
   private.my_org_ids(public.org_role), private.is_member_of_my_org(uuid, uuid), private.require_org_role(uuid, public.org_role),
   private.require_self(uuid), private.require_org_role_for(uuid, public.org_role, text), private.require_agent_manager(uuid),
   private.require_agent_runtime(uuid), private.scope_allows(public.mcp_permission_scope, text[], jsonb),
-  private.effective_tools(public.mcp_permission_scope, text[], text[], text[]) from public, anon, authenticated, service_role;
+  private.effective_tools(public.mcp_permission_scope, text[], text[], text[]), private.scope_allows_reads(public.mcp_permission_scope)
+  from public, anon, authenticated, service_role;
 grant execute on function private.my_org_ids(public.org_role), private.is_member_of_my_org(uuid, uuid) to authenticated;

@@ -10,30 +10,6 @@
 -- Nothing is cached outside the database: every decision is taken when the call arrives, so a
 -- revoke, an expiry, a stopped server, a removed member or a revoked key holds on the next call.
 
--- The refusal for a caller that is not the platform (the gateway runs as service_role).
-create function private.require_service_caller(p_what text) returns void
-language plpgsql stable security definer
-set search_path = pg_catalog, pg_temp
-as $$
-begin
-  if not private.is_service_caller() then
-    raise exception using errcode = '42501', message = format('only the platform (service_role) may %s', p_what),
-      hint = 'the MCP gateway calls this with the service role; clients go through the gateway';
-  end if;
-end $$;
-comment on function private.require_service_caller(text) is 'Raises 42501 unless the caller is service_role (or a superuser session without claims).';
-
--- Resources and prompts: reading them is reading, so a read_only or full_access grant shows
--- them; a custom grant lists tools by name and shows neither (grant read_only to add them).
-create function private.scope_allows_reads(p_scope public.mcp_permission_scope) returns boolean
-language sql immutable
-set search_path = pg_catalog, pg_temp
-as $$
-  select p_scope in ('read_only', 'full_access')
-$$;
-comment on function private.scope_allows_reads(public.mcp_permission_scope) is
-  'Whether a grant of this scope lets the agent list and read the server''s resources and prompts (read_only, full_access).';
-
 create function public.create_agent_api_key(p_agent_id uuid, p_name text, p_expires_at timestamptz default null)
 returns table (key_id uuid, api_key text, prefix text, expires_at timestamptz)
 language plpgsql volatile security definer
@@ -54,10 +30,10 @@ begin
     raise exception using errcode = '55000', message = format('agent %s is not active', p_agent_id);
   end if;
   -- 256 random bits after the prefix, base64url without padding.
-  v_key := v_prefix || '_' || rtrim(translate(encode(extensions.gen_random_bytes(32), 'base64'), '+/', '-_'), '=');
+  v_key := v_prefix || '_' || private.base64url(extensions.gen_random_bytes(32));
   return query
     insert into public.agent_api_keys as k (organization_id, agent_id, name, prefix, key_sha256, created_by, expires_at)
-    values (v_agent.organization_id, p_agent_id, p_name, v_prefix, extensions.digest(v_key, 'sha256'), auth.uid(), p_expires_at)
+    values (v_agent.organization_id, p_agent_id, p_name, v_prefix, private.sha256(v_key), auth.uid(), p_expires_at)
     returning k.id, v_key, k.prefix, k.expires_at;
 end $$;
 comment on function public.create_agent_api_key(uuid, text, timestamptz) is
@@ -73,10 +49,9 @@ begin
   perform private.require_agent_manager(p_agent_id);
   return query
     select k.id, k.name, k.prefix, k.created_by, k.created_at, k.expires_at, k.last_used_at, k.revoked_at, k.revoke_reason,
-           case when k.revoked_at is not null then 'revoked'
-                when k.expires_at is not null and k.expires_at <= now() then 'expired'
-                else 'active' end
+           st.state
       from public.agent_api_keys k
+      join private.api_key_states st on st.key_id = k.id
      where k.agent_id = p_agent_id
      order by k.created_at desc;
 end $$;
@@ -128,9 +103,10 @@ begin
     raise exception using errcode = '22023', message = 'give exactly one of p_api_key and p_user_id';
   end if;
   if p_api_key is not null then
-    select k.* into v_key from public.agent_api_keys k join public.agents a on a.id = k.agent_id
-     where k.key_sha256 = extensions.digest(p_api_key, 'sha256')
-       and k.revoked_at is null and (k.expires_at is null or k.expires_at > now()) and a.is_active;
+    select k.* into v_key from public.agent_api_keys k
+      join private.api_key_states st on st.key_id = k.id
+      join public.agents a on a.id = k.agent_id
+     where k.key_sha256 = private.sha256(p_api_key) and st.state = 'active' and a.is_active;
     if not found or (p_agent_id is not null and v_key.agent_id <> p_agent_id) then
       raise exception using errcode = '28000', message = 'invalid API key',
         hint = 'the key is unknown, revoked or expired, or belongs to another agent';
@@ -147,7 +123,7 @@ begin
   return query
     select a.id, a.organization_id, null::uuid, null::bigint from public.agents a
      where a.id = p_agent_id and a.is_active
-       and exists (select from private.agent_managers am where am.agent_id = a.id and am.user_id = p_user_id);
+       and private.may_act_for_agent(a.id, p_user_id);
   if not found then
     raise exception using errcode = '42501', message = format('not allowed to act for agent %s', p_agent_id),
       hint = 'only the agent''s owner and the admins of its organization may';
@@ -217,7 +193,7 @@ end $$;
 comment on function public.gateway_upstream(uuid) is
   'Gateway (service_role): the endpoint and bearer token of a running MCP server. Never granted to authenticated.';
 
-revoke execute on function private.require_service_caller(text), private.scope_allows_reads(public.mcp_permission_scope), private.ms_until(timestamptz),
+revoke execute on function private.ms_until(timestamptz),
   public.create_agent_api_key(uuid, text, timestamptz), public.list_agent_api_keys(uuid), public.revoke_agent_api_key(uuid, text),
   public.gateway_authenticate(text, uuid, uuid), public.gateway_agent_servers(uuid), public.gateway_upstream(uuid),
   public.gateway_authorize_call(uuid, uuid, jsonb)

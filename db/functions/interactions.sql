@@ -21,16 +21,6 @@ as $$
 $$;
 comment on function private.interaction_schema() is 'The JSON Schema of one element of audit_mcp_interactions.p_interactions.';
 
--- sha256 (hex) of the canonical JSON of a value: jsonb's text form sorts keys and normalises
--- whitespace, so equal arguments hash equal whatever the client's formatting.
-create function private.jsonb_sha256(p_value jsonb) returns text
-language sql immutable
-set search_path = pg_catalog, pg_temp
-as $$
-  select encode(extensions.digest(convert_to(p_value::text, 'UTF8'), 'sha256'), 'hex')
-$$;
-comment on function private.jsonb_sha256(jsonb) is 'sha256 (hex) of the canonical JSON text of a jsonb value.';
-
 create function public.audit_mcp_interactions(p_agent_id uuid, p_interactions jsonb) returns integer
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
@@ -63,7 +53,8 @@ begin
          interaction_type, tool_name, arguments_sha256, outcome, duration_ms, error_message, request_id)
   select v_agent.organization_id, v_agent.id, v_agent.user_id, private.caller_db_role(),
          (e ->> 'server_instance_id')::uuid, (e ->> 'interaction_type')::public.mcp_interaction_type, e ->> 'tool_name',
-         case when e ? 'arguments' then private.jsonb_sha256(e -> 'arguments') end,
+         -- jsonb's text form is canonical (keys sorted, whitespace normalised): equal arguments hash equal.
+         case when e ? 'arguments' then private.sha256_hex((e -> 'arguments')::text) end,
          (e ->> 'outcome')::public.mcp_interaction_outcome, (e ->> 'duration_ms')::integer, e ->> 'error', e ->> 'request_id'
     from jsonb_array_elements(p_interactions) with ordinality as x(e, n)
    order by x.n;

@@ -3,39 +3,44 @@
 -- token. A token is returned only to the runtime of the agent's owner (their session) or to
 -- service_role; an expired one is refreshed single-flight through begin/complete/fail_oauth_refresh
 -- (the HTTP exchange itself is client/src/oauth/refresh.ts). See db/OAUTH.md.
+-- Longer than 400 lines: connections, the permissions that lend them and the single-flight refresh
+-- that keeps their tokens change together (db/OAUTH.md tells them as one protocol).
 
--- The connection, locked, if the caller owns it (or is a service caller); else 42501, whether
--- or not it exists.
-create function private.require_connection_owner(p_connection_id uuid) returns public.user_oauth_connections
+-- Writes a connection's token (p_kind: access_token or refresh_token) into Vault: a new secret
+-- when there is none yet, else a new value for it. No value keeps what is there: a provider that
+-- sends no new refresh token (Google on re-consent, most refreshes) leaves the old one in place.
+create function private.oauth_put_secret(p_secret_id uuid, p_value text, p_connection_id uuid, p_kind text) returns uuid
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-  v_connection public.user_oauth_connections;
 begin
-  select c.* into v_connection from public.user_oauth_connections c where c.id = p_connection_id for update;
-  if found and (private.is_service_caller() or v_connection.user_id = auth.uid()) then
-    return v_connection;
+  if coalesce(p_value, '') = '' then
+    return p_secret_id;
   end if;
-  raise exception using errcode = '42501', message = format('not the owner of OAuth connection %s', p_connection_id),
-    hint = 'only the user who connected the account (or service_role) may';
-end $$;
-comment on function private.require_connection_owner(uuid) is
-  'Locks and returns the OAuth connection if the caller owns it or is a service caller; else raises 42501.';
-
--- Writes a token into Vault: a new secret when there is none yet, else a new value for it.
-create function private.oauth_put_secret(p_secret_id uuid, p_value text, p_name text) returns uuid
-language plpgsql volatile security definer
-set search_path = pg_catalog, pg_temp
-as $$
-begin
   if p_secret_id is null then
-    return vault.create_secret(p_value, p_name, 'OAuth token (user_oauth_connections)');
+    return vault.create_secret(p_value, format('oauth/%s/%s', p_connection_id, p_kind), 'OAuth token (user_oauth_connections)');
   end if;
   perform vault.update_secret(p_secret_id, p_value);
   return p_secret_id;
 end $$;
-comment on function private.oauth_put_secret(uuid, text, text) is 'Stores a token in Vault (creates or updates the secret); returns its id.';
+comment on function private.oauth_put_secret(uuid, text, uuid, text) is
+  'Stores a connection''s token in Vault (creates or updates the secret; no value keeps the old one); returns its id.';
+
+-- What a provider's token answer must hold, at sign-in and at refresh alike.
+create function private.require_token_answer(p_access_token text, p_expires_in integer) returns void
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if coalesce(p_access_token, '') = '' then
+    raise exception using errcode = '22023', message = 'an access token is required';
+  end if;
+  if p_expires_in is not null and p_expires_in < 0 then
+    raise exception using errcode = '22023', message = 'p_expires_in must be zero or more seconds';
+  end if;
+end $$;
+comment on function private.require_token_answer(text, integer) is
+  'Raises 22023 unless the token answer has an access token and a non-negative expires_in.';
 
 create function private.oauth_read_secret(p_secret_id uuid) returns text
 language sql stable security definer
@@ -82,12 +87,7 @@ begin
   if not found then
     raise exception using errcode = 'P0002', message = format('OAuth provider %L not found', p_provider);
   end if;
-  if coalesce(p_access_token, '') = '' then
-    raise exception using errcode = '22023', message = 'an access token is required';
-  end if;
-  if p_expires_in is not null and p_expires_in < 0 then
-    raise exception using errcode = '22023', message = 'p_expires_in must be zero or more seconds';
-  end if;
+  perform private.require_token_answer(p_access_token, p_expires_in);
   v_scopes := private.normalize_scopes(coalesce(p_scopes, v_provider.default_scopes));
 
   select c.* into v_connection from public.user_oauth_connections c
@@ -99,21 +99,16 @@ begin
     insert into public.user_oauth_connections (id, user_id, provider_id, provider_account_id, account_label,
            access_token_secret_id, refresh_token_secret_id, token_type, scopes, expires_at)
     values (v_id, p_user_id, v_provider.id, coalesce(p_provider_account_id, ''), coalesce(p_account_label, ''),
-            private.oauth_put_secret(null, p_access_token, format('oauth/%s/access_token', v_id)),
-            case when coalesce(p_refresh_token, '') <> ''
-                 then private.oauth_put_secret(null, p_refresh_token, format('oauth/%s/refresh_token', v_id)) end,
+            private.oauth_put_secret(null, p_access_token, v_id, 'access_token'),
+            private.oauth_put_secret(null, p_refresh_token, v_id, 'refresh_token'),
             coalesce(p_token_type, 'Bearer'), v_scopes, now() + make_interval(secs => p_expires_in));
   else
     -- A reconnect: new tokens for the same account. A provider that sends no new refresh token
     -- (Google on re-consent) leaves the old one in place.
     delete from private.oauth_refresh_leases l where l.connection_id = v_id;
     update public.user_oauth_connections c
-       set access_token_secret_id = private.oauth_put_secret(c.access_token_secret_id, p_access_token,
-                                                             format('oauth/%s/access_token', v_id)),
-           refresh_token_secret_id = case when coalesce(p_refresh_token, '') <> ''
-                                          then private.oauth_put_secret(c.refresh_token_secret_id, p_refresh_token,
-                                                                        format('oauth/%s/refresh_token', v_id))
-                                          else c.refresh_token_secret_id end,
+       set access_token_secret_id = private.oauth_put_secret(c.access_token_secret_id, p_access_token, v_id, 'access_token'),
+           refresh_token_secret_id = private.oauth_put_secret(c.refresh_token_secret_id, p_refresh_token, v_id, 'refresh_token'),
            token_type = coalesce(p_token_type, 'Bearer'), scopes = v_scopes,
            expires_at = now() + make_interval(secs => p_expires_in), status = 'active',
            account_label = coalesce(nullif(p_account_label, ''), c.account_label),
@@ -195,11 +190,8 @@ begin
   if p_expires_at is not null and p_expires_at <= now() then
     raise exception using errcode = '22023', message = 'p_expires_at must be in the future';
   end if;
-  perform private.set_audit_context('superseded by a new grant');
-  update public.agent_oauth_permissions g
-     set revoked_at = now(), revoked_by = auth.uid(), is_active = false, revoke_reason = 'superseded by a new grant'
-   where g.agent_id = p_agent_id and g.connection_id = p_connection_id and g.revoked_at is null;
-  perform private.set_audit_context(null);
+  perform private.revoke_live_grants('public.agent_oauth_permissions', p_agent_id, 'connection_id', p_connection_id,
+                                     'superseded by a new grant');
   -- The trigger checks that the agent is the connection owner's and the scopes a subset.
   insert into public.agent_oauth_permissions (organization_id, agent_id, connection_id, scopes, expires_at, granted_by)
   values (v_agent.organization_id, p_agent_id, v_connection.id, coalesce(p_scopes, '{}'), p_expires_at, auth.uid())
@@ -214,20 +206,13 @@ returns boolean
 language plpgsql volatile security definer
 set search_path = pg_catalog, pg_temp
 as $$
-declare
-  v_found boolean;
 begin
   -- The connection's owner, or whoever manages the agent (its owner, an admin), may cut it off.
-  if not exists (select from public.user_oauth_connections c where c.id = p_connection_id and c.user_id = auth.uid()) then
+  if not private.owns_connection(p_connection_id) then
     perform private.require_agent_manager(p_agent_id);
   end if;
-  perform private.set_audit_context(coalesce(p_reason, 'revoked'));
-  update public.agent_oauth_permissions g
-     set revoked_at = now(), revoked_by = auth.uid(), is_active = false, revoke_reason = coalesce(p_reason, 'revoked')
-   where g.agent_id = p_agent_id and g.connection_id = p_connection_id and g.revoked_at is null;
-  v_found := found;
-  perform private.set_audit_context(null);
-  return v_found;
+  return private.revoke_live_grants('public.agent_oauth_permissions', p_agent_id, 'connection_id', p_connection_id,
+                                    coalesce(p_reason, 'revoked')) > 0;
 end $$;
 comment on function public.revoke_agent_oauth_access(uuid, uuid, text) is
   'Revokes the agent''s live permission on the OAuth connection, at once. False when there was none.';
@@ -433,21 +418,12 @@ declare
   v_connection public.user_oauth_connections;
   v_expires_at timestamptz;
 begin
-  if coalesce(p_access_token, '') = '' then
-    raise exception using errcode = '22023', message = 'an access token is required';
-  end if;
-  if p_expires_in is not null and p_expires_in < 0 then
-    raise exception using errcode = '22023', message = 'p_expires_in must be zero or more seconds';
-  end if;
+  perform private.require_token_answer(p_access_token, p_expires_in);
   v_connection := private.take_oauth_lease(p_lease_id);
   v_expires_at := now() + make_interval(secs => p_expires_in);
-  perform private.oauth_put_secret(v_connection.access_token_secret_id, p_access_token,
-                                   format('oauth/%s/access_token', v_connection.id));
+  perform private.oauth_put_secret(v_connection.access_token_secret_id, p_access_token, v_connection.id, 'access_token');
   update public.user_oauth_connections c
-     set refresh_token_secret_id = case when coalesce(p_refresh_token, '') <> ''
-                                        then private.oauth_put_secret(c.refresh_token_secret_id, p_refresh_token,
-                                                                      format('oauth/%s/refresh_token', c.id))
-                                        else c.refresh_token_secret_id end,
+     set refresh_token_secret_id = private.oauth_put_secret(c.refresh_token_secret_id, p_refresh_token, c.id, 'refresh_token'),
          expires_at = v_expires_at, status = 'active', last_refreshed_at = now(), refresh_failures = 0,
          refresh_retry_at = null, last_error = null,
          scopes = case when cardinality(private.normalize_scopes(p_scopes)) > 0 then private.normalize_scopes(p_scopes)
@@ -507,6 +483,6 @@ begin
     execute format('grant execute on function %s to authenticated, service_role', f);
   end loop;
 end $$;
-revoke execute on function private.require_agent_runtime(uuid), private.require_connection_owner(uuid),
-  private.oauth_put_secret(uuid, text, text), private.oauth_read_secret(uuid), private.take_oauth_lease(uuid)
+revoke execute on function private.oauth_put_secret(uuid, text, uuid, text), private.require_token_answer(text, integer),
+  private.oauth_read_secret(uuid), private.take_oauth_lease(uuid)
   from public, anon, authenticated, service_role;

@@ -4,19 +4,6 @@
 -- verifier for the token exchange; the tokens are then stored with store_user_oauth_connection.
 -- Disconnecting hands the owner what the provider's revocation endpoint needs.
 
--- base64url without padding (RFC 4648 §5), as PKCE and the state use it.
-create function private.base64url(p_bytes bytea) returns text
-language sql immutable
-set search_path = pg_catalog, pg_temp
-as $$ select rtrim(translate(encode(p_bytes, 'base64'), E'+/\n', '-_'), '=') $$;
-comment on function private.base64url(bytea) is 'Bytes as unpadded base64url text (RFC 4648 section 5).';
-
-create function private.sha256_hex(p_text text) returns text
-language sql immutable
-set search_path = pg_catalog, pg_temp
-as $$ select encode(sha256(convert_to(p_text, 'UTF8')), 'hex') $$;
-comment on function private.sha256_hex(text) is 'The sha256 of a text (UTF-8), as hex.';
-
 create function public.begin_oauth_authorization(
   p_provider text,
   p_redirect_uri text,
@@ -61,7 +48,7 @@ begin
    where f.user_id = v_user and (f.expires_at <= now() or f.consumed_at is not null);
   insert into private.oauth_authorization_flows (state_sha256, user_id, provider_id, redirect_uri, scopes, code_verifier, expires_at)
   values (private.sha256_hex(v_state), v_user, v_provider.id, p_redirect_uri, v_scopes, v_verifier, v_expires);
-  return query select v_state, private.base64url(sha256(convert_to(v_verifier, 'UTF8'))), 'S256'::text,
+  return query select v_state, private.base64url(private.sha256(v_verifier)), 'S256'::text,
                       v_provider.authorization_endpoint, v_provider.client_id,
                       array_to_string(v_scopes, v_provider.scope_separator), v_provider.authorize_params, p_redirect_uri, v_expires;
 end $$;
@@ -81,7 +68,7 @@ begin
   if not found then
     raise exception using errcode = 'P0002', message = 'unknown OAuth state', hint = 'start the sign-in again';
   end if;
-  if v_flow.user_id is distinct from auth.uid() then
+  if not private.is_self(v_flow.user_id) then
     raise exception using errcode = '42501', message = 'this sign-in was started by another user';
   end if;
   if v_flow.consumed_at is not null then
@@ -122,7 +109,6 @@ end $$;
 comment on function public.begin_oauth_disconnect(uuid) is
   'For the owner of an OAuth connection about to disconnect it: the provider''s revocation endpoint (null when it has none) and the token to revoke there.';
 
-revoke execute on function private.base64url(bytea), private.sha256_hex(text) from public;
 revoke execute on function public.begin_oauth_authorization(text, text, text[], integer),
   public.consume_oauth_authorization(text, text), public.begin_oauth_disconnect(uuid) from public, anon;
 grant execute on function public.begin_oauth_authorization(text, text, text[], integer),

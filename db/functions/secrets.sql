@@ -61,7 +61,7 @@ begin
   select o.* into v_owner from public.vault_secret_owners o where o.id = p_secret_id;
   -- A user's secret is read by that user's session; an organization's only by the platform's
   -- runtime (service_role): admins write them but do not read them back.
-  if found and (private.is_service_caller() or (v_owner.owner_user_id is not null and v_owner.owner_user_id = auth.uid())) then
+  if found and private.may_read_secret(v_owner.owner_user_id) then
     return (select s.decrypted_secret from vault.decrypted_secrets s where s.id = p_secret_id);
   end if;
   if not found and private.is_service_caller() then
@@ -87,11 +87,7 @@ begin
     end if;
     raise exception using errcode = '42501', message = format('not allowed to delete secret %s', p_secret_id);
   end if;
-  if v_owner.organization_id is not null then
-    perform private.require_org_role(v_owner.organization_id, 'admin');
-  elsif not private.is_service_caller() and v_owner.owner_user_id is distinct from auth.uid() then
-    raise exception using errcode = '42501', message = format('not allowed to delete secret %s', p_secret_id);
-  end if;
+  perform private.require_secret_manager(p_secret_id, v_owner.owner_user_id, v_owner.organization_id);
   -- The trigger on vault_secret_owners deletes the Vault secret with the row.
   delete from public.vault_secret_owners o where o.id = p_secret_id;
   return true;

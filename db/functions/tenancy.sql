@@ -78,7 +78,7 @@ as $$
 declare
   v_role public.org_role;
 begin
-  if p_user_id is distinct from auth.uid() then
+  if not private.is_self(p_user_id) then
     perform private.require_org_role(p_organization_id, 'admin');
   end if;
   v_role := private.lock_member_role(p_organization_id, p_user_id);
@@ -86,7 +86,7 @@ begin
     raise exception using errcode = 'P0002', message = 'the user is not a member of this organization';
   end if;
   -- Only an owner removes an owner (an owner may leave).
-  if v_role = 'owner' and p_user_id is distinct from auth.uid() then
+  if v_role = 'owner' and not private.is_self(p_user_id) then
     perform private.require_org_role(p_organization_id, 'owner');
   end if;
   perform private.set_audit_context(p_reason);

@@ -70,10 +70,8 @@ declare
   v_refusal text := private.toolbox_url_refusal(p_dtma_base_url);
 begin
   -- The platform alone registers toolboxes: a DTMA URL decides where the database's HTTP client goes.
-  if not private.is_service_caller() then
-    raise exception using errcode = '42501', message = 'toolboxes are registered by the platform',
-      hint = 'service_role (or a platform admin in SQL) registers a toolbox for an organization';
-  end if;
+  perform private.require_service_caller('register toolboxes',
+    'service_role (or a platform admin in SQL) registers a toolbox for an organization');
   if not exists (select from public.organizations o where o.id = p_organization_id) then
     raise exception using errcode = 'P0002', message = format('organization %s not found', p_organization_id);
   end if;

@@ -53,7 +53,7 @@ create function private.tool_sha256(p_tool jsonb) returns text
 language sql immutable
 set search_path = pg_catalog, pg_temp
 as $$
-  select encode(extensions.digest(convert_to(private.tool_definition(p_tool)::text, 'UTF8'), 'sha256'), 'hex')
+  select private.sha256_hex(private.tool_definition(p_tool)::text)
 $$;
 comment on function private.tool_sha256(jsonb) is 'sha256 (hex) of the canonical JSON of a tool definition.';
 

@@ -103,23 +103,9 @@ create trigger agents_revoke_grants after delete on public.agents
   for each row execute function private.revoke_grants_of_deleted_agent();
 
 -- A grant is history: once written, only its revocation may change, and only once.
-create function private.grant_is_history() returns trigger
-language plpgsql
-set search_path = pg_catalog, pg_temp
-as $$
-begin
-  if old.revoked_at is not null
-     or (to_jsonb(new) - '{revoked_at,revoked_by,revoke_reason,is_active,updated_at}'::text[])
-        <> (to_jsonb(old) - '{revoked_at,revoked_by,revoke_reason,is_active,updated_at}'::text[]) then
-    raise exception using errcode = '55000', message = 'a grant cannot be changed, only revoked once',
-      hint = 'revoke it and grant again: history keeps both';
-  end if;
-  return new;
-end $$;
-comment on function private.grant_is_history() is 'Trigger: a grant may only be revoked, once; every other change is refused.';
-
 create trigger agent_mcp_server_access_history before update on public.agent_mcp_server_access
-  for each row execute function private.grant_is_history();
+  for each row execute function private.refuse_history_change('a grant', 'revoke it and grant again: history keeps both',
+                                                              '{revoked_at,revoked_by,revoke_reason,is_active,updated_at}');
 create trigger agent_mcp_server_access_touch before update on public.agent_mcp_server_access
   for each row execute function private.touch_updated_at();
 create trigger agent_mcp_server_access_audit after insert or update or delete on public.agent_mcp_server_access

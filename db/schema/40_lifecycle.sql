@@ -74,7 +74,25 @@ comment on function private.instance_status_guard() is 'Trigger: enforces the li
 create trigger account_tool_instances_status_guard before insert or update of status on public.account_tool_instances
   for each row execute function private.instance_status_guard();
 
--- Applies a lifecycle event to an instance: the transition table gives the next status.
+-- An instance's status, its row locked until the transaction ends; P0002 when there is none.
+create function private.lock_instance_status(p_instance_id uuid) returns public.mcp_server_status
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_status public.mcp_server_status;
+begin
+  select i.status into v_status from public.account_tool_instances i where i.id = p_instance_id for update;
+  if not found then
+    raise exception using errcode = 'P0002', message = format('MCP server instance %s not found', p_instance_id);
+  end if;
+  return v_status;
+end $$;
+comment on function private.lock_instance_status(uuid) is 'Locks an instance and returns its status; raises P0002 when it does not exist.';
+revoke execute on function private.lock_instance_status(uuid) from public, anon, authenticated, service_role;
+
+-- Applies a lifecycle event to an instance: the transition table gives the next status. The event
+-- and cause reach the guard and the audit trail as settings (listed in db/schema/05_audit.sql).
 -- Returns the new status; raises 55000 when the event is not allowed in the current status.
 create function private.apply_instance_event(p_instance_id uuid, p_event text, p_cause text default 'user_action', p_error text default null)
 returns public.mcp_server_status
@@ -85,10 +103,7 @@ declare
   v_from public.mcp_server_status;
   v_to public.mcp_server_status;
 begin
-  select i.status into v_from from public.account_tool_instances i where i.id = p_instance_id for update;
-  if not found then
-    raise exception using errcode = 'P0002', message = format('MCP server instance %s not found', p_instance_id);
-  end if;
+  v_from := private.lock_instance_status(p_instance_id);
   select t.to_status into v_to from public.mcp_server_transitions t where t.from_status = v_from and t.event = p_event;
   if not found then
     raise exception using errcode = '55000', message = format('cannot %s an MCP server that is %s', p_event, v_from),

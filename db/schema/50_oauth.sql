@@ -208,28 +208,12 @@ end $$;
 comment on function private.oauth_permission_before_insert() is
   'Trigger: an agent OAuth permission must lend its owner''s live connection and a subset of its scopes.';
 
--- A permission is history: only its usage counters and, once, its revocation may change.
-create function private.oauth_permission_is_history() returns trigger
-language plpgsql
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-  v_mutable constant text[] := '{usage_count,last_used_at,revoked_at,revoked_by,revoke_reason,is_active,updated_at}';
-begin
-  if (to_jsonb(new) - v_mutable) <> (to_jsonb(old) - v_mutable)
-     or (old.revoked_at is not null and (to_jsonb(new) - '{usage_count,last_used_at,updated_at}'::text[])
-                                        <> (to_jsonb(old) - '{usage_count,last_used_at,updated_at}'::text[])) then
-    raise exception using errcode = '55000', message = 'an OAuth permission cannot be changed, only revoked once',
-      hint = 'revoke it and grant again: history keeps both';
-  end if;
-  return new;
-end $$;
-comment on function private.oauth_permission_is_history() is 'Trigger: an OAuth permission only counts its use and is revoked once.';
-
 create trigger agent_oauth_permissions_check before insert on public.agent_oauth_permissions
   for each row execute function private.oauth_permission_before_insert();
+-- A permission is history: only its usage counters and, once, its revocation may change.
 create trigger agent_oauth_permissions_history before update on public.agent_oauth_permissions
-  for each row execute function private.oauth_permission_is_history();
+  for each row execute function private.refuse_history_change('an OAuth permission', 'revoke it and grant again: history keeps both',
+    '{usage_count,last_used_at,revoked_at,revoked_by,revoke_reason,is_active,updated_at}', '{usage_count,last_used_at,updated_at}');
 create trigger agent_oauth_permissions_touch before update on public.agent_oauth_permissions
   for each row execute function private.touch_updated_at();
 -- Audited: grant, revocation, deletion; usage counting is not an audit event.

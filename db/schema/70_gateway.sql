@@ -34,43 +34,14 @@ create index agent_api_keys_created_by_idx on public.agent_api_keys (created_by)
 create index agent_api_keys_revoked_by_idx on public.agent_api_keys (revoked_by);
 
 -- A key is history: only its last use may move, and it may be revoked, once.
-create function private.api_key_is_history() returns trigger
-language plpgsql
-set search_path = pg_catalog, pg_temp
-as $$
-begin
-  if old.revoked_at is not null and new.revoked_at is distinct from old.revoked_at
-     or (to_jsonb(new) - '{revoked_at,revoked_by,revoke_reason,last_used_at}'::text[])
-        <> (to_jsonb(old) - '{revoked_at,revoked_by,revoke_reason,last_used_at}'::text[]) then
-    raise exception using errcode = '55000', message = 'an API key cannot be changed, only revoked once',
-      hint = 'revoke it and create another';
-  end if;
-  return new;
-end $$;
-comment on function private.api_key_is_history() is 'Trigger: an API key may only be revoked, once, and have its last use recorded.';
-
--- Audited like grants (creation, revocation, deletion), without the hash and without last use.
-create function private.audit_api_key() returns trigger
-language plpgsql security definer
-set search_path = pg_catalog, pg_temp
-as $$
-declare
-  v_row public.agent_api_keys := coalesce(new, old);
-begin
-  perform private.audit(v_row.organization_id, 'agent_api_key.' || lower(tg_op), 'agent_api_key', v_row.id::text,
-                        case when tg_op <> 'INSERT' then to_jsonb(old) - '{key_sha256,last_used_at}'::text[] end,
-                        case when tg_op <> 'DELETE' then to_jsonb(new) - '{key_sha256,last_used_at}'::text[] end,
-                        case when tg_op = 'UPDATE' then new.revoke_reason end);
-  return v_row;
-end $$;
-comment on function private.audit_api_key() is 'Trigger: audits the creation, revocation and deletion of an API key (never its hash).';
-
 create trigger agent_api_keys_history before update on public.agent_api_keys
-  for each row execute function private.api_key_is_history();
+  for each row execute function private.refuse_history_change('an API key', 'revoke it and create another',
+    '{revoked_at,revoked_by,revoke_reason,last_used_at}', '{revoked_by,revoke_reason,last_used_at}');
+-- Audited like grants (creation, revocation with its reason, deletion), without the hash and without last use.
 create trigger agent_api_keys_audit_insert_delete after insert or delete on public.agent_api_keys
-  for each row execute function private.audit_api_key();
+  for each row execute function private.audit_row_change('agent_api_key', '{key_sha256,last_used_at}');
 create trigger agent_api_keys_audit_revoke after update of revoked_at on public.agent_api_keys
-  for each row execute function private.audit_api_key();
+  for each row execute function private.audit_row_change('agent_api_key', '{key_sha256,last_used_at}', 'revoke_reason');
 
 alter table public.agent_api_keys enable row level security;
 

@@ -2,7 +2,7 @@
 -- through: each test lists the offenders and expects none, so a failure names the culprit.
 -- The project's functions are those of schemas public and private that no extension owns.
 begin;
-select plan(18);
+select plan(25);
 
 create temp view project_functions as
   select p.oid, n.nspname, p.oid::regprocedure as signature, p.prosecdef, p.proconfig, p.proacl, p.proowner
@@ -103,6 +103,60 @@ select is_empty($$select c.oid::regclass::text from pg_class c join pg_namespace
                   select format('policy %s on %s', p.policyname, p.tablename) from pg_policies p
                    where p.schemaname = 'public' and concat(p.qual, p.with_check) ~* 'organization_members'$$,
                 'nor does any view or policy outside the core');
+
+-- The same for the other "who may" rules of the core. "The caller is this user" is one
+-- comparison with auth.uid(), private.is_self: an owner check (an OAuth connection, a secret, a
+-- flow, a member leaving) written again elsewhere is an offender.
+create temp view compares_caller as
+  select f.signature from project_functions f join pg_proc p on p.oid = f.oid
+   -- a column or a parameter compared with it, or it with anything (an UPDATE's "set x = auth.uid()" is no check)
+   where p.prosrc ~* '(auth\.uid\(\)\s*(=|<>|!=|is\s+(not\s+)?distinct))|((\.[a-z_]+|\m[pv]_[a-z_]+)\s*(=|<>|!=)\s*auth\.uid\(\))|(distinct\s+from\s+auth\.uid\(\))';
+select is((select array_agg(signature::text) from compares_caller), array['private.is_self(uuid)'],
+          'no function but private.is_self compares a user id with auth.uid() (and the walk sees that one)');
+-- Who may act for an agent is asked of the core (private.may_act_for_agent and the require_*
+-- functions), never read from its views again.
+select is_empty($$select f.signature from project_functions f join pg_proc p on p.oid = f.oid
+                   where p.prosrc ~* 'private\.(agent_managers|member_owned_agents)'
+                     and f.signature::text not in ('private.may_act_for_agent(uuid,uuid)', 'private.require_agent_runtime(uuid)')$$,
+                'no function but the core''s reads who may act for an agent from private.agent_managers');
+select isnt_empty($$select from pg_proc p where p.oid = 'private.may_act_for_agent(uuid,uuid)'::regprocedure
+                     and p.prosrc ~* 'private\.agent_managers'$$, 'the walk sees the core''s own reading');
+-- Roles compare strongest first (owner < admin < member < viewer): that comparison is the core's
+-- (private.has_org_role, private.require_org_role, the membership helpers), asked by every RPC.
+select is_empty($$select f.signature from project_functions f join pg_proc p on p.oid = f.oid
+                   where p.prosrc ~* '(private\.org_role\(|role\s*(<=|>=|<|>)\s*(''|p_))'
+                     and f.signature::text not in (
+                       'private.has_org_role(uuid,org_role)', 'private.require_org_role(uuid,org_role)',
+                       'private.require_org_role_for(uuid,org_role,text)', 'private.is_member_of_my_org(uuid,uuid)',
+                       'private.is_org_member(uuid,uuid)', 'private.memberships(uuid,org_role)', 'private.org_role(uuid)')$$,
+                'no function but the core''s compares organization roles');
+
+-- Settings that carry a value from one function to another are parameters in disguise: each
+-- mcp.* setting is listed, with who sets and who reads it, in private.transaction_settings()
+-- (db/schema/05_audit.sql). Any mcp.… name in a body counts, one built at run time ('mcp.' || x) too.
+create temp view setting_uses as
+  select m[2] as name, f.oid,
+         case when p.prosrc ~* ('set_config\(\s*\S{1,8}' || replace(m[2], '.', '\.') || '[^a-z_]') then 'set' end as sets,
+         case when p.prosrc ~* ('current_setting\(\s*\S{1,8}' || replace(m[2], '.', '\.') || '[^a-z_]') then 'read' end as reads
+    from project_functions f join pg_proc p on p.oid = f.oid
+    cross join lateral regexp_matches(p.prosrc, '(\m)(mcp\.[a-z_]*)', 'g') m;
+select isnt_empty($$select from setting_uses$$, 'the walk sees the functions that use mcp.* settings');
+select is_empty($$select name, oid::regprocedure from setting_uses
+                   where name not in (select s.name from private.transaction_settings() s)$$,
+                'no function uses an mcp.* setting that private.transaction_settings() does not list');
+select is_empty($$(select distinct u.name, u.oid::regprocedure, u.sets, u.reads from setting_uses u
+                    where u.sets is not null or u.reads is not null
+                   except
+                   select s.name, x.fn, 'set', null from private.transaction_settings() s cross join unnest(s.set_by) x(fn)
+                   except
+                   select s.name, x.fn, null, 'read' from private.transaction_settings() s cross join unnest(s.read_by) x(fn))
+                  union all
+                  (select s.name, x.fn, 'listed as setter', null from private.transaction_settings() s cross join unnest(s.set_by) x(fn)
+                    where not exists (select from setting_uses u where u.name = s.name and u.oid = x.fn and u.sets is not null)
+                   union all
+                   select s.name, x.fn, null, 'listed as reader' from private.transaction_settings() s cross join unnest(s.read_by) x(fn)
+                    where not exists (select from setting_uses u where u.name = s.name and u.oid = x.fn and u.reads is not null))$$,
+                'each listed setting is set and read by exactly the functions the list names');
 
 -- Admins read the API in psql (\df+, \d+).
 select is_empty($$select signature from project_functions where obj_description(oid, 'pg_proc') is null$$,

@@ -2,6 +2,9 @@
  * The chat integration against the real stack: real MCP servers from npm (everything, memory,
  * filesystem) deployed through the control plane onto the local DTMA, an agent with three
  * different grants, the database deciding which presented tools it gets. No mocks.
+ *
+ * Longer than 400 lines: every story shares one deployed stack (deploying real servers is the
+ * slow part), so they stay in one file.
  */
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';

@@ -1,0 +1,30 @@
+-- Small pure helpers every domain uses, applied before the domains (schema triggers call them too):
+-- the project's one sha256, and base64url. Nothing here reads a table.
+
+-- The one sha256 of the project: of a text's UTF-8 bytes. Tool definitions, interaction
+-- arguments, API keys, OAuth states and PKCE challenges are all hashed through it.
+create function private.sha256(p_text text) returns bytea
+language sql immutable strict
+set search_path = pg_catalog, pg_temp
+as $$ select pg_catalog.sha256(pg_catalog.convert_to(p_text, 'UTF8')) $$;
+comment on function private.sha256(text) is 'The sha256 of a text (UTF-8), as bytes: the project''s one sha256.';
+
+-- The same as lower-case hex, as the tables that keep a hash as text store it.
+create function private.sha256_hex(p_text text) returns text
+language sql immutable strict
+set search_path = pg_catalog, pg_temp
+as $$ select pg_catalog.encode(private.sha256(p_text), 'hex') $$;
+comment on function private.sha256_hex(text) is 'The sha256 of a text (UTF-8), as hex.';
+
+-- base64url without padding (RFC 4648 §5), as PKCE, OAuth states and API keys use it.
+create function private.base64url(p_bytes bytea) returns text
+language sql immutable strict
+set search_path = pg_catalog, pg_temp
+as $$ select pg_catalog.rtrim(pg_catalog.translate(pg_catalog.encode(p_bytes, 'base64'), E'+/\n', '-_'), '=') $$;
+comment on function private.base64url(bytea) is 'Bytes as unpadded base64url text (RFC 4648 section 5).';
+
+-- Definer functions call these as their owner; the catalog's hashing trigger runs with the
+-- writer's rights, so service_role needs the hash (db/policies/catalog.sql).
+revoke execute on function private.sha256(text), private.sha256_hex(text), private.base64url(bytea)
+  from public, anon, authenticated, service_role;
+grant execute on function private.sha256(text), private.sha256_hex(text) to service_role;

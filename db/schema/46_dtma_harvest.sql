@@ -1,0 +1,2 @@
+-- The DTMA harvest (db/functions/dtma_harvest.sql) has no tables of its own: it reads those of the
+-- dtma domain (db/schema/45_dtma.sql). This file gives it its place in the order, after the outbox.
