@@ -69,10 +69,16 @@ async function closeQuietly(client: Client, transport: StreamableHTTPClientTrans
 }
 
 /**
- * Connects, then lists what the server's capabilities announce, in parallel. On any failure
- * (the signal included) the connection is closed before the error is thrown.
+ * Connects, then lists what the server's capabilities announce (resources and prompts unless
+ * `lists` leaves them out), in parallel. On any failure (the signal included) the connection is
+ * closed before the error is thrown.
  */
-export async function openSession(target: McpServerTarget, options: McpChatOptions, signal: AbortSignal): Promise<Session> {
+export async function openSession(
+  target: McpServerTarget,
+  options: McpChatOptions,
+  signal: AbortSignal,
+  lists: { resources?: boolean; prompts?: boolean } = {},
+): Promise<Session> {
   if (!target.endpointUrl) throw new Error('the server has no endpoint URL (not deployed yet?)');
   const headers = (await options.endpointHeaders?.(target)) ?? {};
   const url = new URL(target.endpointUrl);
@@ -106,8 +112,8 @@ export async function openSession(target: McpServerTarget, options: McpChatOptio
     const capabilities = client.getServerCapabilities() ?? {};
     const [tools, resources, prompts] = await Promise.all([
       capabilities.tools ? listTools(client, requestOptions) : [],
-      capabilities.resources ? listResources(client, requestOptions) : [],
-      capabilities.prompts ? listPrompts(client, requestOptions) : [],
+      capabilities.resources && lists.resources !== false ? listResources(client, requestOptions) : [],
+      capabilities.prompts && lists.prompts !== false ? listPrompts(client, requestOptions) : [],
     ]);
     const info = client.getServerVersion();
     session.serverInfo = info ? { name: info.name, version: info.version } : null;
