@@ -9,6 +9,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { ToolListChangedNotificationSchema, type Prompt, type Resource, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { McpChatOptions, McpServerTarget } from './types.ts';
+import { sharedValidator } from './validator.ts';
 
 export interface Session {
   client: Client;
@@ -84,7 +85,7 @@ export async function openSession(
   const url = new URL(target.endpointUrl);
   const transportOptions = { requestInit: { headers }, ...(options.fetch ? { fetch: options.fetch } : {}) };
   const transport = target.transport === 'sse' ? new SSEClientTransport(url, transportOptions) : new StreamableHTTPClientTransport(url, transportOptions);
-  const client = new Client(options.clientInfo ?? { name: 'mcp-control-plane-sdk', version: '0.1.0' }, { capabilities: {} });
+  const client = new Client(options.clientInfo ?? { name: 'mcp-control-plane-sdk', version: '0.1.0' }, { capabilities: {}, jsonSchemaValidator: sharedValidator });
   const session: Session = {
     client,
     serverInfo: null,
