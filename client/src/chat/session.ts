@@ -107,8 +107,16 @@ export async function openSession(
   client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
     session.toolsChanged = true;
   });
+  // The SDK keeps a request's abort listener after its answer: an abort of the caller's signal once
+  // the session is open (a chat's HTTP request ending) would send notifications/cancelled for
+  // every request made while opening. Those requests get a signal that follows the caller's only
+  // until the session is open.
+  const opening = new AbortController();
+  const follow = (): void => opening.abort(signal.reason);
+  if (signal.aborted) follow();
+  else signal.addEventListener('abort', follow, { once: true });
   try {
-    const requestOptions: RequestOptions = { signal, timeout: target.timeoutMs };
+    const requestOptions: RequestOptions = { signal: opening.signal, timeout: target.timeoutMs };
     await client.connect(transport, requestOptions);
     const capabilities = client.getServerCapabilities() ?? {};
     const [tools, resources, prompts] = await Promise.all([
@@ -126,5 +134,7 @@ export async function openSession(
   } catch (error) {
     void session.close();
     throw error;
+  } finally {
+    signal.removeEventListener('abort', follow);
   }
 }
