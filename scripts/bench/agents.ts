@@ -13,7 +13,7 @@
  * not timed, awaited before the next wave).
  *
  *   npm start    # or any stack: DATABASE_URL, DTMA_URL, DTMA_TOKEN
- *   npx tsx scripts/bench/agents.ts            # LEVELS=1,10,100 MIN_REQUESTS=20
+ *   npx tsx scripts/bench/agents.ts            # LEVELS=1,10,100 MIN_REQUESTS=20 GATEWAY_DB_POOL=20
  *
  * After one warm-up agent, per level: waves of <level> concurrent agents until at least
  * MIN_REQUESTS were made; each agent of the run is a different one (no decision of an earlier
@@ -40,7 +40,7 @@ console.log(`creating ${agentIds.length} API keys ...`);
 const keys: string[] = [];
 for (const agentId of agentIds) keys.push((await createAgentApiKey(bench.org.ownerTransport, agentId, 'bench')).api_key);
 
-const gateway = await startEdgeFunction('mcp-gateway', { SUPABASE_DB_URL: databaseUrl, JWT_SECRET, GATEWAY_DB_POOL: '20', GATEWAY_LOG_FLUSH_MS: '100' });
+const gateway = await startEdgeFunction('mcp-gateway', { SUPABASE_DB_URL: databaseUrl, JWT_SECRET, GATEWAY_DB_POOL: process.env.GATEWAY_DB_POOL ?? '20', GATEWAY_LOG_FLUSH_MS: '100' });
 
 interface Sample {
   e2e: number;
@@ -80,6 +80,7 @@ async function oneAgent(): Promise<Sample> {
 const table: string[] = [];
 try {
   await oneAgent(); // warm-up: Deno compiles, the pools connect, the upstream sessions open
+  console.log(`measuring ${levels.join(', ')} concurrent agents ...`);
   for (const level of levels) {
     const samples: Sample[] = [];
     const wallStarted = performance.now();

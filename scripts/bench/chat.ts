@@ -8,7 +8,7 @@
  * parallel), one model turn answering. Not a test: it prints figures.
  *
  *   npm start    # or any stack: DATABASE_URL, DTMA_URL, DTMA_TOKEN
- *   npx tsx scripts/bench/chat.ts            # LEVELS=1,10,100 MIN_REQUESTS=20 MODEL_LATENCY_MS=0
+ *   npx tsx scripts/bench/chat.ts            # LEVELS=1,10,100 MIN_REQUESTS=20 MODEL_LATENCY_MS=0 GATEWAY_DB_POOL=20 DB_POOL_SIZE=20
  *
  * After one warm-up request, per level: waves of <level> concurrent requests until at least
  * MIN_REQUESTS were made (20 waves of 1, 2 of 10, 1 of 100). Per request:
@@ -51,11 +51,11 @@ const model = await startScriptedModel((request) => {
 });
 model.setLatency(modelLatencyMs);
 // The gateway acts on the database as the platform and verifies the users' JWTs with the secret.
-const gateway = await startEdgeFunction('mcp-gateway', { SUPABASE_DB_URL: databaseUrl, JWT_SECRET, GATEWAY_DB_POOL: '20', GATEWAY_LOG_FLUSH_MS: '100' });
+const gateway = await startEdgeFunction('mcp-gateway', { SUPABASE_DB_URL: databaseUrl, JWT_SECRET, GATEWAY_DB_POOL: process.env.GATEWAY_DB_POOL ?? '20', GATEWAY_LOG_FLUSH_MS: '100' });
 const entry = await startEdgeFunction('chat', {
   SUPABASE_DB_URL: databaseUrl,
   JWT_SECRET,
-  DB_POOL_SIZE: '20',
+  DB_POOL_SIZE: process.env.DB_POOL_SIZE ?? '20',
   OPENAI_BASE_URL: model.baseUrl,
   OPENAI_MODEL: 'scripted-model',
   MCP_GATEWAY_URL: gateway.url,
@@ -105,6 +105,7 @@ async function serverTimes(agentIds: string[]): Promise<Map<string, number>> {
 const table: string[] = [];
 try {
   await oneChat(); // warm-up: Deno compiles, the pool connects
+  console.log(`measuring ${levels.join(', ')} concurrent requests ...`);
   for (const level of levels) {
     const samples: Sample[] = [];
     const wallStarted = performance.now();
