@@ -263,10 +263,16 @@ declare
   v_grant public.agent_mcp_server_access;
   v_instance public.account_tool_instances;
   v_first_sightings jsonb;
+  v_tools jsonb[];
+  v_shas text[];
 begin
   if jsonb_typeof(p_tools) is distinct from 'array' then
     raise exception using errcode = '22023', message = 'p_tools must be the array of tools the server presented';
   end if;
+  -- Each presented definition is hashed once, for the drift record and the decision alike.
+  select coalesce(array_agg(x.p order by x.n), '{}'), coalesce(array_agg(private.tool_sha256(x.p) order by x.n), '{}')
+    into v_tools, v_shas
+    from jsonb_array_elements(p_tools) with ordinality as x(p, n);
   select i.* into v_instance from public.account_tool_instances i
    where i.id = p_server_instance_id and i.organization_id = v_agent.organization_id;
   select g.* into v_grant from private.valid_grants g where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id;
@@ -278,8 +284,8 @@ begin
   if private.is_service_caller() then
   perform private.set_audit_context('the presented tool definition differs from the pinned one', 'tool_pinning');
   with presented as (
-    select p ->> 'name' as name, p as definition, private.tool_sha256(p) as sha
-      from jsonb_array_elements(p_tools) p
+    select x.p ->> 'name' as name, x.p as definition, x.sha
+      from unnest(v_tools, v_shas) as x(p, sha)
   ), drifted as (
     select pr.name, pr.definition, pr.sha, t ->> 'sha256' as pinned
       from presented pr
@@ -304,19 +310,20 @@ begin
   end if;
 
   return query
-    select p ->> 'name',
+    select x.p ->> 'name',
            r.reason = 'allowed',
            r.reason,
-           private.tool_sha256(p)
-      from jsonb_array_elements(p_tools) p
-      left join lateral (select t from jsonb_array_elements(v_instance.pinned_manifest) t where t ->> 'name' = p ->> 'name') pin on true
+           x.sha
+      from unnest(v_tools, v_shas) with ordinality as x(p, sha, n)
+      left join lateral (select t from jsonb_array_elements(v_instance.pinned_manifest) t where t ->> 'name' = x.p ->> 'name') pin on true
       cross join lateral (select case
           when v_grant.id is null or v_instance.status is distinct from 'running' then 'no_live_grant'
           when pin.t is null then 'not_in_pinned_manifest'
-          when (pin.t ->> 'sha256') <> private.tool_sha256(p) then 'definition_changed'
+          when (pin.t ->> 'sha256') <> x.sha then 'definition_changed'
           when not private.scope_allows(v_grant.permission_scope, v_grant.allowed_tools, pin.t) then
             case v_grant.permission_scope when 'read_only' then 'not_read_only' else 'not_in_allowed_tools' end
-          else 'allowed' end as reason) r;
+          else 'allowed' end as reason) r
+     order by x.n;
 end $$;
 comment on function public.filter_agent_mcp_tools(uuid, uuid, jsonb) is
   'Filters the tools a server presented by the agent''s grant and the pinned hashes; records and audits changed definitions when the platform (the gateway) presents them.';

@@ -288,7 +288,9 @@ create view private.grant_states with (security_invoker = true) as
               when g.expires_at is not null and g.expires_at <= now() then 'expired'
               when i.status <> 'running' then 'server ' || i.status
               when not a.is_active then 'agent inactive'
-              when not exists (select from private.member_owned_agents o where o.id = a.id) then 'owner not a member'
+              -- offset 0: asked for this agent alone; without it the planner may hash the whole
+              -- member_owned_agents set for every check (a cost that grows with all agents).
+              when not exists (select from private.member_owned_agents o where o.id = a.id offset 0) then 'owner not a member'
               else 'valid' end as state
     from public.agent_mcp_server_access g
     join public.account_tool_instances i on i.id = g.server_instance_id

@@ -8,7 +8,7 @@
  * parallel), one model turn answering. Not a test: it prints figures.
  *
  *   npm start    # or any stack: DATABASE_URL, DTMA_URL, DTMA_TOKEN
- *   npx tsx scripts/bench/chat.ts            # LEVELS=1,10,100 MIN_REQUESTS=20 MODEL_LATENCY_MS=0
+ *   npx tsx scripts/bench/chat.ts            # LEVELS=1,10,100 MIN_REQUESTS=20 MODEL_LATENCY_MS=0 GATEWAY_DB_POOL=20 DB_POOL_SIZE=20
  *
  * After one warm-up request, per level: waves of <level> concurrent requests until at least
  * MIN_REQUESTS were made (20 waves of 1, 2 of 10, 1 of 100). Per request:
@@ -19,56 +19,23 @@
  * Each request acts for an agent of its own (all granted the same 5 servers), so that the
  * gateway's log rows are the request's.
  */
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import type { JsonObject } from '../../client/src/schemas.ts';
+import { databaseUrl, deployBench, percentile } from './deployment.ts';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-process.env.DATABASE_URL ??= 'postgresql://postgres:postgres@127.0.0.1:54322/postgres?sslmode=disable';
-const dtmaUrl = process.env.DTMA_URL ?? 'http://127.0.0.1:30000';
-const dtmaToken = process.env.DTMA_TOKEN ?? readFileSync(path.join(root, '.local', 'dtma-token'), 'utf8').trim();
 const levels = (process.env.LEVELS ?? '1,10,100').split(',').map(Number);
 const minRequests = Number(process.env.MIN_REQUESTS ?? 20);
 const modelLatencyMs = Number(process.env.MODEL_LATENCY_MS ?? 0);
 
-const { JWT_SECRET, createAgent, createOrganization, deployServer, removeServers, testPool, userJwt } = await import('../../test/support/stack.ts');
+const { JWT_SECRET, userJwt } = await import('../../test/support/stack.ts');
 const { startEdgeFunction } = await import('../../test/support/edge-function.ts');
 const { parseSse, startScriptedModel } = await import('../../test/support/scripted-model.ts');
 
-function percentile(values: number[], p: number): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
-}
-
-const pool = testPool();
-const org = await createOrganization(pool, { url: dtmaUrl, token: dtmaToken });
+const bench = await deployBench();
+const { pool, org } = bench;
+const specs = bench.servers;
 const jwt = await userJwt(org.ownerId);
-const specs: { catalog: string; tool: string; args: Record<string, unknown>; configuration?: JsonObject }[] = [
-  { catalog: 'everything', tool: 'echo', args: { message: 'bench' } },
-  { catalog: 'memory', tool: 'read_graph', args: {}, configuration: { env: { MEMORY_FILE_PATH: path.join(os.tmpdir(), `bench-chat-${process.pid}-1.jsonl`) } } },
-  { catalog: 'filesystem', tool: 'list_allowed_directories', args: {}, configuration: { args: [os.tmpdir()] } },
-  { catalog: 'everything', tool: 'echo', args: { message: 'bench 2' } },
-  { catalog: 'memory', tool: 'read_graph', args: {}, configuration: { env: { MEMORY_FILE_PATH: path.join(os.tmpdir(), `bench-chat-${process.pid}-2.jsonl`) } } },
-];
-console.log(`deploying ${specs.length} MCP servers through the control plane onto ${dtmaUrl} ...`);
-// Distinct priorities: the model is shown the tools highest priority first, so the n-th tool of a name is the n-th such server.
-// One after the other: five npm servers starting at once can outlast a deploy's timeout on a small machine.
-const servers: string[] = [];
-for (const [i, spec] of specs.entries()) {
-  servers.push(await deployServer(pool, org, { catalog: spec.catalog, priority: 500 - i, ...(spec.configuration ? { configuration: spec.configuration } : {}) }));
-}
-
 // One agent per request (the warm-up's included), each granted the 5 servers.
-const needed = 1 + levels.reduce((sum, level) => sum + Math.ceil(minRequests / level) * level, 0);
-console.log(`creating ${needed} agents ...`);
-const agents: string[] = [];
-for (let i = 0; i < needed; i++) {
-  const agentId = await createAgent(pool, org.organizationId, org.ownerId, `bench chat agent ${i}`);
-  for (const id of servers) await org.owner.grant_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: id, p_permission_scope: 'full_access' });
-  agents.push(agentId);
-}
+const agents = await bench.createAgents(1 + levels.reduce((sum, level) => sum + Math.ceil(minRequests / level) * level, 0), 'bench chat agent');
 
 const model = await startScriptedModel((request) => {
   if (request.messages.at(-1)?.role === 'tool') return { text: 'All five tools answered.' };
@@ -84,11 +51,11 @@ const model = await startScriptedModel((request) => {
 });
 model.setLatency(modelLatencyMs);
 // The gateway acts on the database as the platform and verifies the users' JWTs with the secret.
-const gateway = await startEdgeFunction('mcp-gateway', { SUPABASE_DB_URL: process.env.DATABASE_URL, JWT_SECRET, GATEWAY_DB_POOL: '20', GATEWAY_LOG_FLUSH_MS: '100' });
+const gateway = await startEdgeFunction('mcp-gateway', { SUPABASE_DB_URL: databaseUrl, JWT_SECRET, GATEWAY_DB_POOL: process.env.GATEWAY_DB_POOL ?? '20', GATEWAY_LOG_FLUSH_MS: '100' });
 const entry = await startEdgeFunction('chat', {
-  SUPABASE_DB_URL: process.env.DATABASE_URL,
+  SUPABASE_DB_URL: databaseUrl,
   JWT_SECRET,
-  DB_POOL_SIZE: '20',
+  DB_POOL_SIZE: process.env.DB_POOL_SIZE ?? '20',
   OPENAI_BASE_URL: model.baseUrl,
   OPENAI_MODEL: 'scripted-model',
   MCP_GATEWAY_URL: gateway.url,
@@ -138,6 +105,7 @@ async function serverTimes(agentIds: string[]): Promise<Map<string, number>> {
 const table: string[] = [];
 try {
   await oneChat(); // warm-up: Deno compiles, the pool connects
+  console.log(`measuring ${levels.join(', ')} concurrent requests ...`);
   for (const level of levels) {
     const samples: Sample[] = [];
     const wallStarted = performance.now();
@@ -158,8 +126,7 @@ try {
   await entry.stop();
   await gateway.stop();
   await model.close();
-  await removeServers(pool, org, servers);
-  await pool.end();
+  await bench.close();
 }
 console.log(`\nchat through the gateway, 5 servers, one tool call each, model latency ${modelLatencyMs} ms, at least ${minRequests} requests per level (${os.cpus().length} cores)`);
 console.log('| concurrent | requests | failed | p50 ms | p95 ms | model p50 ms | servers p50 ms | outside model and servers (p50) | requests/s |');

@@ -164,6 +164,14 @@ describe('an agent with three grants', () => {
     );
   });
 
+  it('lists only tools when the caller leaves resources and prompts out', async () => {
+    const context = await chat.prepareMCPContextWithAccessControl({ agentId, keepConnections: false, lists: { resources: false, prompts: false } });
+    contexts.push(context);
+    expect(toolNames(server(context, servers.everything))).toEqual(await pinnedNames(servers.everything));
+    expect(server(context, servers.everything).resources).toEqual([]);
+    expect([context.resources, context.prompts]).toEqual([[], []]);
+  });
+
   it('keeps getMCPConfigurations in the shape of the system it replaces', async () => {
     const configs = await chat.getMCPConfigurations(agentId);
     expect(configs.map((c) => Object.keys(c).sort())).toEqual(Array(3).fill(['endpoint', 'name', 'tools', 'transport']));

@@ -69,11 +69,11 @@ interface Gathered {
 }
 
 /** Connects (with retries) within the deadline; the caller owns the session it returns. */
-async function connectWithRetries(target: McpServerTarget, options: McpChatOptions, signal: AbortSignal, onAttempt: () => void): Promise<Session> {
+async function connectWithRetries(target: McpServerTarget, options: McpChatOptions, request: PrepareContextOptions, signal: AbortSignal, onAttempt: () => void): Promise<Session> {
   for (let retry = 0; ; retry++) {
     onAttempt();
     try {
-      return await raceAbort(openSession(target, options, signal), signal, (late) => void late.close());
+      return await raceAbort(openSession(target, options, signal, request.lists), signal, (late) => void late.close());
     } catch (error) {
       if (signal.aborted || retry >= target.maxRetries) throw error;
       await sleep(backoffDelay(retry, options.backoffBaseMs ?? DEFAULT_BACKOFF_BASE_MS), signal);
@@ -81,7 +81,8 @@ async function connectWithRetries(target: McpServerTarget, options: McpChatOptio
   }
 }
 
-async function gatherServer(rpc: Rpc, options: McpChatOptions, agentId: string, target: McpServerTarget, parent?: AbortSignal): Promise<Gathered> {
+async function gatherServer(rpc: Rpc, options: McpChatOptions, request: PrepareContextOptions, target: McpServerTarget): Promise<Gathered> {
+  const { agentId, signal: parent } = request;
   const started = performance.now();
   if (!target.enabled) return { server: emptyServer(target, 'disabled', null, 0, 0), session: null };
   if (!target.endpointUrl) {
@@ -91,7 +92,7 @@ async function gatherServer(rpc: Rpc, options: McpChatOptions, agentId: string, 
   let attempts = 0;
   let session: Session | null = null;
   try {
-    session = await connectWithRetries(target, options, limit.signal, () => attempts++);
+    session = await connectWithRetries(target, options, request, limit.signal, () => attempts++);
     const decisions = await raceAbort(
       rpc.filter_agent_mcp_tools({ p_agent_id: agentId, p_server_instance_id: target.serverId, p_tools: session.tools }),
       limit.signal,
@@ -153,7 +154,7 @@ export async function prepareMCPContextWithAccessControl(options: McpChatOptions
   const bookkeeping: Promise<void>[] = [];
   const gathered = await Promise.all(
     targets.map(async (target) => {
-      const result = await gatherServer(rpc, options, request.agentId, target, request.signal);
+      const result = await gatherServer(rpc, options, request, target);
       if (result.server.status !== 'disabled') {
         bookkeeping.push(
           recordUsage(options.transport, {

@@ -60,6 +60,28 @@ describe('createMcpChat with a gateway', () => {
     expect(gateway.sessionCount()).toBe(0);
   });
 
+  it('sends nothing more once the caller’s signal ends after the context is gathered', async () => {
+    const agentId = await createAgent(pool, org.organizationId, org.ownerId, 'chat-agent-signal');
+    await org.owner.grant_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: memory, p_permission_scope: 'read_only' });
+    const sent: string[] = [];
+    const counting: typeof fetch = async (input, init) => {
+      const body = typeof init?.body === 'string' ? (JSON.parse(init.body) as { method?: string }) : undefined;
+      sent.push(`${init?.method ?? 'GET'} ${body?.method ?? ''}`.trim());
+      return fetch(input, init);
+    };
+    const chat = createMcpChat({ transport: org.ownerTransport, gateway: { url: served.url, credential: await userJwt(org.ownerId) }, fetch: counting });
+    // As the chat function's request signal does when its response ends.
+    const request = new AbortController();
+    const context = await chat.prepareMCPContextWithAccessControl({ agentId, signal: request.signal });
+    request.abort();
+    expect(JSON.stringify((await chat.callTool(context, memory, 'read_graph', {})).content)).toContain('entities');
+    await closeMCPContext(context);
+    expect(sent.filter((s) => s.includes('notifications/cancelled'))).toEqual([]);
+    expect(sent.filter((s) => s.startsWith('POST')).sort()).toEqual(
+      ['POST initialize', 'POST notifications/initialized', 'POST prompts/list', 'POST resources/list', 'POST tools/call', 'POST tools/list'],
+    );
+  });
+
   it('works with the agent’s API key as well', async () => {
     const agentId = await createAgent(pool, org.organizationId, org.ownerId, 'chat-agent-key');
     await org.owner.grant_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: memory, p_permission_scope: 'custom', p_allowed_tools: ['search_nodes'] });

@@ -29,7 +29,14 @@ function unqualified(name: string): string {
   return at < 0 ? name : name.slice(at + 2);
 }
 
-async function open(options: McpChatOptions, gateway: McpGatewayOptions, agentId: string, timeoutMs: number, signal: AbortSignal): Promise<Session> {
+async function open(
+  options: McpChatOptions,
+  gateway: McpGatewayOptions,
+  agentId: string,
+  timeoutMs: number,
+  signal: AbortSignal,
+  lists?: PrepareContextOptions['lists'],
+): Promise<Session> {
   const credential = typeof gateway.credential === 'function' ? await gateway.credential() : gateway.credential;
   return openSession(
     {
@@ -47,15 +54,27 @@ async function open(options: McpChatOptions, gateway: McpGatewayOptions, agentId
     },
     { ...options, endpointHeaders: () => ({ authorization: `Bearer ${credential}` }) },
     signal,
+    lists,
   );
 }
 
 export async function prepareThroughGateway(options: McpChatOptions, gateway: McpGatewayOptions, request: PrepareContextOptions): Promise<McpContext> {
   const started = performance.now();
   const rpc = createRpc(options.transport);
-  const targets = await serverTargets(rpc, options, request.agentId, request.organizationId);
-  const timeoutMs = Math.min(request.maxTimeoutMs ?? Infinity, Math.max(options.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS, ...targets.map((t) => t.timeoutMs)));
-  const session = await open(options, gateway, request.agentId, timeoutMs, request.signal ?? new AbortController().signal);
+  // The server list (the database's refusal of a caller who may not act for the agent) and the
+  // gateway session are asked at once; the session's timeout is the cap, or the default.
+  const timeoutMs = Math.min(request.maxTimeoutMs ?? Infinity, options.defaultTimeoutMs ?? DEFAULT_TIMEOUT_MS);
+  const [listed, opened] = await Promise.allSettled([
+    serverTargets(rpc, options, request.agentId, request.organizationId),
+    open(options, gateway, request.agentId, timeoutMs, request.signal ?? new AbortController().signal, request.lists),
+  ]);
+  if (listed.status === 'rejected') {
+    if (opened.status === 'fulfilled') void opened.value.close();
+    throw listed.reason;
+  }
+  if (opened.status === 'rejected') throw opened.reason;
+  const targets = listed.value;
+  const session = opened.value;
   const elapsed = performance.now() - started;
   const total = targets.filter((t) => t.enabled).reduce((sum, t) => sum + t.priority, 0);
   const servers: ServerContext[] = targets

@@ -9,6 +9,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { ToolListChangedNotificationSchema, type Prompt, type Resource, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import type { McpChatOptions, McpServerTarget } from './types.ts';
+import { sharedValidator } from './validator.ts';
 
 export interface Session {
   client: Client;
@@ -69,16 +70,22 @@ async function closeQuietly(client: Client, transport: StreamableHTTPClientTrans
 }
 
 /**
- * Connects, then lists what the server's capabilities announce, in parallel. On any failure
- * (the signal included) the connection is closed before the error is thrown.
+ * Connects, then lists what the server's capabilities announce (resources and prompts unless
+ * `lists` leaves them out), in parallel. On any failure (the signal included) the connection is
+ * closed before the error is thrown.
  */
-export async function openSession(target: McpServerTarget, options: McpChatOptions, signal: AbortSignal): Promise<Session> {
+export async function openSession(
+  target: McpServerTarget,
+  options: McpChatOptions,
+  signal: AbortSignal,
+  lists: { resources?: boolean; prompts?: boolean } = {},
+): Promise<Session> {
   if (!target.endpointUrl) throw new Error('the server has no endpoint URL (not deployed yet?)');
   const headers = (await options.endpointHeaders?.(target)) ?? {};
   const url = new URL(target.endpointUrl);
   const transportOptions = { requestInit: { headers }, ...(options.fetch ? { fetch: options.fetch } : {}) };
   const transport = target.transport === 'sse' ? new SSEClientTransport(url, transportOptions) : new StreamableHTTPClientTransport(url, transportOptions);
-  const client = new Client(options.clientInfo ?? { name: 'mcp-control-plane-sdk', version: '0.1.0' }, { capabilities: {} });
+  const client = new Client(options.clientInfo ?? { name: 'mcp-control-plane-sdk', version: '0.1.0' }, { capabilities: {}, jsonSchemaValidator: sharedValidator });
   const session: Session = {
     client,
     serverInfo: null,
@@ -100,14 +107,22 @@ export async function openSession(target: McpServerTarget, options: McpChatOptio
   client.setNotificationHandler(ToolListChangedNotificationSchema, () => {
     session.toolsChanged = true;
   });
+  // The SDK keeps a request's abort listener after its answer: an abort of the caller's signal once
+  // the session is open (a chat's HTTP request ending) would send notifications/cancelled for
+  // every request made while opening. Those requests get a signal that follows the caller's only
+  // until the session is open.
+  const opening = new AbortController();
+  const follow = (): void => opening.abort(signal.reason);
+  if (signal.aborted) follow();
+  else signal.addEventListener('abort', follow, { once: true });
   try {
-    const requestOptions: RequestOptions = { signal, timeout: target.timeoutMs };
+    const requestOptions: RequestOptions = { signal: opening.signal, timeout: target.timeoutMs };
     await client.connect(transport, requestOptions);
     const capabilities = client.getServerCapabilities() ?? {};
     const [tools, resources, prompts] = await Promise.all([
       capabilities.tools ? listTools(client, requestOptions) : [],
-      capabilities.resources ? listResources(client, requestOptions) : [],
-      capabilities.prompts ? listPrompts(client, requestOptions) : [],
+      capabilities.resources && lists.resources !== false ? listResources(client, requestOptions) : [],
+      capabilities.prompts && lists.prompts !== false ? listPrompts(client, requestOptions) : [],
     ]);
     const info = client.getServerVersion();
     session.serverInfo = info ? { name: info.name, version: info.version } : null;
@@ -119,5 +134,7 @@ export async function openSession(target: McpServerTarget, options: McpChatOptio
   } catch (error) {
     void session.close();
     throw error;
+  } finally {
+    signal.removeEventListener('abort', follow);
   }
 }

@@ -119,6 +119,11 @@ export interface PrepareContextOptions {
    * With false they are closed at once and callTool reconnects when it needs one.
    */
   keepConnections?: boolean;
+  /**
+   * What to list besides tools (default both): a caller that only calls tools (the chat
+   * function) leaves resources and prompts out, and the context has none.
+   */
+  lists?: { resources?: boolean; prompts?: boolean };
   signal?: AbortSignal;
 }
 

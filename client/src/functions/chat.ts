@@ -120,6 +120,8 @@ export function createChatHandler(options: ChatHandlerOptions): (req: Request) =
             agentId: input.agent_id,
             ...(input.organization_id ? { organizationId: input.organization_id } : {}),
             maxTimeoutMs: options.serverTimeoutMs ?? 5_000,
+            // The model is given tools only: resources and prompts are not listed.
+            lists: { resources: false, prompts: false },
             signal: req.signal,
           });
           const tools: ModelTool[] = context.tools.map((t) => ({
@@ -170,12 +172,13 @@ export function createChatHandler(options: ChatHandlerOptions): (req: Request) =
                 if (!(error instanceof McpControlPlaneError)) console.error('chat: unexpected error', error);
                 send('error', fields);
               } finally {
-                await chat.closeMCPContext(context).catch(() => undefined);
+                // The caller has its whole answer before the gateway session is ended.
                 try {
                   controller.close();
                 } catch {
                   // already cancelled by the caller
                 }
+                await chat.closeMCPContext(context).catch(() => undefined);
               }
             },
           });
