@@ -42,14 +42,6 @@ end $$;
 comment on function private.require_token_answer(text, integer) is
   'Raises 22023 unless the token answer has an access token and a non-negative expires_in.';
 
-create function private.oauth_read_secret(p_secret_id uuid) returns text
-language sql stable security definer
-set search_path = pg_catalog, pg_temp
-as $$
-  select s.decrypted_secret from vault.decrypted_secrets s where s.id = p_secret_id
-$$;
-comment on function private.oauth_read_secret(uuid) is 'The plain text of a Vault secret (definer functions only).';
-
 -- Whether the access token can be handed out: active and not about to expire. The margin
 -- covers the time a caller needs to use it.
 create function private.oauth_token_is_fresh(p_connection public.user_oauth_connections) returns boolean
@@ -303,7 +295,7 @@ begin
       hint = coalesce(v_connection.last_error, 'the provider refused the refresh token');
   end if;
   if private.oauth_token_is_fresh(v_connection) then
-    return query select 'ok'::text, private.oauth_read_secret(v_connection.access_token_secret_id), v_connection.token_type,
+    return query select 'ok'::text, private.vault_read(v_connection.access_token_secret_id), v_connection.token_type,
                         v_connection.expires_at, v_connection.id, v_grant.id, v_grant.scopes;
     return;
   end if;
@@ -341,7 +333,7 @@ begin
   end if;
   if private.oauth_token_is_fresh(v_connection) then
     return query select 'fresh'::text, null::uuid, null::timestamptz, null::text, null::text, null::text, null::text,
-                        private.oauth_read_secret(v_connection.access_token_secret_id), v_connection.expires_at,
+                        private.vault_read(v_connection.access_token_secret_id), v_connection.expires_at,
                         null::timestamptz, null::text;
     return;
   end if;
@@ -370,7 +362,7 @@ begin
          acquired_at = excluded.acquired_at, expires_at = excluded.expires_at
   returning l.* into v_lease;
   return query select 'lease'::text, v_lease.lease_id, v_lease.expires_at,
-                      private.oauth_read_secret(v_connection.refresh_token_secret_id), v_provider.token_endpoint,
+                      private.vault_read(v_connection.refresh_token_secret_id), v_provider.token_endpoint,
                       v_provider.client_id, v_provider.name, null::text, v_connection.expires_at, null::timestamptz, null::text;
 end $$;
 comment on function public.begin_oauth_refresh(uuid, integer) is
@@ -484,5 +476,5 @@ begin
   end loop;
 end $$;
 revoke execute on function private.oauth_put_secret(uuid, text, uuid, text), private.require_token_answer(text, integer),
-  private.oauth_read_secret(uuid), private.take_oauth_lease(uuid)
+  private.take_oauth_lease(uuid)
   from public, anon, authenticated, service_role;

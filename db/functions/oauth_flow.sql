@@ -102,7 +102,7 @@ begin
   return query
     select p.name, p.revocation_endpoint, p.client_id,
            case when p.revocation_endpoint is not null
-                then private.oauth_read_secret(coalesce(v_connection.refresh_token_secret_id, v_connection.access_token_secret_id)) end,
+                then private.vault_read(coalesce(v_connection.refresh_token_secret_id, v_connection.access_token_secret_id)) end,
            case when v_connection.refresh_token_secret_id is not null then 'refresh_token' else 'access_token' end
       from public.oauth_providers p where p.id = v_connection.provider_id;
 end $$;

@@ -62,7 +62,7 @@ begin
   -- A user's secret is read by that user's session; an organization's only by the platform's
   -- runtime (service_role): admins write them but do not read them back.
   if found and private.may_read_secret(v_owner.owner_user_id) then
-    return (select s.decrypted_secret from vault.decrypted_secrets s where s.id = p_secret_id);
+    return private.vault_read(p_secret_id);
   end if;
   if not found and private.is_service_caller() then
     raise exception using errcode = 'P0002', message = format('secret %s not found', p_secret_id);
@@ -119,7 +119,7 @@ create function private.mcp_oauth_environment(p_server_instance_id uuid) returns
 language sql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select coalesce(jsonb_object_agg(c.oauth_token_env ->> o.provider, private.oauth_read_secret(u.access_token_secret_id)), '{}'::jsonb)
+  select coalesce(jsonb_object_agg(c.oauth_token_env ->> o.provider, private.vault_read(u.access_token_secret_id)), '{}'::jsonb)
     from public.mcp_server_oauth_connections o
     join public.account_tool_instances i on i.id = o.server_instance_id
     join public.mcp_server_catalog c on c.id = i.catalog_id

@@ -125,10 +125,7 @@ create function private.toolbox_token(p_toolbox_id uuid) returns text
 language sql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
-  select s.decrypted_secret
-    from public.account_tool_environments t
-    join vault.decrypted_secrets s on s.id = t.dtma_token_secret_id
-   where t.id = p_toolbox_id
+  select private.vault_read(t.dtma_token_secret_id) from public.account_tool_environments t where t.id = p_toolbox_id
 $$;
 comment on function private.toolbox_token(uuid) is 'Decrypted DTMA token of a toolbox (definer functions only).';
 

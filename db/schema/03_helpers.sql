@@ -1,5 +1,5 @@
--- Small pure helpers every domain uses, applied before the domains (schema triggers call them too):
--- the project's one sha256, and base64url. Nothing here reads a table.
+-- Small helpers every domain uses, applied before the domains (schema triggers call them too):
+-- the project's one sha256, base64url, and the one read of a Vault secret's value.
 
 -- The one sha256 of the project: of a text's UTF-8 bytes. Tool definitions, interaction
 -- arguments, API keys, OAuth states and PKCE challenges are all hashed through it.
@@ -22,6 +22,15 @@ language sql immutable strict
 set search_path = pg_catalog, pg_temp
 as $$ select pg_catalog.rtrim(pg_catalog.translate(pg_catalog.encode(p_bytes, 'base64'), E'+/\n', '-_'), '=') $$;
 comment on function private.base64url(bytea) is 'Bytes as unpadded base64url text (RFC 4648 section 5).';
+
+-- The plain text of a Vault secret: how every definer function reads a token, a credential or a
+-- secret configuration field it holds by id. Who may have it is decided by the caller's rule.
+create function private.vault_read(p_secret_id uuid) returns text
+language sql stable security definer
+set search_path = pg_catalog, pg_temp
+as $$ select s.decrypted_secret from vault.decrypted_secrets s where s.id = p_secret_id $$;
+comment on function private.vault_read(uuid) is 'The plain text of a Vault secret, or null (definer functions only).';
+revoke execute on function private.vault_read(uuid) from public, anon, authenticated, service_role;
 
 -- Definer functions call these as their owner; the catalog's hashing trigger runs with the
 -- writer's rights, so service_role needs the hash (db/policies/catalog.sql).

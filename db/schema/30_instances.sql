@@ -140,7 +140,7 @@ begin
     if v_given is null then
       if v_secret.secret_id is not null then
         p_full := private.jsonb_put(p_full, v_path,
-                                    (select d.decrypted_secret::jsonb from vault.decrypted_secrets d where d.id = v_secret.secret_id));
+                                    private.vault_read(v_secret.secret_id)::jsonb);
       end if;
       continue;
     end if;
