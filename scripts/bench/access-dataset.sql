@@ -94,7 +94,7 @@ analyze t_toolboxes;
 
 insert into public.account_tool_environments (id, organization_id, name, dtma_base_url, dtma_token_secret_id, status,
                                               last_heartbeat_at, created_by)
-select id, org_id, format('toolbox-%s', t), format('http://toolbox-%s-%s.bench.invalid:30000', o, t),
+select id, org_id, format('toolbox-%s', t), format('https://toolbox-%s-%s.bench.invalid:30000', o, t),
        vault.create_secret(encode(extensions.gen_random_bytes(24), 'hex'), format('toolbox/%s/dtma-token', id),
                            format('DTMA bearer token of toolbox %s', id)),
        'active', now(), owner_id
@@ -132,7 +132,7 @@ select id, org_id, toolbox_id, catalog_id, format('%s-%s', catalog_name, i), for
 analyze public.account_tool_instances;
 
 create unlogged table bench.instance_plan as
-  select id, o % :parts as part, target, format('http://toolbox-%s-%s.bench.invalid:30000/mcp/%s', toolbox_o, toolbox_t, id) as endpoint_url
+  select id, o % :parts as part, target, format('https://toolbox-%s-%s.bench.invalid:30000/mcp/%s', toolbox_o, toolbox_t, id) as endpoint_url
     from t_instances;
 create index on bench.instance_plan (part, target);
 analyze bench.instance_plan;
