@@ -1,0 +1,85 @@
+/**
+ * The Node adapter of the fetch handlers (node-serve.ts): bodies arrive whole and intact, a body
+ * over the limit is refused with 413 before the handler runs, and a streamed answer (an SSE
+ * stream) reaches the client event by event even though writes are held to the end of a turn.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { serveFetch, type Served } from './node-serve.ts';
+
+let served: Served;
+let handled = 0;
+let firstEventRead: () => void = () => undefined;
+
+beforeAll(async () => {
+  served = await serveFetch(
+    async (req) => {
+      handled++;
+      if (new URL(req.url).pathname === '/stream') {
+        const read = new Promise<void>((resolve) => {
+          firstEventRead = resolve;
+        });
+        const encoder = new TextEncoder();
+        const body = new ReadableStream<Uint8Array>({
+          async start(controller) {
+            controller.enqueue(encoder.encode('data: first\n\n'));
+            // The stream ends only once the client has read the first event: were the socket
+            // held until the end, neither would ever happen.
+            await read;
+            controller.enqueue(encoder.encode('data: last\n\n'));
+            controller.close();
+          },
+        });
+        return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
+      }
+      const bytes = new Uint8Array(await req.arrayBuffer());
+      let sum = 0;
+      for (const b of bytes) sum = (sum + b) % 65_521;
+      return Response.json({ method: req.method, length: bytes.length, sum });
+    },
+    { maxBodyBytes: 64 * 1024 },
+  );
+});
+
+afterAll(async () => {
+  await served?.close();
+});
+
+describe('node-serve', () => {
+  it('hands the handler the whole body, byte for byte', async () => {
+    const body = new Uint8Array(60 * 1024).map((_, i) => (i * 7) % 251);
+    let sum = 0;
+    for (const b of body) sum = (sum + b) % 65_521;
+    const response = await fetch(`${served.url}/echo`, { method: 'POST', body });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ method: 'POST', length: body.length, sum });
+  });
+
+  it('refuses a body over the limit with 413 and a JSON-RPC error, before the handler runs', async () => {
+    const before = handled;
+    const response = await fetch(`${served.url}/echo`, { method: 'POST', body: new Uint8Array(64 * 1024 + 1) });
+    expect(response.status).toBe(413);
+    expect(await response.json()).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.stringContaining('larger than 65536 bytes') } });
+    expect(handled).toBe(before);
+  });
+
+  it('delivers a stream event by event: the client reads the first event before the stream goes on', async () => {
+    const response = await fetch(`${served.url}/stream`);
+    expect(response.headers.get('content-type')).toBe('text/event-stream');
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    while (!text.includes('first')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    expect(text).toBe('data: first\n\n');
+    firstEventRead();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    expect(text).toBe('data: first\n\ndata: last\n\n');
+  });
+});
