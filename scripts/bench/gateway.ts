@@ -11,23 +11,22 @@
  *
  * It uses the demo of npm start (organization `demo`, its toolbox, the `demo-memory` server,
  * deployed if it is not running; one toolbox per DTMA, see the health sweep's known defect),
- * adds an agent of the demo user (read_only, with an API key), serves a gateway in this process (Node adapter, one statement per database
- * question on a service_role pool) and calls `read_graph` in a closed loop per client. It prints
+ * adds an agent of the demo user (read_only, with an API key), runs the gateway as npm start
+ * does (its Node entry, in a process of its own, with its change listener) and the bare relay
+ * each in a process of its own, and calls `read_graph` in a closed loop per client. It prints
  * p50/p99 per path, the added latency and the throughput ratio, and, for revokes, the time from
  * the revoke's commit to the first refused call (calls made one after the other; with the cache
  * on, a call may still pass until the database's announcement reaches the gateway: counted).
  */
 import { readFileSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import pg from 'pg';
-import { SERVICE_ROLE_OPTIONS, createAgentApiKey, createGateway, listenForChanges, slug, sqlGatewayStore } from '../../client/src/gateway/index.ts';
+import { createAgentApiKey, slug } from '../../client/src/gateway/index.ts';
 import { createRpc } from '../../client/src/rpc.ts';
 import { createAgent, userTransport, waitForStatus } from '../../test/support/stack.ts';
-import { serveFetch } from '../../client/src/node-serve.ts';
 
 const { values } = parseArgs({
   options: { seconds: { type: 'string', default: '3' }, clients: { type: 'string', default: '1,10,50' }, revokes: { type: 'string', default: '50' }, cache: { type: 'string', default: 'on' } },
@@ -41,7 +40,6 @@ const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.leng
 const f = (n: number): string => n.toFixed(2);
 
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 10 });
-const servicePool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 20, options: SERVICE_ROLE_OPTIONS });
 const { rows: demo } = await pool.query<{ user_id: string; organization_id: string; server: string; status: string }>(
   `select u.id as user_id, o.id as organization_id, i.id as server, i.status::text as status
      from auth.users u, public.organizations o join public.account_tool_instances i on i.organization_id = o.id
@@ -63,39 +61,32 @@ const { rows } = await pool.query('select endpoint_url, instance_name_on_toolbox
 const endpoint = String(rows[0]?.endpoint_url);
 const tool = `${slug(String(rows[0]?.name))}__read_graph`;
 
-// The gateway as npm start runs it: remembering credentials and allowed calls until the database
-// announces a change (--cache off: asking the database on every request and call).
-const changes =
-  values.cache === 'off'
-    ? undefined
-    : listenForChanges({
-        connect: async () => {
-          const c = new pg.Client({ connectionString: process.env.DATABASE_URL, options: SERVICE_ROLE_OPTIONS });
-          await c.connect();
-          return c;
-        },
-      });
-if (changes && !(await changes.ready())) throw new Error('the change listener did not connect');
-const gateway = createGateway({ store: sqlGatewayStore(servicePool), ...(changes ? { changes } : {}) });
-const served = await serveFetch((req) => gateway.handle(req));
+/** Starts a script of this repository in a process of its own and waits for the URL it prints. */
+async function serve(args: string[], env: Record<string, string>, ready: RegExp): Promise<{ url: string; stop: () => void }> {
+  const child = spawn('npx', ['--no-install', 'tsx', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'], detached: true });
+  const url = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      out += chunk.toString();
+      const found = ready.exec(out)?.[1];
+      if (found) resolve(found);
+    });
+    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}: ${out}`)));
+  });
+  return { url, stop: () => process.kill(-(child.pid as number), 'SIGTERM') };
+}
 
-// The floor: a bare HTTP relay (bytes in, bytes out, no MCP, no decision) between the same
-// clients and the same upstream. What it adds is what one more HTTP hop costs on this machine.
-const upstream = new URL(endpoint);
-const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
-const relay = http.createServer((req, res) => {
-  const forward = http.request(
-    { host: upstream.hostname, port: upstream.port, path: upstream.pathname, method: req.method, headers: { ...req.headers, host: upstream.host }, agent },
-    (answer) => {
-      res.writeHead(answer.statusCode ?? 502, answer.headers);
-      answer.pipe(res);
-    },
-  );
-  forward.on('error', () => res.destroy());
-  req.pipe(forward);
-});
-await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
-const relayUrl = `http://127.0.0.1:${(relay.address() as AddressInfo).port}${upstream.pathname}`;
+// The gateway as npm start runs it (scripts/gateway/main.ts, its own process), remembering
+// credentials and allowed calls until the database announces a change (--cache off: asking the
+// database on every request and call); and the bare relay (scripts/bench/relay.ts), the floor.
+const gatewayProcess = await serve(
+  ['scripts/gateway/main.ts'],
+  { GATEWAY_PORT: '0', DATABASE_URL: process.env.DATABASE_URL, ...(values.cache === 'off' ? { GATEWAY_CHANGE_LISTENER: 'off' } : {}) },
+  /mcp gateway listening on (http:\/\/\S+) /,
+);
+const relayProcess = await serve(['scripts/bench/relay.ts', endpoint], {}, /relay listening on (\S+)/);
+const relayUrl = relayProcess.url;
+const gatewayUrl = `${gatewayProcess.url}/mcp`;
 
 async function client(url: string, token: string): Promise<Client> {
   const c = new Client({ name: 'bench', version: '1.0.0' });
@@ -104,7 +95,7 @@ async function client(url: string, token: string): Promise<Client> {
 }
 
 async function measure(path: 'direct' | 'relay' | 'gateway', clients: number): Promise<{ latencies: number[]; perSecond: number }> {
-  const open = { direct: () => client(endpoint, process.env.DTMA_TOKEN as string), relay: () => client(relayUrl, process.env.DTMA_TOKEN as string), gateway: () => client(`${served.url}/mcp`, apiKey) }[path];
+  const open = { direct: () => client(endpoint, process.env.DTMA_TOKEN as string), relay: () => client(relayUrl, process.env.DTMA_TOKEN as string), gateway: () => client(gatewayUrl, apiKey) }[path];
   const sessions = await Promise.all(Array.from({ length: clients }, open));
   const name = path === 'gateway' ? tool : 'read_graph';
   for (const s of sessions) await s.callTool({ name, arguments: {} }); // warm
@@ -123,7 +114,7 @@ async function measure(path: 'direct' | 'relay' | 'gateway', clients: number): P
   return { latencies: latencies.sort((a, b) => a - b), perSecond: latencies.length / seconds };
 }
 
-console.log(`gateway benchmark: tools/call read_graph (server-memory behind the local DTMA), ${seconds} s per cell, gateway cache ${changes ? 'on' : 'off'}\n`);
+console.log(`gateway benchmark: tools/call read_graph (server-memory behind the local DTMA), ${seconds} s per cell, gateway cache ${values.cache === 'off' ? 'off' : 'on'}\n`);
 console.log('| clients | direct p50 / p99 ms | bare relay: added p50 / p99 ms, calls/s | gateway p50 / p99 ms | gateway: added p50 / p99 ms | direct calls/s | gateway calls/s | gateway throughput / direct | gateway throughput / bare relay |');
 console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const clients of values.clients.split(',').map(Number)) {
@@ -140,7 +131,7 @@ for (const clients of values.clients.split(',').map(Number)) {
 // Revoke to enforced: grant, a call that succeeds (and is remembered), revoke (commit), then calls
 // one after the other until one is refused: the time from the commit to that refusal.
 const enforced: number[] = [];
-const session = await client(`${served.url}/mcp`, apiKey);
+const session = await client(gatewayUrl, apiKey);
 let allowedAfterCommit = 0;
 for (let i = 0; i < Number(values.revokes); i++) {
   await org.owner.grant_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: server, p_permission_scope: 'read_only' });
@@ -164,11 +155,7 @@ console.log(
 );
 
 await session.close();
-await gateway.close();
-await changes?.close();
-await served.close();
-relay.close();
-agent.destroy();
+gatewayProcess.stop();
+relayProcess.stop();
 await pool.query('update public.agents set is_active = false where id = $1', [agentId]);
-await servicePool.end();
 await pool.end();

@@ -1,0 +1,45 @@
+/**
+ * A fetch over Node's http and https modules with keep-alive agents, for the gateway's Node
+ * entry to reach the upstream MCP endpoints: the SDK's client transport sends small JSON bodies
+ * and reads SSE or JSON answers, and this path costs less CPU per request than the global fetch
+ * (undici's). Node-only; not exported by index.ts. Under Deno the platform's fetch is used.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { Readable } from 'node:stream';
+
+export function nodeFetch(options: { maxSockets?: number } = {}): typeof fetch {
+  const agents = {
+    'http:': new http.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 256 }),
+    'https:': new https.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 256 }),
+  };
+  return (input, init) => {
+    const request = input instanceof Request ? input : undefined;
+    const url = new URL(request ? request.url : String(input));
+    const agent = url.protocol === 'https:' ? agents['https:'] : url.protocol === 'http:' ? agents['http:'] : undefined;
+    if (!agent) return Promise.reject(new TypeError(`fetch: unsupported protocol ${url.protocol}`));
+    const method = (init?.method ?? request?.method ?? 'GET').toUpperCase();
+    const headers: Record<string, string> = {};
+    new Headers(init?.headers ?? request?.headers).forEach((value, name) => {
+      headers[name] = value;
+    });
+    const body = init?.body;
+    if (body !== undefined && body !== null && typeof body !== 'string') return Promise.reject(new TypeError('fetch: only string bodies are sent here'));
+    return new Promise<Response>((resolve, reject) => {
+      const signal = init?.signal ?? undefined;
+      const outgoing = (url.protocol === 'https:' ? https : http).request(url, { method, headers, agent, ...(signal ? { signal } : {}) }, (incoming) => {
+        const answer = new Headers();
+        for (const [name, value] of Object.entries(incoming.headers)) {
+          if (Array.isArray(value)) for (const v of value) answer.append(name, v);
+          else if (value !== undefined) answer.set(name, value);
+        }
+        const status = incoming.statusCode ?? 502;
+        const empty = method === 'HEAD' || status === 204 || status === 304;
+        if (empty) incoming.resume();
+        resolve(new Response(empty ? null : (Readable.toWeb(incoming) as ReadableStream<Uint8Array>), { status, statusText: incoming.statusMessage ?? '', headers: answer }));
+      });
+      outgoing.on('error', reject);
+      outgoing.end(body ?? undefined);
+    });
+  };
+}
