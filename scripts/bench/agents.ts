@@ -26,16 +26,13 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { sharedValidator } from '../../client/src/chat/validator.ts';
 import { SERVER_META_KEY, createAgentApiKey } from '../../client/src/gateway/index.ts';
-import { databaseUrl, deployBench, percentile } from './deployment.ts';
-
-const levels = (process.env.LEVELS ?? '1,10,100').split(',').map(Number);
-const minRequests = Number(process.env.MIN_REQUESTS ?? 20);
+import { databaseUrl, deployBench, levels, minRequests, percentile, requestsPerRun, waves } from './deployment.ts';
 
 const { JWT_SECRET } = await import('../../test/support/stack.ts');
 const { startEdgeFunction } = await import('../../test/support/edge-function.ts');
 
 const bench = await deployBench();
-const agentIds = await bench.createAgents(1 + levels.reduce((sum, level) => sum + Math.ceil(minRequests / level) * level, 0), 'bench context agent');
+const agentIds = await bench.createAgents(requestsPerRun, 'bench context agent');
 console.log(`creating ${agentIds.length} API keys ...`);
 const keys: string[] = [];
 for (const agentId of agentIds) keys.push((await createAgentApiKey(bench.org.ownerTransport, agentId, 'bench')).api_key);
@@ -82,10 +79,7 @@ try {
   await oneAgent(); // warm-up: Deno compiles, the pools connect, the upstream sessions open
   console.log(`measuring ${levels.join(', ')} concurrent agents ...`);
   for (const level of levels) {
-    const samples: Sample[] = [];
-    const wallStarted = performance.now();
-    while (samples.length < minRequests) samples.push(...(await Promise.all(Array.from({ length: level }, oneAgent))));
-    const wall = performance.now() - wallStarted;
+    const { samples, wallMs: wall } = await waves(level, oneAgent);
     const p50 = (pick: (s: Sample) => number): string => percentile(samples.map(pick), 50).toFixed(0);
     table.push(
       `| ${level} | ${samples.length} | ${samples.filter((s) => !s.ok).length} | ${p50((s) => s.e2e)} | ${percentile(samples.map((s) => s.e2e), 95).toFixed(0)} | ` +

@@ -20,10 +20,8 @@
  * gateway's log rows are the request's.
  */
 import os from 'node:os';
-import { databaseUrl, deployBench, percentile } from './deployment.ts';
+import { databaseUrl, deployBench, levels, minRequests, percentile, requestsPerRun, waves } from './deployment.ts';
 
-const levels = (process.env.LEVELS ?? '1,10,100').split(',').map(Number);
-const minRequests = Number(process.env.MIN_REQUESTS ?? 20);
 const modelLatencyMs = Number(process.env.MODEL_LATENCY_MS ?? 0);
 
 const { JWT_SECRET, userJwt } = await import('../../test/support/stack.ts');
@@ -35,7 +33,7 @@ const { pool, org } = bench;
 const specs = bench.servers;
 const jwt = await userJwt(org.ownerId);
 // One agent per request (the warm-up's included), each granted the 5 servers.
-const agents = await bench.createAgents(1 + levels.reduce((sum, level) => sum + Math.ceil(minRequests / level) * level, 0), 'bench chat agent');
+const agents = await bench.createAgents(requestsPerRun, 'bench chat agent');
 
 const model = await startScriptedModel((request) => {
   if (request.messages.at(-1)?.role === 'tool') return { text: 'All five tools answered.' };
@@ -107,10 +105,7 @@ try {
   await oneChat(); // warm-up: Deno compiles, the pool connects
   console.log(`measuring ${levels.join(', ')} concurrent requests ...`);
   for (const level of levels) {
-    const samples: Sample[] = [];
-    const wallStarted = performance.now();
-    while (samples.length < minRequests) samples.push(...(await Promise.all(Array.from({ length: level }, oneChat))));
-    const wall = performance.now() - wallStarted;
+    const { samples, wallMs: wall } = await waves(level, oneChat);
     const servers = await serverTimes(samples.map((s) => s.agentId));
     const outside = samples.map((s) => Math.max(0, s.e2e - s.model - (servers.get(s.agentId) ?? 0)) / s.e2e);
     const failed = samples.filter((s) => !s.ok).length;

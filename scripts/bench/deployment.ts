@@ -6,7 +6,7 @@
  * agents (the database's checks would then read a larger table each run). Benchmarks only.
  *
  * Environment: DATABASE_URL (default the `npm start` stack's), DTMA_URL, DTMA_TOKEN (default
- * .local/dtma-token).
+ * .local/dtma-token). The load shape is shared too: LEVELS, MIN_REQUESTS, waves().
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -36,6 +36,20 @@ export interface BenchDeployment {
   /** Creates `count` agents, each granted every server. */
   createAgents(count: number, name: string): Promise<string[]>;
   close(): Promise<void>;
+}
+
+/** Concurrency levels and the least number of requests per level: LEVELS (default 1,10,100), MIN_REQUESTS (default 20). */
+export const levels = (process.env.LEVELS ?? '1,10,100').split(',').map(Number);
+export const minRequests = Number(process.env.MIN_REQUESTS ?? 20);
+/** Requests a run makes: one warm-up, then whole waves of each level until MIN_REQUESTS. */
+export const requestsPerRun = 1 + levels.reduce((sum, level) => sum + Math.ceil(minRequests / level) * level, 0);
+
+/** Waves of `level` concurrent requests until at least MIN_REQUESTS were made; the samples and the wall time. */
+export async function waves<T>(level: number, one: () => Promise<T>): Promise<{ samples: T[]; wallMs: number }> {
+  const samples: T[] = [];
+  const started = performance.now();
+  while (samples.length < minRequests) samples.push(...(await Promise.all(Array.from({ length: level }, one))));
+  return { samples, wallMs: performance.now() - started };
 }
 
 /** p-th percentile (nearest rank) of the values. */

@@ -7,8 +7,9 @@
  * 1. The caller's JWT is verified by the transport on its first call (401 otherwise).
  * 2. The agent is loaded by gathering its MCP context through the agent MCP gateway
  *    (createMcpChat with `gateway`: one MCP session to `<gateway>/agents/<agent id>/mcp`,
- *    presenting the caller's own JWT): the database refuses a caller who may not act for it
- *    (403) before anything is streamed. The function holds no toolbox token: the gateway does.
+ *    presenting the caller's own JWT, listing tools only): the database refuses a caller who
+ *    may not act for it (403) before anything is streamed. The function holds no toolbox
+ *    token: the gateway does.
  * 3. The conversation and the tools the database allowed go to an OpenAI-compatible model.
  * 4. Each tool call the model asks for goes through the gateway, which asks the database again
  *    right before the call: a revoked grant is a refusal the model reads as the tool's answer.
