@@ -42,6 +42,7 @@ import {
   type ServerRequest,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
+import { sharedValidator } from '../chat/validator.ts';
 import type { JsonValue } from '../schemas.ts';
 import type { Asked, GatewayCache } from './cache.ts';
 import type { InteractionLog } from './interaction-log.ts';
@@ -119,6 +120,8 @@ export function agentServer(options: AgentServerOptions): Server {
   const server = new Server(options.serverInfo ?? { name: 'mcp-control-plane-gateway', version: '0.1.0' }, {
     capabilities: { tools: {}, resources: { subscribe: true }, prompts: {}, logging: {} },
     instructions: 'Every tool of every MCP server this agent may use, named <server>__<tool>. The control plane decides each call.',
+    // One validator for every session (each schema compiled once per process), not an Ajv per session.
+    jsonSchemaValidator: sharedValidator,
   });
   let level: LoggingLevel | undefined;
   let routes: Map<string, GatewayServer> | undefined;

@@ -51,6 +51,13 @@ export interface GatewayStore {
   log(agentId: string, interactions: Interaction[]): Promise<void>;
 }
 
+// Each result's schema built once (zod compiles a schema on first use: building one per call costs).
+const PrincipalRows = z.array(GatewayPrincipalSchema).length(1);
+const ServerRows = z.array(GatewayServerSchema);
+const UpstreamRows = z.array(GatewayUpstreamSchema).length(1);
+const DecisionRows = z.array(GatewayCallDecisionSchema).length(1);
+const FilterRows = z.array(z.object({ tool_name: z.string(), allowed: z.boolean(), reason: z.string() }));
+
 /** The store over a transport that acts as the platform (service_role). */
 export function gatewayStore(transport: RpcTransport): GatewayStore {
   const rpc = createRpc(transport);
@@ -60,14 +67,14 @@ export function gatewayStore(transport: RpcTransport): GatewayStore {
         'apiKey' in credential
           ? { p_api_key: credential.apiKey, ...(credential.agentId ? { p_agent_id: credential.agentId } : {}) }
           : { p_user_id: credential.userId, p_agent_id: credential.agentId };
-      const rows = parse(z.array(GatewayPrincipalSchema).length(1), await transport.rpc('gateway_authenticate', args), 'gateway_authenticate');
+      const rows = parse(PrincipalRows, await transport.rpc('gateway_authenticate', args), 'gateway_authenticate');
       return rows[0] as GatewayPrincipal;
     },
     async agentServers(agentId) {
-      return parse(z.array(GatewayServerSchema), await transport.rpc('gateway_agent_servers', { p_agent_id: agentId }), 'gateway_agent_servers');
+      return parse(ServerRows, await transport.rpc('gateway_agent_servers', { p_agent_id: agentId }), 'gateway_agent_servers');
     },
     async upstream(serverId) {
-      const rows = parse(z.array(GatewayUpstreamSchema).length(1), await transport.rpc('gateway_upstream', { p_server_instance_id: serverId }), 'gateway_upstream');
+      const rows = parse(UpstreamRows, await transport.rpc('gateway_upstream', { p_server_instance_id: serverId }), 'gateway_upstream');
       return rows[0] as GatewayUpstream;
     },
     async authorizeCall(agentId, serverId, tool) {
@@ -113,22 +120,22 @@ export function sqlGatewayStore(pool: PgPoolLike): GatewayStore {
         'userId' in credential ? credential.userId : null,
         credential.agentId ?? null,
       ]);
-      return parse(z.array(GatewayPrincipalSchema).length(1), rows, 'gateway_authenticate')[0] as GatewayPrincipal;
+      return parse(PrincipalRows, rows, 'gateway_authenticate')[0] as GatewayPrincipal;
     },
     async agentServers(agentId) {
-      return parse(z.array(GatewayServerSchema), await query(ROWS('public.gateway_agent_servers($1::uuid)'), [agentId]), 'gateway_agent_servers');
+      return parse(ServerRows, await query(ROWS('public.gateway_agent_servers($1::uuid)'), [agentId]), 'gateway_agent_servers');
     },
     async upstream(serverId) {
       const rows = await query(ROWS('public.gateway_upstream($1::uuid)'), [serverId]);
-      return parse(z.array(GatewayUpstreamSchema).length(1), rows, 'gateway_upstream')[0] as GatewayUpstream;
+      return parse(UpstreamRows, rows, 'gateway_upstream')[0] as GatewayUpstream;
     },
     async authorizeCall(agentId, serverId, tool) {
       const rows = await query(ROWS('public.gateway_authorize_call($1::uuid, $2::uuid, $3::jsonb)'), [agentId, serverId, JSON.stringify(tool)]);
-      return parse(z.array(GatewayCallDecisionSchema).length(1), rows, 'gateway_authorize_call')[0] as GatewayCallDecision;
+      return parse(DecisionRows, rows, 'gateway_authorize_call')[0] as GatewayCallDecision;
     },
     async filterTools(agentId, serverId, tools) {
       const rows = await query(ROWS('public.filter_agent_mcp_tools($1::uuid, $2::uuid, $3::jsonb)'), [agentId, serverId, JSON.stringify(tools)]);
-      return parse(z.array(z.object({ tool_name: z.string(), allowed: z.boolean(), reason: z.string() })), rows, 'filter_agent_mcp_tools');
+      return parse(FilterRows, rows, 'filter_agent_mcp_tools');
     },
     async log(agentId, interactions) {
       if (interactions.length === 0) return;

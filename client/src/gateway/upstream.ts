@@ -23,6 +23,7 @@ import {
   type ServerCapabilities,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
+import { sharedValidator } from '../chat/validator.ts';
 import type { GatewayStore } from './store.ts';
 
 export type LogSink = (notification: LoggingMessageNotification['params']) => void;
@@ -87,7 +88,7 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
       requestInit: { headers },
       ...(options.fetch ? { fetch: options.fetch } : {}),
     });
-    const client = new Client(options.clientInfo ?? { name: 'mcp-control-plane-gateway', version: '0.1.0' }, { capabilities: {} });
+    const client = new Client(options.clientInfo ?? { name: 'mcp-control-plane-gateway', version: '0.1.0' }, { capabilities: {}, jsonSchemaValidator: sharedValidator });
     let cached: { at: number; tools: Promise<Tool[]> } | undefined;
     const sinks = new Set<LogSink>();
     const watchers = new Map<string, Set<() => void>>();
