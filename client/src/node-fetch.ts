@@ -4,6 +4,7 @@
  * and reads SSE or JSON answers, and this path costs less CPU per request than the global fetch
  * (undici's). Node-only; not exported by index.ts. Under Deno the platform's fetch is used.
  */
+import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
@@ -27,6 +28,9 @@ export function nodeFetch(options: { maxSockets?: number } = {}): typeof fetch {
     if (body !== undefined && body !== null && typeof body !== 'string') return Promise.reject(new TypeError('fetch: only string bodies are sent here'));
     return new Promise<Response>((resolve, reject) => {
       const signal = init?.signal ?? undefined;
+      // The SDK's transport gives every request of a session the same signal: one listener per
+      // request in flight (each removed when its request ends), so no count is a leak here.
+      if (signal) setMaxListeners(0, signal);
       const outgoing = (url.protocol === 'https:' ? https : http).request(url, { method, headers, agent, ...(signal ? { signal } : {}) }, (incoming) => {
         const answer = new Headers();
         for (const [name, value] of Object.entries(incoming.headers)) {

@@ -50,8 +50,9 @@ const { user_id: demoUser, organization_id: organizationId, server } = demo[0];
 const ownerTransport = await userTransport(pool, demoUser);
 const owner = createRpc(ownerTransport);
 if (demo[0].status !== 'running') {
-  await owner.manage_mcp_servers({ action: 'deploy', organization_id: organizationId, server_id: server });
-  await waitForStatus(pool, server, 'running');
+  // Stopped or failed: deploy it. On its way, or briefly unhealthy after a start: wait for it.
+  if (['pending', 'stopped', 'failed'].includes(demo[0].status)) await owner.manage_mcp_servers({ action: 'deploy', organization_id: organizationId, server_id: server });
+  await waitForStatus(pool, server, 'running', 60_000);
 }
 const agentId = await createAgent(pool, organizationId, demoUser, `bench-agent-${Date.now()}`);
 const org = { owner };
