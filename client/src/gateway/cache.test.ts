@@ -25,6 +25,7 @@ import {
   slug,
   sqlGatewayStore,
   type ChangeListener,
+  type ListenConnection,
   type Gateway,
   type GatewayStore,
 } from './index.ts';
@@ -213,6 +214,18 @@ describe('remembered until the database announces a change', () => {
   });
 });
 
+describe('whatever else holds', () => {
+  it('remembers an allowed call at most maxAgeMs', async () => {
+    const cache = gatewayCache(changes, { maxAgeMs: 100 });
+    const tool = { name: 'read_graph', inputSchema: { type: 'object' as const } };
+    // Remembered and read back in the same turn of the event loop: no announcement can come between.
+    cache.rememberAllowed(acme.ownerId, memory, tool, null, cache.asking());
+    expect(cache.allowed(acme.ownerId, memory, tool)).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(cache.allowed(acme.ownerId, memory, tool)).toBe(false);
+  });
+});
+
 describe('while the listener is down', () => {
   it('remembers nothing: every call is asked, a revoke holds on the very next call; once back, it remembers again', async () => {
     const { agentId, key } = await agentWithKey();
@@ -242,6 +255,31 @@ describe('while the listener is down', () => {
     for (let i = 0; i < 5; i++) await client.callTool({ name: readGraph, arguments: {} });
     expect(asked.authorizeCall - regranted.calls).toBeLessThanOrEqual(1 + changes.generation() - regranted.generation);
     await client.close();
+  });
+
+  it('never goes live over a connection that delivers no notifications (as through a transaction pooler): nothing is remembered', async () => {
+    // The real connection, with its notifications withheld, as a transaction pooler would: LISTEN
+    // and every query succeed, nothing ever arrives.
+    const deaf = listenForChanges({
+      connect: async () => {
+        const client = new pg.Client({ connectionString: databaseUrl(), options: SERVICE_ROLE_OPTIONS });
+        await client.connect();
+        const connection = {
+          query: (sql: string) => client.query(sql),
+          on: (event: string, listener: (...args: never[]) => void) => (event === 'notification' ? connection : client.on(event as 'error', listener as () => void)),
+          end: () => client.end(),
+        };
+        return connection as unknown as ListenConnection;
+      },
+      heartbeatMs: 200,
+      maxBackoffMs: 200,
+    });
+    expect(await deaf.ready(1_500)).toBe(false);
+    const cache = gatewayCache(deaf);
+    const tool = { name: 'read_graph', inputSchema: { type: 'object' as const } };
+    cache.rememberAllowed(acme.ownerId, memory, tool, null, cache.asking());
+    expect(cache.allowed(acme.ownerId, memory, tool)).toBe(false);
+    await deaf.close();
   });
 
   it('a revoke holds on the very next call when no listener is given', async () => {

@@ -15,9 +15,12 @@
  * last use is recorded at that pace).
  *
  * Nothing is remembered while the listener is down (not yet connected, a lost connection, a
- * missed heartbeat): every request is asked then, exactly as without a cache; the listener
+ * missed heartbeat: every second a ping on a channel of its own must come back as a
+ * notification, so a connection that delivers none, such as one through a transaction pooler,
+ * never counts as live): every request is asked then, exactly as without a cache; the listener
  * reconnects with backoff, and what was remembered before is dropped when it is back (an
- * announcement may have been missed meanwhile).
+ * announcement may have been missed meanwhile). And whatever happens, an allowed call is
+ * remembered at most `maxAgeMs` (default 60 s).
  */
 import type { GatewayPrincipal } from '../schemas.ts';
 import type { Tool } from '@modelcontextprotocol/sdk/types.js';
@@ -46,7 +49,7 @@ export const GATEWAY_CHANNEL = 'mcp_gateway';
 export interface ChangeListenerOptions {
   /** Opens a new connection to the database (a pg.Client, connected). */
   connect: () => Promise<ListenConnection>;
-  /** How often the connection is checked (a `select 1` that must answer within the same time). Default 5 s. */
+  /** How often the listener checks that notifications reach it (a ping on a channel of its own that must come back within the same time). Default 1 s. */
   heartbeatMs?: number;
   /** Longest wait between reconnection attempts. Default 5 s. */
   maxBackoffMs?: number;
@@ -55,7 +58,7 @@ export interface ChangeListenerOptions {
 
 /** Listens on `mcp_gateway` over a connection of its own, and keeps listening. */
 export function listenForChanges(options: ChangeListenerOptions): ChangeListener {
-  const heartbeatMs = options.heartbeatMs ?? 5_000;
+  const heartbeatMs = options.heartbeatMs ?? 1_000;
   const maxBackoffMs = options.maxBackoffMs ?? 5_000;
   let generation = 0;
   let live = false;
@@ -77,24 +80,46 @@ export function listenForChanges(options: ChangeListenerOptions): ChangeListener
     });
     const current = await options.connect();
     connection = current;
+    // A channel of this listener's own, for its heartbeat: a ping sent on the connection must
+    // come back as a notification. A connection that answers queries but delivers nothing (a
+    // transaction pooler in front of the database, a listener registered on another backend)
+    // never goes live, so nothing is remembered through it.
+    const own = `${GATEWAY_CHANNEL}_${Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('')}`;
+    let sent = 0;
+    let pong: (() => void) | undefined;
     current.on('notification', (message) => {
       if (message.channel === GATEWAY_CHANNEL) generation++;
+      else if (message.channel === own && Number(message.payload) === sent) pong?.();
     });
     current.on('error', (error) => down?.(error));
     current.on('end', () => down?.(new Error('the listener connection ended')));
-    await current.query(`listen ${GATEWAY_CHANNEL}`);
-    setLive(true);
-    const heartbeat = setInterval(() => {
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const late = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error('the listener connection missed a heartbeat')), heartbeatMs);
-      });
-      Promise.race([current.query('select 1'), late]).then(
-        () => clearTimeout(timer),
-        (error: unknown) => {
+    await current.query(`listen ${GATEWAY_CHANNEL}; listen ${own}`);
+    /** Sends a ping; resolves when it came back, rejects when it did not within heartbeatMs. */
+    const ping = (): Promise<void> => {
+      sent++;
+      return new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the listener missed a heartbeat: notifications are not coming back')), heartbeatMs);
+        pong = () => {
           clearTimeout(timer);
-          down?.(error);
+          resolve();
+        };
+        current.query(`select pg_catalog.pg_notify('${own}', '${sent}')`).catch((error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        });
+      });
+    };
+    await ping();
+    setLive(true);
+    let beating = false;
+    const heartbeat = setInterval(() => {
+      if (beating) return;
+      beating = true;
+      ping().then(
+        () => {
+          beating = false;
         },
+        (error: unknown) => down?.(error),
       );
     }, heartbeatMs);
     const error = await ended;
@@ -179,6 +204,8 @@ export interface GatewayCache {
 export interface GatewayCacheOptions {
   /** How long a credential is remembered at most (default 10 s: the pace of last_used_at). */
   credentialTtlMs?: number;
+  /** How long an allowed call is remembered at most, whatever else holds (default 60 s). */
+  maxAgeMs?: number;
   /** Credentials remembered at most (the oldest are dropped first). Default 10,000. */
   maxCredentials?: number;
   now?: () => number;
@@ -188,6 +215,7 @@ export interface GatewayCacheOptions {
 export function gatewayCache(listener: ChangeListener | undefined, options: GatewayCacheOptions = {}): GatewayCache {
   const ttl = options.credentialTtlMs ?? 10_000;
   const maxCredentials = options.maxCredentials ?? 10_000;
+  const maxAge = options.maxAgeMs ?? 60_000;
   const now = options.now ?? Date.now;
   let seen = -1;
   let principals = new Map<string, Remembered<GatewayPrincipal>>();
@@ -234,7 +262,7 @@ export function gatewayCache(listener: ChangeListener | undefined, options: Gate
       if (!keep(asked)) return;
       let byAgent = calls.get(tool);
       if (!byAgent) calls.set(tool, (byAgent = new Map()));
-      byAgent.set(`${agentId} ${serverId}`, validForMs === null ? Infinity : asked.at + validForMs);
+      byAgent.set(`${agentId} ${serverId}`, asked.at + Math.min(maxAge, validForMs ?? Infinity));
     },
   };
 }
