@@ -3,6 +3,11 @@
  * running real MCP servers from npm (server-memory, server-everything), reached with the
  * official SDK's client, as an agent runtime would. Every decision is the database's; each
  * change (revoke, expiry, stop, member removal, key revoke, drift) holds on the next call.
+ * This gateway has no change listener, so it asks the database on every call (the cache is
+ * client/src/gateway/cache.test.ts's).
+ *
+ * Longer than 400 lines: every story shares two DTMAs and three deployed servers (deploying real
+ * servers is the slow part), so they stay in one file.
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
