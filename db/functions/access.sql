@@ -281,7 +281,11 @@ begin
   -- and audit the first sightings, only when the platform read them (the gateway, as
   -- service_role): a member could otherwise present any definition and plant a drift row for an
   -- admin to approve.
-  if private.is_service_caller() then
+  -- Only when something drifted: in the common case (every definition as pinned) nothing is written.
+  if private.is_service_caller() and exists (
+       select from unnest(v_tools, v_shas) as x(p, sha)
+         join jsonb_array_elements(v_instance.pinned_manifest) t on t ->> 'name' = x.p ->> 'name'
+        where t ->> 'sha256' <> x.sha) then
   perform private.set_audit_context('the presented tool definition differs from the pinned one', 'tool_pinning');
   with presented as (
     select x.p ->> 'name' as name, x.p as definition, x.sha
