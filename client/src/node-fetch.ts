@@ -2,7 +2,8 @@
  * A fetch over Node's http and https modules with keep-alive agents, for the gateway's Node
  * entry to reach the upstream MCP endpoints: the SDK's client transport sends small JSON bodies
  * and reads SSE or JSON answers, and this path costs less CPU per request than the global fetch
- * (undici's). Node-only; not exported by index.ts. Under Deno the platform's fetch is used.
+ * (undici's). Redirects are never followed (with `redirect: 'error'`, refused). Node-only; not
+ * exported by index.ts. Under Deno the platform's fetch is used.
  */
 import { setMaxListeners } from 'node:events';
 import http from 'node:http';
@@ -38,6 +39,12 @@ export function nodeFetch(options: { maxSockets?: number } = {}): typeof fetch {
           else if (value !== undefined) answer.set(name, value);
         }
         const status = incoming.statusCode ?? 502;
+        // Redirects are never followed here; asked to refuse them, refuse.
+        if (init?.redirect === 'error' && status >= 300 && status < 400) {
+          incoming.resume();
+          reject(new TypeError(`fetch: ${url.origin} answered with a redirect (${status}), which is refused`));
+          return;
+        }
         const empty = method === 'HEAD' || status === 204 || status === 304;
         if (empty) incoming.resume();
         resolve(new Response(empty ? null : (Readable.toWeb(incoming) as ReadableStream<Uint8Array>), { status, statusText: incoming.statusMessage ?? '', headers: answer }));

@@ -404,6 +404,38 @@ describe('relay', () => {
   });
 });
 
+describe('upstream', () => {
+  it('never follows an upstream’s redirect to another origin: the call fails as unavailable, the redirect’s target is never reached', async () => {
+    // A server where a redirect would lead (it counts what reaches it), and the registered
+    // endpoint now answering 307 towards it. (The SDK's client transport follows same-origin
+    // redirects only; this holds it to that, with the toolbox's token at stake.)
+    let reached = 0;
+    const target = await serveFetch(async () => {
+      reached++;
+      return new Response('{}', { status: 500 });
+    });
+    const redirector = await serveFetch(async () => new Response(null, { status: 307, headers: { location: `${target.url}/mcp` } }));
+    const { rows } = await pool.query<{ endpoint_url: string }>('select endpoint_url from public.account_tool_instances where id = $1', [memory]);
+    const original = rows[0]?.endpoint_url as string;
+    const fresh = createGateway({ store: sqlGatewayStore(servicePool) });
+    const freshServed = await serveFetch((req) => fresh.handle(req));
+    try {
+      await pool.query('update public.account_tool_instances set endpoint_url = $2 where id = $1', [memory, `${redirector.url}/mcp`]);
+      const { key } = await agentWithKey(acme, [[memory, 'read_only']]);
+      const client = new Client({ name: 'redirect-test', version: '1.0.0' });
+      await client.connect(new StreamableHTTPClientTransport(new URL(`${freshServed.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${key}` } } }));
+      const refused = await mcpRefusal(client.callTool({ name: `${slugOf(memoryName)}__read_graph`, arguments: {} }));
+      expect(refused.code).toBe(GatewayErrorCode.unavailable);
+      expect(reached).toBe(0);
+      await client.close();
+    } finally {
+      await pool.query('update public.account_tool_instances set endpoint_url = $2 where id = $1', [memory, original]);
+      await fresh.close();
+      await Promise.all([freshServed.close(), redirector.close(), target.close()]);
+    }
+  });
+});
+
 describe('load', () => {
   it('100 agents at once, each listing and calling: nothing lost, nothing crossed', async () => {
     const { rows } = await pool.query<{ id: string; name: string }>('select id, instance_name_on_toolbox as name from public.account_tool_instances where id = any($1)', [[memory, everything]]);
