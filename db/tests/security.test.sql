@@ -20,17 +20,22 @@ select tests.clear_authentication();
 do $$ begin execute format('grant temporary on database %I to authenticated', current_database()); end $$;
 
 -- With TEMP back, so that the search_path alone is tested: Eve plants a uuid domain whose check
--- records who runs it. A definer function with an empty search_path shows what it would do.
-create function tests.cast_with_empty_search_path(p_text text) returns text
-language sql stable security definer set search_path = '' as $$ select p_text::uuid::text $$;
-grant execute on function tests.cast_with_empty_search_path(text) to authenticated;
+-- records who runs it. A definer function that does not pin its search_path shows what it would
+-- do: it resolves names through the caller's path, which Eve starts with pg_temp (an empty
+-- pinned path searches pg_temp first in the same way).
+create function tests.cast_with_callers_search_path(p_text text) returns text
+language sql stable security definer as $$ select p_text::uuid::text $$;
+grant execute on function tests.cast_with_callers_search_path(text) to authenticated;
 select tests.authenticate_as(:'eve');
 create function pg_temp.record_runner(p_value text) returns boolean
 language plpgsql as $$ begin perform pg_catalog.set_config('tests.planted_code_ran_as', current_user, true); return true; end $$;
 create domain pg_temp.uuid as text check (pg_temp.record_runner(value));
-select tests.cast_with_empty_search_path(:'eve') is not null as cast_done \gset
+select current_setting('search_path') as saved_search_path \gset
+select set_config('search_path', 'pg_temp, pg_catalog, public', true);
+select tests.cast_with_callers_search_path(:'eve') is not null as cast_done \gset
+select set_config('search_path', :'saved_search_path', true);
 select is(current_setting('tests.planted_code_ran_as', true), 'postgres',
-          'the attack is real: behind an empty search_path, the planted check runs as the owner');
+          'the attack is real: behind an unpinned search_path, the planted check runs as the owner');
 select set_config('tests.planted_code_ran_as', '', true);
 select is_empty(format('select * from public.get_available_mcp_servers(%L)', :'eve'),
                 'the project''s definer functions resolve uuid (auth.uid() included) ...');
@@ -39,7 +44,7 @@ select is(current_setting('tests.planted_code_ran_as', true), '',
           '... in pg_catalog: the planted check never runs, as the owner or at all');
 drop domain pg_temp.uuid;
 select tests.clear_authentication();
-drop function tests.cast_with_empty_search_path(text);
+drop function tests.cast_with_callers_search_path(text);
 
 -- The cast: Acme (Ada, owner; Olga, admin; Mia, member) and Globex (Gus, owner).
 select tests.create_user('olga@example.com') as olga \gset
