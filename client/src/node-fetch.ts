@@ -2,13 +2,15 @@
  * A fetch over Node's http and https modules with keep-alive agents, for the gateway's Node
  * entry to reach the upstream MCP endpoints: the SDK's client transport sends small JSON bodies
  * and reads SSE or JSON answers, and this path costs less CPU per request than the global fetch
- * (undici's). Redirects are never followed (with `redirect: 'error'`, refused). Node-only; not
- * exported by index.ts. Under Deno the platform's fetch is used.
+ * (undici's). A redirect is handed back as it came (the SDK's transport follows same-origin
+ * ones itself, as with `redirect: 'manual'`), never followed here. Node-only; not exported by
+ * index.ts. Under Deno the platform's fetch is used.
  */
 import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
+import { headersOf } from './node-serve.ts';
 
 export function nodeFetch(options: { maxSockets?: number } = {}): typeof fetch {
   const agents = {
@@ -33,21 +35,10 @@ export function nodeFetch(options: { maxSockets?: number } = {}): typeof fetch {
       // request in flight (each removed when its request ends), so no count is a leak here.
       if (signal) setMaxListeners(0, signal);
       const outgoing = (url.protocol === 'https:' ? https : http).request(url, { method, headers, agent, ...(signal ? { signal } : {}) }, (incoming) => {
-        const answer = new Headers();
-        for (const [name, value] of Object.entries(incoming.headers)) {
-          if (Array.isArray(value)) for (const v of value) answer.append(name, v);
-          else if (value !== undefined) answer.set(name, value);
-        }
         const status = incoming.statusCode ?? 502;
-        // Redirects are never followed here; asked to refuse them, refuse.
-        if (init?.redirect === 'error' && status >= 300 && status < 400) {
-          incoming.resume();
-          reject(new TypeError(`fetch: ${url.origin} answered with a redirect (${status}), which is refused`));
-          return;
-        }
         const empty = method === 'HEAD' || status === 204 || status === 304;
         if (empty) incoming.resume();
-        resolve(new Response(empty ? null : (Readable.toWeb(incoming) as ReadableStream<Uint8Array>), { status, statusText: incoming.statusMessage ?? '', headers: answer }));
+        resolve(new Response(empty ? null : (Readable.toWeb(incoming) as ReadableStream<Uint8Array>), { status, statusText: incoming.statusMessage ?? '', headers: headersOf(incoming.headers) }));
       });
       outgoing.on('error', reject);
       outgoing.end(body ?? undefined);

@@ -4,7 +4,7 @@
  * Deno.serve. Streaming: a response body (an MCP SSE stream) is written as it is produced, and
  * a client that goes away aborts the request's signal. Node-only; not exported by index.ts.
  */
-import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 export interface Served {
@@ -32,12 +32,18 @@ async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
 }
 
-async function toRequest(req: IncomingMessage, base: string, signal: AbortSignal, limit: number): Promise<Request> {
+/** Node's header object as web Headers (repeated headers appended). */
+export function headersOf(incoming: IncomingHttpHeaders): Headers {
   const headers = new Headers();
-  for (const [name, value] of Object.entries(req.headers)) {
+  for (const [name, value] of Object.entries(incoming)) {
     if (Array.isArray(value)) for (const v of value) headers.append(name, v);
     else if (value !== undefined) headers.set(name, value);
   }
+  return headers;
+}
+
+async function toRequest(req: IncomingMessage, base: string, signal: AbortSignal, limit: number): Promise<Request> {
+  const headers = headersOf(req.headers);
   const method = req.method ?? 'GET';
   const hasBody = method !== 'GET' && method !== 'HEAD';
   return new Request(new URL(req.url ?? '/', base), { method, headers, signal, ...(hasBody ? { body: new Uint8Array(await readBody(req, limit)) } : {}) });

@@ -19,7 +19,6 @@
  * on, a call may still pass until the database's announcement reaches the gateway: counted).
  */
 import { readFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -27,6 +26,7 @@ import pg from 'pg';
 import { createAgentApiKey, slug } from '../../client/src/gateway/index.ts';
 import { createRpc } from '../../client/src/rpc.ts';
 import { createAgent, userTransport, waitForStatus } from '../../test/support/stack.ts';
+import { startListening, stopStarted } from '../../test/support/process.ts';
 
 const { values } = parseArgs({
   options: { seconds: { type: 'string', default: '3' }, clients: { type: 'string', default: '1,10,50' }, revokes: { type: 'string', default: '50' }, cache: { type: 'string', default: 'on' } },
@@ -62,30 +62,16 @@ const { rows } = await pool.query('select endpoint_url, instance_name_on_toolbox
 const endpoint = String(rows[0]?.endpoint_url);
 const tool = `${slug(String(rows[0]?.name))}__read_graph`;
 
-/** Starts a script of this repository in a process of its own and waits for the URL it prints. */
-async function serve(args: string[], env: Record<string, string>, ready: RegExp): Promise<{ url: string; stop: () => void }> {
-  const child = spawn('npx', ['--no-install', 'tsx', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'], detached: true });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => {
-      out += chunk.toString();
-      const found = ready.exec(out)?.[1];
-      if (found) resolve(found);
-    });
-    child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code}: ${out}`)));
-  });
-  return { url, stop: () => process.kill(-(child.pid as number), 'SIGTERM') };
-}
-
 // The gateway as npm start runs it (scripts/gateway/main.ts, its own process), remembering
 // credentials and allowed calls until the database announces a change (--cache off: asking the
 // database on every request and call); and the bare relay (scripts/bench/relay.ts), the floor.
-const gatewayProcess = await serve(
-  ['scripts/gateway/main.ts'],
-  { GATEWAY_PORT: '0', DATABASE_URL: process.env.DATABASE_URL, ...(values.cache === 'off' ? { GATEWAY_CHANGE_LISTENER: 'off' } : {}) },
-  /mcp gateway listening on (http:\/\/\S+) /,
-);
-const relayProcess = await serve(['scripts/bench/relay.ts', endpoint], {}, /relay listening on (\S+)/);
+const tsx = (script: string, ...args: string[]): [string, string[]] => [process.execPath, ['--import', 'tsx', script, ...args]];
+const gatewayProcess = await startListening(...tsx('scripts/gateway/main.ts'), {
+  GATEWAY_PORT: '0',
+  DATABASE_URL: process.env.DATABASE_URL,
+  ...(values.cache === 'off' ? { GATEWAY_CHANGE_LISTENER: 'off' } : {}),
+});
+const relayProcess = await startListening(...tsx('scripts/bench/relay.ts', endpoint), {}, /relay listening on (\S+)/);
 const relayUrl = relayProcess.url;
 const gatewayUrl = `${gatewayProcess.url}/mcp`;
 
@@ -156,7 +142,7 @@ console.log(
 );
 
 await session.close();
-gatewayProcess.stop();
-relayProcess.stop();
+await stopStarted(gatewayProcess);
+await stopStarted(relayProcess);
 await pool.query('update public.agents set is_active = false where id = $1', [agentId]);
 await pool.end();

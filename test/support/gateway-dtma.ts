@@ -4,6 +4,8 @@
  * their servers (or their DTMA's load) with the rest of the run; and how a refusal through the
  * gateway is read.
  */
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { expect } from 'vitest';
 import { createProcessDriver } from '../../standins/dtma/process-driver.ts';
@@ -25,4 +27,13 @@ export async function mcpRefusal(work: Promise<unknown>): Promise<McpError> {
   );
   expect(error).toBeInstanceOf(McpError);
   return error as McpError;
+}
+
+/** An MCP client session (the official SDK) on an MCP endpoint, with a bearer credential when given. */
+export async function mcpClient(url: string, credential?: string, headers: Record<string, string> = {}): Promise<Client> {
+  const client = new Client({ name: 'control-plane-test', version: '1.0.0' });
+  await client.connect(
+    new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { ...(credential ? { authorization: `Bearer ${credential}` } : {}), ...headers } } }),
+  );
+  return client;
 }

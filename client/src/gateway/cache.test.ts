@@ -6,14 +6,13 @@
  * instant; while the listener is down nothing is remembered and every call is asked again.
  * The stores here count the questions the real store answers (nothing is answered in their place).
  */
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveFetch, type Served } from '../node-serve.ts';
 import { databaseUrl } from '../../../test/support/db.ts';
 import { createAgent, createOrganization, deployServer, removeServers, testPool, type Organization } from '../../../test/support/stack.ts';
-import { mcpRefusal, ownDtma } from '../../../test/support/gateway-dtma.ts';
+import { mcpClient, mcpRefusal, ownDtma } from '../../../test/support/gateway-dtma.ts';
 import {
   GatewayErrorCode,
   SERVICE_ROLE_OPTIONS,
@@ -46,9 +45,7 @@ const asked = { authenticate: 0, authorizeCall: 0 };
 let listenerBlocked = false;
 
 async function connect(key: string): Promise<Client> {
-  const client = new Client({ name: 'cache-test', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${served.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${key}` } } }));
-  return client;
+  return mcpClient(`${served.url}/mcp`, key);
 }
 
 async function agentWithKey(expiresAt?: Date): Promise<{ agentId: string; key: string; keyId: string }> {
@@ -286,8 +283,7 @@ describe('while the listener is down', () => {
     const uncached = createGateway({ store: sqlGatewayStore(servicePool), logFlushMs: 50 });
     const direct = await serveFetch((req) => uncached.handle(req));
     const { agentId, key } = await agentWithKey();
-    const client = new Client({ name: 'uncached', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${direct.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${key}` } } }));
+    const client = await mcpClient(`${direct.url}/mcp`, key);
     await client.callTool({ name: readGraph, arguments: {} });
     await acme.owner.revoke_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: memory });
     expect((await mcpRefusal(client.callTool({ name: readGraph, arguments: {} }))).message).toContain('no_live_grant');

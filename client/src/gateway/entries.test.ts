@@ -5,18 +5,16 @@
  * real stack. Also what the interaction log holds when the gateway stops (SIGTERM: everything)
  * or dies (SIGKILL: the calls of the last unwritten batch are lost).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { startListening, stopStarted, type Started } from '../../../test/support/process.ts';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { databaseUrl } from '../../../test/support/db.ts';
 import { createAgent, createOrganization, deployServer, removeServers, testPool, type Organization } from '../../../test/support/stack.ts';
 import { createAgentApiKey } from './keys.ts';
 import { slug } from './namespace.ts';
-import { ownDtma } from '../../../test/support/gateway-dtma.ts';
+import { mcpClient, ownDtma } from '../../../test/support/gateway-dtma.ts';
 
 const run = promisify(execFile);
 let pool: pg.Pool;
@@ -27,44 +25,9 @@ let apiKey: string;
 let tool: string;
 let own: Awaited<ReturnType<typeof ownDtma>>;
 
-interface Started {
-  child: ChildProcess;
-  url: string;
-  output: () => string;
-}
-
-/** Starts a gateway process and waits for the URL it prints. */
-async function start(command: string, args: string[], env: Record<string, string>): Promise<Started> {
-  // A process group of its own: the signal reaches the gateway even behind npx (which does not pass signals on).
-  const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  let output = '';
-  const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no URL printed in 60 s:\n${output}`)), 60_000);
-    const onData = (chunk: Buffer): void => {
-      output += chunk.toString();
-      const match = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(output);
-      if (match?.[1]) {
-        clearTimeout(timer);
-        resolve(match[1]);
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.stderr?.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`exited with ${code}:\n${output}`)));
-  });
-  return { child, url, output: () => output };
-}
-
-async function stop(started: Started | undefined, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-  if (!started || started.child.exitCode !== null) return;
-  const exited = new Promise((resolve) => started.child.once('exit', resolve));
-  process.kill(-(started.child.pid as number), signal);
-  await exited;
-}
-
 const nodeGateway = (env: Record<string, string> = {}): Promise<Started> =>
   // node itself (not npx, which does not pass signals on): the signal reaches the gateway.
-  start(process.execPath, ['--import', 'tsx', 'scripts/gateway/main.ts'], { DATABASE_URL: databaseUrl(), GATEWAY_PORT: '0', ...env });
+  startListening(process.execPath, ['--import', 'tsx', 'scripts/gateway/main.ts'], { DATABASE_URL: databaseUrl(), GATEWAY_PORT: '0', ...env });
 
 async function logged(): Promise<number> {
   const { rows } = await pool.query('select count(*)::int as n from public.mcp_interaction_logs where agent_id = $1', [agentId]);
@@ -72,8 +35,7 @@ async function logged(): Promise<number> {
 }
 
 async function callOnce(url: string): Promise<unknown> {
-  const client = new Client({ name: 'entries-test', version: '1.0.0' });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${apiKey}` } } }));
+  const client = await mcpClient(`${url}/mcp`, apiKey);
   try {
     return await client.callTool({ name: tool, arguments: {} });
   } finally {
@@ -104,7 +66,7 @@ describe('the Node entry and the MCP Inspector CLI', () => {
   beforeAll(async () => {
     gateway = await nodeGateway();
   }, 90_000);
-  afterAll(() => stop(gateway));
+  afterAll(() => stopStarted(gateway));
 
   const inspector = (...args: string[]) =>
     run('npx', ['--no-install', 'mcp-inspector', '--cli', `${gateway?.url}/mcp`, '--transport', 'http', ...args], { timeout: 60_000 }).then(
@@ -139,7 +101,7 @@ describe('the interaction log when the gateway stops', () => {
     const before = await logged();
     await callOnce(gateway.url);
     expect(await logged()).toBe(before); // still in the batch
-    await stop(gateway, 'SIGTERM');
+    await stopStarted(gateway, 'SIGTERM');
     expect(await logged()).toBe(before + 1);
   }, 90_000);
 
@@ -147,7 +109,7 @@ describe('the interaction log when the gateway stops', () => {
     const gateway = await nodeGateway({ GATEWAY_LOG_FLUSH_MS: '60000' });
     const before = await logged();
     await callOnce(gateway.url);
-    await stop(gateway, 'SIGKILL');
+    await stopStarted(gateway, 'SIGKILL');
     expect(await logged()).toBe(before);
   }, 90_000);
 });
@@ -155,20 +117,19 @@ describe('the interaction log when the gateway stops', () => {
 describe('the Supabase Edge Function entry under Deno', () => {
   let gateway: Started | undefined;
   beforeAll(async () => {
-    gateway = await start(
+    gateway = await startListening(
       'npx',
       ['--no-install', 'deno', 'run', '--allow-net', '--allow-env', '--allow-read', '--allow-sys', '--config', 'supabase/functions/deno.json', 'supabase/functions/mcp-gateway/index.ts'],
       { DATABASE_URL: databaseUrl(), PORT: '0', SUPABASE_DB_URL: '' },
     );
   }, 90_000);
-  afterAll(() => stop(gateway));
+  afterAll(() => stopStarted(gateway));
 
   it('serves the same requests: 401 without a key, the agent’s tools and a call with one', async () => {
     const refused = await fetch(`${gateway?.url}/mcp`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
     expect(refused.status).toBe(401);
     expect(refused.headers.get('www-authenticate')).toContain('resource_metadata=');
-    const client = new Client({ name: 'deno-test', version: '1.0.0' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${gateway?.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${apiKey}` } } }));
+    const client = await mcpClient(`${gateway?.url}/mcp`, apiKey);
     expect((await client.listTools()).tools.map((t) => t.name).sort()).toEqual(['open_nodes', 'read_graph', 'search_nodes'].map((t) => tool.replace('read_graph', t)));
     expect(JSON.stringify(await client.callTool({ name: tool, arguments: {} }))).toContain('entities');
     await client.close();

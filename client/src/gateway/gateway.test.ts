@@ -9,7 +9,7 @@
  * Longer than 400 lines: every story shares two DTMAs and three deployed servers (deploying real
  * servers is the slow part), so they stay in one file.
  */
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CallToolResultSchema, ResourceUpdatedNotificationSchema, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import pg from 'pg';
@@ -31,7 +31,7 @@ import {
   waitForStatus,
   type Organization,
 } from '../../../test/support/stack.ts';
-import { mcpRefusal, ownDtma } from '../../../test/support/gateway-dtma.ts';
+import { mcpClient, mcpRefusal, ownDtma } from '../../../test/support/gateway-dtma.ts';
 import { GatewayErrorCode, SERVICE_ROLE_OPTIONS, createAgentApiKey, createGateway, gatewayStore, revokeAgentApiKey, sqlGatewayStore, type Gateway } from './index.ts';
 
 let pool: pg.Pool;
@@ -46,15 +46,8 @@ let upstreamInitializes = 0;
 let dtmas: Awaited<ReturnType<typeof ownDtma>>[] = [];
 let servicePool: pg.Pool;
 
-async function connect(credential: string | undefined, path = '/mcp', headers: Record<string, string> = {}): Promise<Client> {
-  const client = new Client({ name: 'gateway-test', version: '1.0.0' });
-  await client.connect(
-    new StreamableHTTPClientTransport(new URL(`${served.url}${path}`), {
-      requestInit: { headers: { ...(credential ? { authorization: `Bearer ${credential}` } : {}), ...headers } },
-    }),
-  );
-  return client;
-}
+const connect = (credential: string | undefined, path = '/mcp', headers: Record<string, string> = {}): Promise<Client> =>
+  mcpClient(`${served.url}${path}`, credential, headers);
 
 async function toolNames(client: Client): Promise<string[]> {
   return (await client.listTools()).tools.map((t: Tool) => t.name).sort();
@@ -422,8 +415,7 @@ describe('upstream', () => {
     try {
       await pool.query('update public.account_tool_instances set endpoint_url = $2 where id = $1', [memory, `${redirector.url}/mcp`]);
       const { key } = await agentWithKey(acme, [[memory, 'read_only']]);
-      const client = new Client({ name: 'redirect-test', version: '1.0.0' });
-      await client.connect(new StreamableHTTPClientTransport(new URL(`${freshServed.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${key}` } } }));
+      const client = await mcpClient(`${freshServed.url}/mcp`, key);
       const refused = await mcpRefusal(client.callTool({ name: `${slugOf(memoryName)}__read_graph`, arguments: {} }));
       expect(refused.code).toBe(GatewayErrorCode.unavailable);
       expect(reached).toBe(0);
