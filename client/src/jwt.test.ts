@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordingServer } from '../../test/support/http.ts';
 import { directTransport } from './direct-transport.ts';
 import { UnauthorizedError } from './errors.ts';
-import { signJwt, verifyJwt, type JwtKeys } from './jwt.ts';
+import { rememberingJwtVerifier, signJwt, verifyJwt, type JwtKeys } from './jwt.ts';
 import { serveHandler, managerForPool, type ServedHandler } from './manager/serve.ts';
 import { createRpc } from './rpc.ts';
 import { JWT_SECRET, createUser, testPool } from '../../test/support/stack.ts';
@@ -104,6 +104,35 @@ describe('direct transport', () => {
   it('refuses an expired ES256 token as expired', async () => {
     const expired = await new SignJWT(claims()).setProtectedHeader({ alg: 'ES256', kid: es.kid }).setExpirationTime(Math.floor(Date.now() / 1000) - 10).sign(es.privateKey);
     await expect(callsAs(expired, { jwks })).rejects.toMatchObject({ constructor: UnauthorizedError, message: 'JWT expired' });
+  });
+});
+
+describe('a verifier that remembers the tokens it accepted (the gateway’s)', () => {
+  it('remembers accepted tokens only, the oldest forgotten first', async () => {
+    const verify = rememberingJwtVerifier({ jwks }, { maxEntries: 2 });
+    const first = await sign(es, claims());
+    await expect(verify(first)).resolves.toMatchObject({ sub: userId, role: 'authenticated' });
+    await expect(verify(first)).resolves.toMatchObject({ sub: userId });
+    expect(verify.size()).toBe(1);
+    // Same key id and algorithm, another key; and the accepted token with its signature altered.
+    await expect(verify(await sign(foreignEs, claims()))).rejects.toMatchObject({ constructor: UnauthorizedError, message: 'JWT invalid' });
+    const altered = `${first.slice(0, -4)}${first.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;
+    await expect(verify(altered)).rejects.toMatchObject({ constructor: UnauthorizedError });
+    expect(verify.size()).toBe(1);
+    await verify(await sign(rs, claims()));
+    await verify(await sign(es, { ...claims(), n: 3 }));
+    expect(verify.size()).toBe(2);
+  });
+
+  it('refuses a remembered token from its expiry on, as jose does', async () => {
+    const verify = rememberingJwtVerifier({ jwks });
+    const exp = Math.floor(Date.now() / 1000) + 2;
+    const token = await new SignJWT(claims()).setProtectedHeader({ alg: 'ES256', kid: es.kid }).setExpirationTime(exp).sign(es.privateKey);
+    await expect(verify(token)).resolves.toMatchObject({ exp });
+    expect(verify.size()).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, exp * 1000 - Date.now() + 20));
+    await expect(verify(token)).rejects.toMatchObject({ constructor: UnauthorizedError, message: 'JWT expired' });
+    expect(verify.size()).toBe(0);
   });
 });
 

@@ -154,3 +154,38 @@ export async function verifyJwt(token: string, keys: JwtKeyInput): Promise<JwtCl
   }
   return parseClaims(payload);
 }
+
+/** A verifier that remembers the tokens it accepted (see rememberingJwtVerifier). */
+export interface JwtVerifier {
+  (token: string): Promise<JwtClaims>;
+  /** How many accepted tokens are remembered now. */
+  size(): number;
+}
+
+/**
+ * verifyJwt for a server that sees the same token on every request of a session (the gateway):
+ * a token it accepted is answered again without its signature being checked, until the earlier
+ * of its expiry (`exp`, as jose would refuse it) and `maxAgeMs` after it was checked, so a key
+ * withdrawn from a JWKS stops being honoured within `maxAgeMs` at the latest, as jose's own key
+ * cache already allows. Refusals are never remembered; the oldest token is forgotten first past
+ * `maxEntries`.
+ */
+export function rememberingJwtVerifier(keys: JwtKeyInput, options: { maxAgeMs?: number; maxEntries?: number } = {}): JwtVerifier {
+  const maxAgeMs = options.maxAgeMs ?? 60_000;
+  const maxEntries = options.maxEntries ?? 10_000;
+  const remembered = new Map<string, { claims: JwtClaims; until: number }>();
+  const verify = async (token: string): Promise<JwtClaims> => {
+    const known = remembered.get(token);
+    if (known && known.until > Date.now()) return known.claims;
+    remembered.delete(token);
+    const claims = await verifyJwt(token, keys);
+    const now = Date.now();
+    const until = Math.min(now + maxAgeMs, claims.exp === undefined ? Infinity : claims.exp * 1000);
+    if (until > now) {
+      if (remembered.size >= maxEntries) remembered.delete(remembered.keys().next().value as string);
+      remembered.set(token, { claims, until });
+    }
+    return claims;
+  };
+  return Object.assign(verify, { size: () => remembered.size });
+}

@@ -19,7 +19,7 @@
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
 import { isInitializeRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { McpControlPlaneError } from '../errors.ts';
-import { verifyJwt, type JwtKeyInput } from '../jwt.ts';
+import { rememberingJwtVerifier, type JwtKeyInput } from '../jwt.ts';
 import { agentServer } from './agent-server.ts';
 import { gatewayCache, type ChangeListener } from './cache.ts';
 import { interactionLog, type InteractionLog } from './interaction-log.ts';
@@ -98,6 +98,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
   const pool: UpstreamPool = upstreamPool({ store: options.store, ...(options.fetch ? { fetch: options.fetch } : {}) });
   const cache = gatewayCache(options.changes);
+  // Every request of a session presents the same token: its signature is checked once (and again
+  // after at most a minute), its expiry on every request.
+  const verifyUserJwt = rememberingJwtVerifier(options.jwtKeys ?? {});
   const sessions = new Map<string, DownstreamSession>();
   const idleMs = options.sessionIdleMs ?? 30 * 60_000;
   const sweep = setInterval(() => {
@@ -145,7 +148,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       if (!agentId) throw new Refusal(jsonRpcError(400, -32600, 'a user acts for an agent: use /agents/<agent id>/mcp'));
       let sub: string | undefined;
       try {
-        const claims = await verifyJwt(token, options.jwtKeys);
+        const claims = await verifyUserJwt(token);
         sub = claims.role === 'authenticated' ? claims.sub : undefined;
       } catch (error) {
         throw unauthorized(url, prefix, agentId, error instanceof Error ? error.message : 'invalid token', 'invalid_token');
