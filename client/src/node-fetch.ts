@@ -3,7 +3,8 @@
  * entry to reach the upstream MCP endpoints: the SDK's client transport sends small JSON bodies
  * and reads SSE or JSON answers, and this path costs less CPU per request than the global fetch
  * (undici's). A redirect is handed back as it came (the SDK's transport follows same-origin
- * ones itself, as with `redirect: 'manual'`), never followed here. Node-only; not exported by
+ * ones itself, as with `redirect: 'manual'`), never followed here. An SSE answer to a POST that
+ * holds only the response becomes the JSON answer (client/src/sse-fetch.ts). Node-only; not exported by
  * index.ts. Under Deno the platform's fetch is used.
  */
 import { setMaxListeners } from 'node:events';
@@ -11,6 +12,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
 import { headersOf } from './node-serve.ts';
+import { collapseSse, collapsible } from './sse-fetch.ts';
 
 export function nodeFetch(options: { maxSockets?: number } = {}): typeof fetch {
   const agents = {
@@ -38,6 +40,11 @@ export function nodeFetch(options: { maxSockets?: number } = {}): typeof fetch {
         const status = incoming.statusCode ?? 502;
         const empty = method === 'HEAD' || status === 204 || status === 304;
         if (empty) incoming.resume();
+        // An SSE answer holding only the response is read straight from the socket (sse-fetch.ts).
+        if (collapsible(method, status, incoming.headers['content-type'] ?? null)) {
+          resolve(collapseSse(incoming[Symbol.asyncIterator](), { status, statusText: incoming.statusMessage ?? '', headers: headersOf(incoming.headers) }));
+          return;
+        }
         resolve(new Response(empty ? null : (Readable.toWeb(incoming) as ReadableStream<Uint8Array>), { status, statusText: incoming.statusMessage ?? '', headers: headersOf(incoming.headers) }));
       });
       outgoing.on('error', reject);

@@ -24,6 +24,7 @@ import {
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
 import { sharedValidator } from '../chat/validator.ts';
+import { collapsingFetch } from '../sse-fetch.ts';
 import type { GatewayStore } from './store.ts';
 
 export type LogSink = (notification: LoggingMessageNotification['params']) => void;
@@ -86,7 +87,8 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
     const headers: Record<string, string> = target.bearer_token ? { authorization: `Bearer ${target.bearer_token}` } : {};
     const transport = new StreamableHTTPClientTransport(new URL(target.endpoint_url), {
       requestInit: { headers },
-      ...(options.fetch ? { fetch: options.fetch } : {}),
+      // An answer holding only the response is read as JSON, without the SDK's stream stages.
+      fetch: collapsingFetch(options.fetch ?? ((input, init) => fetch(input, init))),
     });
     const client = new Client(options.clientInfo ?? { name: 'mcp-control-plane-gateway', version: '0.1.0' }, { capabilities: {}, jsonSchemaValidator: sharedValidator });
     let cached: { at: number; tools: Promise<Tool[]> } | undefined;
