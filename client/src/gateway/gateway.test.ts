@@ -9,7 +9,7 @@
  * Longer than 400 lines: every story shares two DTMAs and three deployed servers (deploying real
  * servers is the slow part), so they stay in one file.
  */
-import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { CallToolResultSchema, ResourceUpdatedNotificationSchema, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import pg from 'pg';
@@ -359,6 +359,31 @@ describe('relay', () => {
     // The local DTMA's relay loses the last of the server's 4 most of the time (standins/dtma).
     expect(progress.length).toBeGreaterThanOrEqual(3);
     expect(progress).toEqual([...progress].sort((x, y) => x - y));
+    await client.close();
+  });
+
+  it('answers a call whose stream would hold only the result as JSON, and streams one with progress', async () => {
+    const { key } = await agentWithKey(acme, [[everything, 'full_access']]);
+    const answered: string[] = [];
+    const client = new Client({ name: 'content-types', version: '1.0.0' });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(`${served.url}/mcp`), {
+        requestInit: { headers: { authorization: `Bearer ${key}` } },
+        fetch: async (input, init) => {
+          const response = await fetch(input, init);
+          if (init?.method === 'POST' && typeof init.body === 'string' && init.body.includes('"tools/call"')) answered.push(String(response.headers.get('content-type')));
+          return response;
+        },
+      }),
+    );
+    const names = await toolNames(client);
+    const echo = names.find((n) => n.endsWith('__echo')) as string;
+    expect(await client.callTool({ name: echo, arguments: { message: 'plain' } })).toMatchObject({ content: [{ type: 'text', text: expect.stringContaining('plain') }] });
+    const progress: number[] = [];
+    const long = names.find((n) => n.endsWith('__trigger-long-running-operation')) as string;
+    await client.callTool({ name: long, arguments: { duration: 1, steps: 3 } }, undefined, { onprogress: (p) => progress.push(p.progress) });
+    expect(progress.length).toBeGreaterThanOrEqual(2);
+    expect(answered).toEqual(['application/json', 'text/event-stream']);
     await client.close();
   });
 

@@ -20,6 +20,7 @@ import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/
 import { isInitializeRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { McpControlPlaneError } from '../errors.ts';
 import { rememberingJwtVerifier, type JwtKeyInput } from '../jwt.ts';
+import { chunksOf, collapseSse, collapsible } from '../sse-fetch.ts';
 import { agentServer } from './agent-server.ts';
 import { gatewayCache, type ChangeListener } from './cache.ts';
 import { interactionLog, type InteractionLog } from './interaction-log.ts';
@@ -199,7 +200,17 @@ export function createGateway(options: GatewayOptions): Gateway {
       ...(options.onError ? { onError: options.onError } : {}),
     });
     await server.connect(transport);
-    return transport.handleRequest(req, { parsedBody: body });
+    return answer(req, await transport.handleRequest(req, { parsedBody: body }));
+  }
+
+  /**
+   * The SDK's answer to a request, sent as JSON when its SSE stream holds only the response (no
+   * progress, no log before it): the same message, which the client reads without an SSE parser
+   * (a Streamable HTTP client accepts either). Any other stream goes out as it is (sse-fetch.ts).
+   */
+  function answer(req: Request, response: Response): Promise<Response> | Response {
+    if (!response.body || !collapsible(req.method, response.status, response.headers.get('content-type'))) return response;
+    return collapseSse(chunksOf(response.body), { status: response.status, statusText: response.statusText, headers: response.headers }, 20);
   }
 
   async function mcp(req: Request, url: URL, prefix: string, pathAgentId: string | undefined): Promise<Response> {
@@ -210,7 +221,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       // Another agent's session id is answered as an unknown one.
       if (!session || session.agentId !== principal.agent_id) return jsonRpcError(404, -32001, 'session not found');
       session.lastSeen = Date.now();
-      return session.transport.handleRequest(req);
+      return answer(req, await session.transport.handleRequest(req));
     }
     if (req.method !== 'POST') return jsonRpcError(400, -32000, 'no session: send initialize first');
     let body: unknown;
