@@ -20,10 +20,14 @@ import { collapsingFetch } from './sse-fetch.ts';
 const RESPONSE = { jsonrpc: '2.0', id: 7, result: { content: [{ type: 'text', text: 'héllo\nworld' }] } };
 const PROGRESS = { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 1, progress: 1 } };
 const event = (message: unknown, id?: string): string => `${id ? `id: ${id}\n` : ''}event: message\ndata: ${JSON.stringify(message)}\n\n`;
+const BIG = { jsonrpc: '2.0', id: 8, result: { tools: Array.from({ length: 400 }, (_, i) => ({ name: `tool_${i}`, description: 'x'.repeat(200) })) } };
+const pieces = (text: string, size: number): string[] => Array.from({ length: Math.ceil(text.length / size) }, (_, i) => text.slice(i * size, (i + 1) * size));
 
 /** Each answer: its chunks, written with a pause between them; `open` leaves the stream open. */
 const answers: Record<string, { chunks: string[]; open?: boolean }> = {
   alone: { chunks: [event(RESPONSE)] },
+  // A response of about 100 kB in one data line, arriving in 1 kB pieces.
+  big: { chunks: pieces(event(BIG), 1024) },
   primed: { chunks: ['id: 1\ndata:\n\n', event(RESPONSE, '2')] },
   // CRLF line ends, a data field split over two lines, a chunk cut between CR and LF, a comment.
   awkward: { chunks: [': keep-alive\r\nevent: message\r\ndata: {"jsonrpc":"2.0","id":7,\r', '\ndata: "result":{}}\r', '\n\r\n'] },
@@ -77,6 +81,9 @@ for (const [name, under] of [
         expect(response.headers.get('mcp-session-id')).toBe('session-1');
         expect(await response.json()).toEqual(RESPONSE);
       }
+      const big = await collapsing(`${base}/big`, post);
+      expect(big.headers.get('content-type')).toBe('application/json');
+      expect(await big.json()).toEqual(BIG);
       const awkward = await collapsing(`${base}/awkward`, post);
       expect(awkward.headers.get('content-type')).toBe('application/json');
       expect(await awkward.text()).toBe('{"jsonrpc":"2.0","id":7,\n"result":{}}');

@@ -23,6 +23,8 @@ const SSE = /^\s*text\/event-stream/i;
 /** Parses SSE incrementally (WHATWG rules: CR, LF or CRLF line ends; data lines joined by LF). */
 class SseReader {
   private text = '';
+  /** How much of `text` is known to hold no line end. */
+  private scanned = 0;
   private data: string[] | undefined;
   private event = '';
   response: string | undefined;
@@ -31,17 +33,32 @@ class SseReader {
   /** Feeds decoded text; sets `verdict` to 'stream' as soon as the stream must be handed over. */
   feed(text: string, ended: boolean): void {
     this.text += text;
+    const all = this.text;
     let start = 0;
-    for (let i = 0; i < this.text.length && this.verdict === undefined; i++) {
-      const c = this.text.charCodeAt(i);
-      if (c !== 10 && c !== 13) continue;
-      if (c === 13 && i + 1 === this.text.length && !ended) break; // a CR whose LF may follow
-      const line = this.text.slice(start, i);
-      if (c === 13 && this.text.charCodeAt(i + 1) === 10) i++;
-      start = i + 1;
+    // Line ends are found with indexOf from where the last search stopped: a long data line that
+    // arrives over many chunks is scanned once, not once per chunk.
+    let from = this.scanned;
+    let lf = -2; // -2: not searched from `from` yet; -1: none in the rest of the text
+    let cr = -2;
+    while (this.verdict === undefined) {
+      if (lf !== -1 && lf < from) lf = all.indexOf('\n', from);
+      if (cr !== -1 && cr < from) cr = all.indexOf('\r', from);
+      const end = lf < 0 ? cr : cr < 0 ? lf : Math.min(lf, cr);
+      if (end < 0) {
+        from = all.length;
+        break;
+      }
+      if (end === cr && end + 1 === all.length && !ended) {
+        from = end; // a CR whose LF may follow in the next chunk
+        break;
+      }
+      const line = all.slice(start, end);
+      start = end === cr && all.charCodeAt(end + 1) === 10 ? end + 2 : end + 1;
+      from = start;
       this.line(line);
     }
-    this.text = this.text.slice(start);
+    this.text = all.slice(start);
+    this.scanned = Math.max(0, from - start);
   }
 
   private line(line: string): void {

@@ -81,12 +81,21 @@ async function client(url: string, token: string): Promise<Client> {
   return c;
 }
 
-async function measure(path: 'direct' | 'relay' | 'gateway', clients: number): Promise<{ latencies: number[]; perSecond: number }> {
+/** CPU time (user + system) a process has used, in ms, from /proc (Linux; clock ticks of 10 ms). */
+function cpuMs(pid: number | undefined): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+async function measure(path: 'direct' | 'relay' | 'gateway', clients: number): Promise<{ latencies: number[]; perSecond: number; cpuPerCall: number }> {
   const open = { direct: () => client(endpoint, process.env.DTMA_TOKEN as string), relay: () => client(relayUrl, process.env.DTMA_TOKEN as string), gateway: () => client(gatewayUrl, apiKey) }[path];
   const sessions = await Promise.all(Array.from({ length: clients }, open));
   const name = path === 'gateway' ? tool : 'read_graph';
   for (const s of sessions) await s.callTool({ name, arguments: {} }); // warm
   const latencies: number[] = [];
+  // The CPU of the hop in its own process (the gateway, or the bare relay) per measured call.
+  const hop = { direct: undefined, relay: relayProcess.child.pid, gateway: gatewayProcess.child.pid }[path];
+  const cpuBefore = hop ? cpuMs(hop) : 0;
   const end = performance.now() + seconds * 1000;
   await Promise.all(
     sessions.map(async (s) => {
@@ -97,13 +106,14 @@ async function measure(path: 'direct' | 'relay' | 'gateway', clients: number): P
       }
     }),
   );
+  const cpuPerCall = hop ? (cpuMs(hop) - cpuBefore) / latencies.length : NaN;
   await Promise.all(sessions.map((s) => s.close()));
-  return { latencies: latencies.sort((a, b) => a - b), perSecond: latencies.length / seconds };
+  return { latencies: latencies.sort((a, b) => a - b), perSecond: latencies.length / seconds, cpuPerCall };
 }
 
 console.log(`gateway benchmark: tools/call read_graph (server-memory behind the local DTMA), ${seconds} s per cell, gateway cache ${values.cache === 'off' ? 'off' : 'on'}\n`);
-console.log('| clients | direct p50 / p99 ms | bare relay: added p50 / p99 ms, calls/s | gateway p50 / p99 ms | gateway: added p50 / p99 ms | direct calls/s | gateway calls/s | gateway throughput / direct | gateway throughput / bare relay |');
-console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+console.log('| clients | direct p50 / p99 ms | bare relay: added p50 / p99 ms, calls/s | gateway p50 / p99 ms | gateway: added p50 / p99 ms | direct calls/s | gateway calls/s | gateway throughput / direct | gateway throughput / bare relay | CPU ms per call: bare relay / gateway |');
+console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const clients of values.clients.split(',').map(Number)) {
   const direct = await measure('direct', clients);
   const bare = await measure('relay', clients);
@@ -111,7 +121,7 @@ for (const clients of values.clients.split(',').map(Number)) {
   const [d50, d99, r50, r99, g50, g99] = [pct(direct.latencies, 50), pct(direct.latencies, 99), pct(bare.latencies, 50), pct(bare.latencies, 99), pct(viaGateway.latencies, 50), pct(viaGateway.latencies, 99)];
   const ratio = (a: number, b: number): string => `${((100 * a) / b).toFixed(0)}%`;
   console.log(
-    `| ${clients} | ${f(d50)} / ${f(d99)} | ${f(r50 - d50)} / ${f(r99 - d99)}, ${bare.perSecond.toFixed(0)} | ${f(g50)} / ${f(g99)} | ${f(g50 - d50)} / ${f(g99 - d99)} | ${direct.perSecond.toFixed(0)} | ${viaGateway.perSecond.toFixed(0)} | ${ratio(viaGateway.perSecond, direct.perSecond)} | ${ratio(viaGateway.perSecond, bare.perSecond)} |`,
+    `| ${clients} | ${f(d50)} / ${f(d99)} | ${f(r50 - d50)} / ${f(r99 - d99)}, ${bare.perSecond.toFixed(0)} | ${f(g50)} / ${f(g99)} | ${f(g50 - d50)} / ${f(g99 - d99)} | ${direct.perSecond.toFixed(0)} | ${viaGateway.perSecond.toFixed(0)} | ${ratio(viaGateway.perSecond, direct.perSecond)} | ${ratio(viaGateway.perSecond, bare.perSecond)} | ${f(bare.cpuPerCall)} / ${f(viaGateway.cpuPerCall)} |`,
   );
 }
 
