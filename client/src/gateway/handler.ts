@@ -93,7 +93,7 @@ class Refusal extends Error {
 
 export function createGateway(options: GatewayOptions): Gateway {
   const log: InteractionLog = interactionLog({
-    write: (agentId, rows) => options.store.log(agentId, rows),
+    write: (batches) => options.store.log(batches),
     ...(options.logFlushMs !== undefined ? { flushMs: options.logFlushMs } : {}),
     onError: (error) => options.onError?.(error),
   });

@@ -1,8 +1,10 @@
 /**
  * The gateway's interaction log: every tools/call (allowed, denied, failed, timed out) with its
- * duration goes to audit_mcp_interactions, in batches per agent. A batch is written when it holds
- * `maxBatch` rows or `flushMs` after its first row, and on close (the Node entry closes on SIGTERM
- * and SIGINT). Denials are written at once, before the caller learns of them.
+ * duration goes to audit_mcp_interactions, in batches per agent, every agent's batch of a flush in
+ * one write (one statement over a pool). A flush happens when `maxBatch` rows are pending or
+ * `flushMs` after the first, and on close (the Node entry closes on SIGTERM and SIGINT). Denials
+ * are written at once, before the caller learns of them. When the write of all fails, each
+ * agent's batch is written on its own, so that one refused batch loses no other agent's rows.
  *
  * If the gateway process dies without closing (SIGKILL, a crash, an Edge Function's isolate torn
  * down), the rows still in memory are lost: at most `flushMs` worth of completed calls. The
@@ -17,8 +19,14 @@ export interface InteractionLog {
   close(): Promise<void>;
 }
 
+/** One agent's interactions (at most 1000, what audit_mcp_interactions takes at once). */
+export interface AgentInteractions {
+  agentId: string;
+  interactions: Interaction[];
+}
+
 export interface InteractionLogOptions {
-  write: (agentId: string, interactions: Interaction[]) => Promise<void>;
+  write: (batches: AgentInteractions[]) => Promise<void>;
   flushMs?: number;
   maxBatch?: number;
   onError?: (error: unknown) => void;
@@ -38,11 +46,19 @@ export function interactionLog(options: InteractionLogOptions): InteractionLog {
     const batch = pending;
     pending = new Map();
     count = 0;
-    const writes = [...batch].flatMap(([agentId, rows]) => {
-      const chunks: Interaction[][] = [];
-      for (let i = 0; i < rows.length; i += 1000) chunks.push(rows.slice(i, i + 1000));
-      return chunks.map((chunk) => options.write(agentId, chunk).catch((error: unknown) => options.onError?.(error)));
+    const batches = [...batch].flatMap(([agentId, rows]) => {
+      const chunks: AgentInteractions[] = [];
+      for (let i = 0; i < rows.length; i += 1000) chunks.push({ agentId, interactions: rows.slice(i, i + 1000) });
+      return chunks;
     });
+    const writes =
+      batches.length === 0
+        ? []
+        : [
+            options.write(batches).catch(() =>
+              Promise.all(batches.map((one) => options.write([one]).catch((error: unknown) => options.onError?.(error)))),
+            ),
+          ];
     const all = Promise.all(writes).then(() => undefined);
     inFlight.add(all);
     void all.finally(() => inFlight.delete(all));

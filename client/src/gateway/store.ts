@@ -26,6 +26,7 @@ import {
 } from '../schemas.ts';
 export { GatewayCallDecisionSchema, GatewayPrincipalSchema, GatewayServerSchema, GatewayUpstreamSchema, type GatewayCallDecision, type GatewayPrincipal, type GatewayServer, type GatewayUpstream };
 import type { RpcTransport } from '../transport.ts';
+import type { AgentInteractions } from './interaction-log.ts';
 import { clipInteractions, logInteractions } from '../chat/log.ts';
 
 /** The credential a request presents: an agent API key, or a user (verified from a JWT) naming an agent. */
@@ -48,7 +49,8 @@ export interface GatewayStore {
   authorizeCall(agentId: string, serverId: string, tool: Tool): Promise<GatewayCallDecision>;
   /** filter_agent_mcp_tools over what the gateway read upstream: allowed or not, and why (drift recorded). */
   filterTools(agentId: string, serverId: string, tools: Tool[]): Promise<{ tool_name: string; allowed: boolean; reason: string }[]>;
-  log(agentId: string, interactions: Interaction[]): Promise<void>;
+  /** Appends each agent's interactions to the log (audit_mcp_interactions): all in one statement over a pool. */
+  log(batches: AgentInteractions[]): Promise<void>;
 }
 
 // Each result's schema built once (zod compiles a schema on first use: building one per call costs).
@@ -83,7 +85,9 @@ export function gatewayStore(transport: RpcTransport): GatewayStore {
     },
     filterTools: (agentId, serverId, tools) =>
       rpc.filter_agent_mcp_tools({ p_agent_id: agentId, p_server_instance_id: serverId, p_tools: tools as PresentedTool[] }),
-    log: (agentId, interactions) => logInteractions(transport, agentId, interactions),
+    log: async (batches) => {
+      await Promise.all(batches.map((b) => logInteractions(transport, b.agentId, b.interactions)));
+    },
   };
 }
 
@@ -137,9 +141,14 @@ export function sqlGatewayStore(pool: PgPoolLike): GatewayStore {
       const rows = await query(ROWS('public.filter_agent_mcp_tools($1::uuid, $2::uuid, $3::jsonb)'), [agentId, serverId, JSON.stringify(tools)]);
       return parse(FilterRows, rows, 'filter_agent_mcp_tools');
     },
-    async log(agentId, interactions) {
-      if (interactions.length === 0) return;
-      await query('select public.audit_mcp_interactions($1::uuid, $2::jsonb) as result', [agentId, JSON.stringify(clipInteractions(interactions))]);
+    async log(batches) {
+      const rows = batches.filter((b) => b.interactions.length > 0).map((b) => ({ agent_id: b.agentId, interactions: clipInteractions(b.interactions) }));
+      if (rows.length === 0) return;
+      await query(
+        `select pg_catalog.sum(public.audit_mcp_interactions(x.agent_id, x.interactions)) as result
+           from pg_catalog.jsonb_to_recordset($1::jsonb) as x(agent_id uuid, interactions jsonb)`,
+        [JSON.stringify(rows)],
+      );
     },
   };
 }
