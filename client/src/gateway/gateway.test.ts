@@ -216,9 +216,11 @@ describe('what the agent sees', () => {
 
   it('hides a drifted tool and records the drift from what it read upstream', async () => {
     const { agentId, key } = await agentWithKey(globex, [[globexMemory, 'read_only']]);
-    // The pinned definition of read_graph no longer matches what the server presents.
-    await pool.query(
-      `update public.account_tool_instances set pinned_manifest = (select jsonb_agg(case when t ->> 'name' = 'read_graph' then t || '{"sha256": "${'0'.repeat(64)}"}' else t end) from jsonb_array_elements(pinned_manifest) t) where id = $1`,
+    // The pinned definition of read_graph no longer matches what the server presents: an older
+    // description is pinned, with its hash (as approval would have pinned it).
+    const { rows: pins } = await pool.query<{ sha256: string }>(
+      `update public.account_tool_instances set pinned_manifest = (select jsonb_agg(case when t ->> 'name' = 'read_graph' then private.tool_pin(t || '{"description": "Read the graph (approved in 2025)"}') else t end) from jsonb_array_elements(pinned_manifest) t) where id = $1
+       returning (select t ->> 'sha256' from jsonb_array_elements(pinned_manifest) t where t ->> 'name' = 'read_graph') as sha256`,
       [globexMemory],
     );
     const client = await connect(key);
@@ -226,7 +228,7 @@ describe('what the agent sees', () => {
     expect(names.some((n) => n.endsWith('__read_graph'))).toBe(false);
     expect(names.some((n) => n.endsWith('__search_nodes'))).toBe(true);
     const { rows } = await pool.query('select tool_name, pinned_sha256 from public.mcp_tool_drift where server_instance_id = $1', [globexMemory]);
-    expect(rows).toEqual([{ tool_name: 'read_graph', pinned_sha256: '0'.repeat(64) }]);
+    expect(rows).toEqual([{ tool_name: 'read_graph', pinned_sha256: pins[0]?.sha256 }]);
     const prefix = names[0]?.split('__')[0];
     const denied = await mcpRefusal(client.callTool({ name: `${prefix}__read_graph`, arguments: {} }));
     expect(denied.message).toContain('definition_changed');
