@@ -89,6 +89,17 @@ begin
   insert into bench_results values ('filter_agent_mcp_tools (one server)', v_calls,
     extract(epoch from clock_timestamp() - v_t) * 1000 / v_calls, (pg_temp.bench_cpu_ms() - v_c) / v_calls);
 
+  -- The same listing in one call for all the servers (what the gateway asks since it exists).
+  if to_regprocedure('public.gateway_filter_tools(uuid, jsonb)') is not null then
+    v_t := clock_timestamp();
+    v_c := pg_temp.bench_cpu_ms();
+    for i in 1 .. v_rounds loop
+      execute 'select count(*) from public.gateway_filter_tools($1, $2)' using v_agent, v_servers;
+    end loop;
+    insert into bench_results values ('gateway_filter_tools (5 servers)', v_rounds, extract(epoch from clock_timestamp() - v_t) * 1000 / v_rounds,
+      (pg_temp.bench_cpu_ms() - v_c) / v_rounds);
+  end if;
+
   v_t := clock_timestamp();
   v_c := pg_temp.bench_cpu_ms();
   for i in 1 .. v_rounds loop
@@ -123,5 +134,5 @@ begin
     (pg_temp.bench_cpu_ms() - v_c) / v_rounds);
 end $$;
 \o
-select rpc, calls, round(mean_ms, 3) as mean_ms, round(cpu_ms, 3) as cpu_ms from bench_results;
+select rpc, calls, round(mean_ms, 3) as mean_ms, round(cpu_ms, 3) as cpu_ms from bench_results order by rpc;
 rollback;

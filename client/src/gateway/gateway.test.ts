@@ -197,6 +197,25 @@ describe('what the agent sees', () => {
     );
   });
 
+  it('filters every server’s tools in one call, the same through PostgREST’s RPC and the direct pool', async () => {
+    const { agentId } = await agentWithKey(acme, [[memory, 'read_only'], [everything, 'custom', ['echo']]]);
+    const { rows } = await pool.query<{ id: string; tools: Tool[] }>(
+      `select i.id, (select jsonb_agg(t - 'sha256') from jsonb_array_elements(i.pinned_manifest) t) as tools
+         from public.account_tool_instances i where i.id = any($1) order by i.id`,
+      [[memory, everything]],
+    );
+    const servers = rows.map((r) => ({ serverId: r.id, tools: r.id === everything ? [...r.tools, { name: 'exfiltrate', inputSchema: { type: 'object' as const } }] : r.tools }));
+    const viaRpc = await gatewayStore(directTransport({ pool, claims: { role: 'service_role' } })).filterTools(agentId, servers);
+    const viaPool = await sqlGatewayStore(servicePool).filterTools(agentId, servers);
+    expect(viaPool).toEqual(viaRpc);
+    expect(viaRpc.length).toBe(servers.reduce((n, s) => n + s.tools.length, 0));
+    expect(viaRpc.filter((d) => d.allowed).map((d) => [d.server_instance_id, d.tool_name]).sort()).toEqual(
+      [[everything, 'echo'], [memory, 'open_nodes'], [memory, 'read_graph'], [memory, 'search_nodes']].sort(),
+    );
+    expect(viaRpc.find((d) => d.tool_name === 'exfiltrate')).toEqual({ server_instance_id: everything, tool_name: 'exfiltrate', allowed: false, reason: 'not_in_pinned_manifest' });
+    expect(await sqlGatewayStore(servicePool).filterTools(agentId, [])).toEqual([]);
+  });
+
   it('calls an allowed tool, refuses another with the database’s reason, and logs both with outcome and duration', async () => {
     const { agentId, key } = await agentWithKey(acme, [[memory, 'read_only']]);
     const client = await connect(key);
