@@ -216,3 +216,42 @@ begin
 end $$;
 comment on function private.json_schema_error(jsonb, jsonb, text) is
   'First violation of a JSON Schema subset by a value, naming the field by its path; null when valid.';
+
+-- The fast path of a batch: whether every element of p_values is certainly valid against
+-- p_schema, an object schema whose properties are flat (each field checked by type, enum,
+-- min/maxLength, pattern, minimum/maximum only), in one statement instead of the recursive walk
+-- per element and field. False means "not certainly": private.json_schema_error stays the one
+-- judge, and gives the message. A schema with more than that (an enum on the object, an
+-- additionalProperties schema, nested structure in a property) is never certain here.
+create function private.json_schema_flat_valid(p_schema jsonb, p_values jsonb) returns boolean
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return p_schema ->> 'type' = 'object' and not p_schema ? 'enum'
+     and jsonb_typeof(p_schema -> 'additionalProperties') is distinct from 'object'
+     and not exists (select from jsonb_each(coalesce(p_schema -> 'properties', '{}')) p
+                      where p.value ?| array['items', 'properties', 'required', 'additionalProperties', 'minItems', 'maxItems'])
+     and jsonb_typeof(p_values) = 'array'
+     and not exists (
+       select from jsonb_array_elements(p_values) v
+        where jsonb_typeof(v) is distinct from 'object'
+           or exists (select from jsonb_array_elements_text(coalesce(p_schema -> 'required', '[]')) r where not v ? r)
+           or exists (
+             select from jsonb_each(v) f
+               cross join lateral (select p_schema -> 'properties' -> f.key as s) d
+              where case when d.s is null then p_schema -> 'additionalProperties' = 'false'::jsonb
+                    else (d.s ? 'type' and not (d.s ->> 'type' = jsonb_typeof(f.value)
+                           or (d.s ->> 'type' = 'integer' and jsonb_typeof(f.value) = 'number' and f.value::text ~ '^-?[0-9]+$')))
+                      or (d.s ? 'enum' and not (d.s -> 'enum') @> jsonb_build_array(f.value))
+                      or (jsonb_typeof(f.value) = 'string'
+                          and (length(f.value #>> '{}') not between coalesce((d.s ->> 'minLength')::int, 0)
+                                                                and coalesce((d.s ->> 'maxLength')::int, 2147483647)
+                               or (d.s ? 'pattern' and (f.value #>> '{}') !~ (d.s ->> 'pattern'))))
+                      or (jsonb_typeof(f.value) = 'number'
+                          and ((f.value #>> '{}')::numeric < (d.s ->> 'minimum')::numeric
+                               or (f.value #>> '{}')::numeric > (d.s ->> 'maximum')::numeric))
+                    end));
+end $$;
+comment on function private.json_schema_flat_valid(jsonb, jsonb) is
+  'Whether every element of an array is certainly valid against a flat object schema (one statement); false: ask json_schema_error.';
