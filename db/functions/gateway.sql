@@ -78,12 +78,13 @@ comment on function public.revoke_agent_api_key(uuid, text) is
 -- How long from now until an instant, in milliseconds (null: never). The gateway counts from
 -- when it asked, on its own clock: a clock that differs from the database's changes nothing.
 create function private.ms_until(p_at timestamptz) returns bigint
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog, pg_temp
 as $$
+begin
   -- greatest() ignores a null: a null instant is answered before it.
-  select case when p_at is not null then greatest(0, floor(extract(epoch from (p_at - now())) * 1000))::bigint end
-$$;
+  return case when p_at is not null then greatest(0, floor(extract(epoch from (p_at - now())) * 1000))::bigint end;
+end $$;
 comment on function private.ms_until(timestamptz) is 'Milliseconds from now until the instant (0 if past, null if null).';
 
 -- Who is calling the gateway. With p_api_key: a live key (not revoked, not expired) of an active
