@@ -6,7 +6,7 @@
 -- other pin (22023), and every writer (the catalog's manifest, approve_mcp_tool_definition)
 -- writes them so. A definition that is equal as jsonb but not as text (1 and 1.0) is drift.
 begin;
-select plan(21);
+select plan(22);
 
 select tests.create_user('olga@pin.test') as olga \gset
 select tests.authenticate_as(:'olga');
@@ -125,6 +125,13 @@ select throws_ok(format($$insert into public.account_tool_instances (organizatio
                  '22023', null, 'an instance created with a forged pin is refused (22023)');
 select lives_ok(format($$update public.account_tool_instances set status_changed_at = now() where id = %L$$, :'mem'),
                 'a write that leaves the pins alone is not checked again');
+-- A drift row written by hand with a hash that is not its definition's cannot become a pin.
+insert into public.mcp_tool_drift (organization_id, server_instance_id, tool_name, pinned_sha256, presented_sha256, presented_definition)
+values (:'org', :'mem', 'search_nodes', null, repeat('f', 64), '{"name": "search_nodes", "description": "forged"}');
+select tests.authenticate_as(:'olga');
+select throws_ok(format($$select public.approve_mcp_tool_definition(%L, 'search_nodes', %L)$$, :'mem', repeat('f', 64)),
+                 '22023', null, 'approving a drift row whose hash is not its definition''s is refused (22023)');
+select tests.clear_authentication();
 select private.tool_sha256(:'read_graph_1_0') as sha_1_0 \gset
 select tests.authenticate_as(:'olga');
 select lives_ok(format($$select public.approve_mcp_tool_definition(%L, 'read_graph', %L)$$, :'mem', :'sha_1_0'),
