@@ -375,6 +375,11 @@ export type GatewayPrincipal = z.infer<typeof GatewayPrincipalSchema>;
 /** The decision of one tool call, and how long from the question it holds unless the database announces a change (ms until the grant expires; null: no expiry). */
 export const GatewayCallDecisionSchema = z.object({ allowed: z.boolean(), valid_for_ms: z.number().int().nonnegative().nullable() });
 export type GatewayCallDecision = z.infer<typeof GatewayCallDecisionSchema>;
+/** One server's tools as the gateway read them upstream (gateway_filter_tools' p_servers). */
+export const PresentedServerToolsSchema = z.strictObject({ server_instance_id: UuidSchema, tools: z.array(PresentedToolSchema) });
+/** gateway_filter_tools: one presented tool of one server, allowed or not and why (ToolFilterRow's reasons). */
+export const GatewayToolDecisionSchema = z.object({ server_instance_id: UuidSchema, tool_name: z.string(), allowed: z.boolean(), reason: z.string() });
+export type GatewayToolDecision = z.infer<typeof GatewayToolDecisionSchema>;
 
 export const GatewayServerSchema = z.object({
   server_instance_id: UuidSchema,
@@ -642,6 +647,10 @@ export const rpcSchemas = {
   gateway_authorize_call: {
     args: z.strictObject({ p_agent_id: UuidSchema, p_server_instance_id: UuidSchema, p_tool_definition: PresentedToolSchema }),
     result: z.array(GatewayCallDecisionSchema).length(1),
+  },
+  gateway_filter_tools: {
+    args: z.strictObject({ p_agent_id: UuidSchema, p_servers: z.array(PresentedServerToolsSchema) }),
+    result: z.array(GatewayToolDecisionSchema),
   },
 } as const;
 

@@ -40,7 +40,7 @@ begin
      where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id
        and t ->> 'name' = p_tool_name
        and private.scope_allows(g.permission_scope, g.allowed_tools, t)
-       and (p_tool_definition is null or private.tool_sha256(p_tool_definition) = t ->> 'sha256'));
+       and (p_tool_definition is null or private.tool_matches_pin(p_tool_definition, t)));
 end $$;
 comment on function public.validate_agent_mcp_access(uuid, uuid, text, jsonb) is
   'Whether the agent may call this tool now: server access, scope, allowed tools, and (when given) the presented definition matches the pinned hash.';
@@ -251,8 +251,90 @@ end $$;
 comment on function public.get_organization_mcp_configs(uuid, uuid) is
   'With an agent: the connection configurations of every MCP server the agent may use now (has_access true). Without one: every server of the organization, for its members (has_access null).';
 
+-- The one tool filter: what the agent's servers presented (p_servers: [{server_instance_id,
+-- tools}], checked by the callers), each tool allowed or not with the reason, and the sha256 of
+-- its definition. A definition that is not the pinned one (tool_matches_pin: no hashing for the
+-- common case, the pinned definition) is recorded in mcp_tool_drift and audited, only when the
+-- platform read it (the gateway, as service_role): a member could otherwise present any
+-- definition and plant a drift row for an admin to approve. Rows in the order presented.
+create function private.filter_tools(p_agent public.agents, p_servers jsonb)
+returns table (server_instance_id uuid, tool_name text, allowed boolean, reason text, presented_sha256 text)
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  v_servers uuid[];
+  v_tools jsonb[];
+  v_reasons text[];
+  v_shas text[];
+  v_pinned_shas text[];
+  v_first_sightings jsonb;
+begin
+  -- Per server once: its pins and the tools its live grant allows (private.effective_tools, the
+  -- scope rule over the pinned names); then per tool: its pin, and whether it is the pin.
+  with servers as materialized (
+    select s.n, (s.server ->> 'server_instance_id')::uuid as id, s.server -> 'tools' as presented, i.pinned_manifest,
+           g.id is not null and i.status = 'running' as live, g.permission_scope,
+           private.effective_tools(g.permission_scope, g.allowed_tools, i.pinned_tool_names, i.pinned_read_only_tool_names) as allows
+      from jsonb_array_elements(p_servers) with ordinality as s(server, n)
+      left join public.account_tool_instances i
+        on i.id = (s.server ->> 'server_instance_id')::uuid and i.organization_id = p_agent.organization_id
+      left join private.valid_grants g on g.agent_id = p_agent.id and g.server_instance_id = i.id
+  ), tools as materialized (
+    select s.n, x.n as tn, s.id, x.p, pin.t as pin, s.live, s.permission_scope, s.allows,
+           coalesce(private.tool_matches_pin(x.p, pin.t), false) as matches
+      from servers s
+      cross join lateral jsonb_array_elements(s.presented) with ordinality as x(p, n)
+      left join lateral (select t from jsonb_array_elements(s.pinned_manifest) t where t ->> 'name' = x.p ->> 'name') pin on true
+  )
+  select coalesce(array_agg(d.id order by d.n, d.tn), '{}'), coalesce(array_agg(d.p order by d.n, d.tn), '{}'),
+         coalesce(array_agg(case
+           when not d.live then 'no_live_grant'
+           when d.pin is null then 'not_in_pinned_manifest'
+           when not d.matches then 'definition_changed'
+           when not (d.p ->> 'name') = any (d.allows) then
+             case d.permission_scope when 'read_only' then 'not_read_only' else 'not_in_allowed_tools' end
+           else 'allowed' end order by d.n, d.tn), '{}'),
+         -- The pin's hash is the presented definition's when it matches: hashed only otherwise.
+         coalesce(array_agg(case when d.matches then d.pin ->> 'sha256' else private.tool_sha256(d.p) end order by d.n, d.tn), '{}'),
+         coalesce(array_agg(case when not d.matches then d.pin ->> 'sha256' end order by d.n, d.tn), '{}')
+    into v_servers, v_tools, v_reasons, v_shas, v_pinned_shas
+    from tools d;
+
+  -- Only when something drifted: in the common case (every definition as pinned) nothing is written.
+  if private.is_service_caller() and exists (select from unnest(v_pinned_shas) x where x is not null) then
+    perform private.set_audit_context('the presented tool definition differs from the pinned one', 'tool_pinning');
+    with upserted as (
+      insert into public.mcp_tool_drift as d (organization_id, server_instance_id, tool_name, pinned_sha256, presented_sha256, presented_definition)
+      select p_agent.organization_id, x.id, x.p ->> 'name', x.pinned, x.sha, private.tool_definition(x.p)
+        from unnest(v_servers, v_tools, v_shas, v_pinned_shas) as x(id, p, sha, pinned)
+       where x.pinned is not null
+      on conflict on constraint mcp_tool_drift_presented_key
+        do update set last_seen_at = now(), seen_count = d.seen_count + 1
+      returning d.server_instance_id, d.tool_name, d.pinned_sha256, d.presented_sha256, d.seen_count
+    )
+    select coalesce(jsonb_agg(jsonb_build_object(
+             'server', u.server_instance_id,
+             'before', jsonb_build_object('tool', u.tool_name, 'sha256', u.pinned_sha256),
+             'after', jsonb_build_object('tool', u.tool_name, 'sha256', u.presented_sha256, 'agent_id', p_agent.id))), '[]')
+      into v_first_sightings
+      from upserted u where u.seen_count = 1;
+    perform private.audit(p_agent.organization_id, 'tool.drift_denied', 'mcp_instance', f ->> 'server', f -> 'before', f -> 'after')
+       from jsonb_array_elements(v_first_sightings) f;
+    perform private.set_audit_context(null);
+  end if;
+
+  return query
+    select x.id, x.p ->> 'name', x.reason = 'allowed', x.reason, x.sha
+      from unnest(v_servers, v_tools, v_reasons, v_shas) with ordinality as x(id, p, reason, sha, n)
+     order by x.n;
+end $$;
+comment on function private.filter_tools(public.agents, jsonb) is
+  'The tool filter of filter_agent_mcp_tools and gateway_filter_tools: each presented tool of each server allowed or not, why, and its definition''s sha256; records and audits drift the platform presents.';
+revoke execute on function private.filter_tools(public.agents, jsonb) from public, anon, authenticated, service_role;
+
 -- What a live server presents, filtered by the grant: each tool allowed or not, with the reason.
--- A definition whose hash differs from the pinned one is recorded in mcp_tool_drift and audited.
+-- A definition that differs from the pinned one is recorded in mcp_tool_drift and audited.
 create function public.filter_agent_mcp_tools(p_agent_id uuid, p_server_instance_id uuid, p_tools jsonb)
 returns table (tool_name text, allowed boolean, reason text, presented_sha256 text)
 language plpgsql volatile security definer
@@ -260,74 +342,13 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_agent public.agents := private.require_agent_manager(p_agent_id);
-  v_grant public.agent_mcp_server_access;
-  v_instance public.account_tool_instances;
-  v_first_sightings jsonb;
-  v_tools jsonb[];
-  v_shas text[];
 begin
   if jsonb_typeof(p_tools) is distinct from 'array' then
     raise exception using errcode = '22023', message = 'p_tools must be the array of tools the server presented';
   end if;
-  -- Each presented definition is hashed once, for the drift record and the decision alike.
-  select coalesce(array_agg(x.p order by x.n), '{}'), coalesce(array_agg(private.tool_sha256(x.p) order by x.n), '{}')
-    into v_tools, v_shas
-    from jsonb_array_elements(p_tools) with ordinality as x(p, n);
-  select i.* into v_instance from public.account_tool_instances i
-   where i.id = p_server_instance_id and i.organization_id = v_agent.organization_id;
-  select g.* into v_grant from private.valid_grants g where g.agent_id = p_agent_id and g.server_instance_id = p_server_instance_id;
-
-  -- Record first sightings (and count repeats) of definitions that differ from the pinned ones,
-  -- and audit the first sightings, only when the platform read them (the gateway, as
-  -- service_role): a member could otherwise present any definition and plant a drift row for an
-  -- admin to approve.
-  -- Only when something drifted: in the common case (every definition as pinned) nothing is written.
-  if private.is_service_caller() and exists (
-       select from unnest(v_tools, v_shas) as x(p, sha)
-         join jsonb_array_elements(v_instance.pinned_manifest) t on t ->> 'name' = x.p ->> 'name'
-        where t ->> 'sha256' <> x.sha) then
-  perform private.set_audit_context('the presented tool definition differs from the pinned one', 'tool_pinning');
-  with presented as (
-    select x.p ->> 'name' as name, x.p as definition, x.sha
-      from unnest(v_tools, v_shas) as x(p, sha)
-  ), drifted as (
-    select pr.name, pr.definition, pr.sha, t ->> 'sha256' as pinned
-      from presented pr
-      join jsonb_array_elements(v_instance.pinned_manifest) t on t ->> 'name' = pr.name
-     where t ->> 'sha256' <> pr.sha
-  ), upserted as (
-    insert into public.mcp_tool_drift as d (organization_id, server_instance_id, tool_name, pinned_sha256, presented_sha256, presented_definition)
-    select v_instance.organization_id, v_instance.id, dr.name, dr.pinned, dr.sha, private.tool_definition(dr.definition) from drifted dr
-    on conflict on constraint mcp_tool_drift_presented_key
-      do update set last_seen_at = now(), seen_count = d.seen_count + 1
-    returning d.tool_name, d.pinned_sha256, d.presented_sha256, d.seen_count
-  )
-  select coalesce(jsonb_agg(jsonb_build_object(
-           'before', jsonb_build_object('tool', u.tool_name, 'sha256', u.pinned_sha256),
-           'after', jsonb_build_object('tool', u.tool_name, 'sha256', u.presented_sha256, 'agent_id', p_agent_id))), '[]')
-    into v_first_sightings
-    from upserted u where u.seen_count = 1;
-  perform private.audit(v_instance.organization_id, 'tool.drift_denied', 'mcp_instance', v_instance.id::text,
-                        f -> 'before', f -> 'after')
-     from jsonb_array_elements(v_first_sightings) f;
-  perform private.set_audit_context(null);
-  end if;
-
   return query
-    select x.p ->> 'name',
-           r.reason = 'allowed',
-           r.reason,
-           x.sha
-      from unnest(v_tools, v_shas) with ordinality as x(p, sha, n)
-      left join lateral (select t from jsonb_array_elements(v_instance.pinned_manifest) t where t ->> 'name' = x.p ->> 'name') pin on true
-      cross join lateral (select case
-          when v_grant.id is null or v_instance.status is distinct from 'running' then 'no_live_grant'
-          when pin.t is null then 'not_in_pinned_manifest'
-          when (pin.t ->> 'sha256') <> x.sha then 'definition_changed'
-          when not private.scope_allows(v_grant.permission_scope, v_grant.allowed_tools, pin.t) then
-            case v_grant.permission_scope when 'read_only' then 'not_read_only' else 'not_in_allowed_tools' end
-          else 'allowed' end as reason) r
-     order by x.n;
+    select f.tool_name, f.allowed, f.reason, f.presented_sha256
+      from private.filter_tools(v_agent, jsonb_build_array(jsonb_build_object('server_instance_id', p_server_instance_id, 'tools', p_tools))) f;
 end $$;
 comment on function public.filter_agent_mcp_tools(uuid, uuid, jsonb) is
   'Filters the tools a server presented by the agent''s grant and the pinned hashes; records and audits changed definitions when the platform (the gateway) presents them.';

@@ -57,12 +57,15 @@ comment on function private.require_service_caller(text, text) is
 
 -- Whether a user id is the signed-in caller's own (never for a null id). The one comparison
 -- with auth.uid() of the project: "the caller is this user".
+-- plpgsql, as every small helper that the hot path calls: with its own search_path a sql function
+-- is never inlined, and it plans its body again on every statement that calls it.
 create function private.is_self(p_user_id uuid) returns boolean
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog, pg_temp
 as $$
-  select coalesce(p_user_id = auth.uid(), false)
-$$;
+begin
+  return coalesce(p_user_id = auth.uid(), false);
+end $$;
 comment on function private.is_self(uuid) is 'Whether the user id is the signed-in caller''s own. For definer functions only.';
 
 -- Memberships. Only this section reads organization_members to answer who holds which role
@@ -312,28 +315,30 @@ revoke all on private.valid_grants from public, anon, authenticated, service_rol
 
 -- Whether a scope (with its allowed tools) allows a tool of the pinned manifest.
 create function private.scope_allows(p_scope public.mcp_permission_scope, p_allowed_tools text[], p_tool jsonb) returns boolean
-language sql immutable
+language plpgsql immutable
 set search_path = pg_catalog, pg_temp
 as $$
-  select case p_scope
+begin
+  return case p_scope
     when 'full_access' then true
     when 'read_only' then private.tool_is_read_only(p_tool)
     when 'custom' then (p_tool ->> 'name') = any (p_allowed_tools)
-  end
-$$;
+  end;
+end $$;
 -- The same rule over an instance's stored tool-name lists: the effective tools of a grant.
 create function private.effective_tools(
   p_scope public.mcp_permission_scope, p_allowed_tools text[], p_tool_names text[], p_read_only_tool_names text[]
 ) returns text[]
-language sql immutable
+language plpgsql immutable
 set search_path = pg_catalog, pg_temp
 as $$
-  select case p_scope
+begin
+  return case p_scope
     when 'full_access' then p_tool_names
     when 'read_only' then p_read_only_tool_names
     when 'custom' then array(select x from unnest(p_tool_names) x where x = any (p_allowed_tools) order by x)
-  end
-$$;
+  end;
+end $$;
 comment on function private.effective_tools(public.mcp_permission_scope, text[], text[], text[]) is
   'The tools a grant allows, from the instance''s stored pinned tool names.';
 
@@ -343,11 +348,12 @@ comment on function private.scope_allows(public.mcp_permission_scope, text[], js
 -- Resources and prompts: reading them is reading, so a read_only or full_access grant shows
 -- them; a custom grant lists tools by name and shows neither (grant read_only to add them).
 create function private.scope_allows_reads(p_scope public.mcp_permission_scope) returns boolean
-language sql immutable
+language plpgsql immutable
 set search_path = pg_catalog, pg_temp
 as $$
-  select p_scope in ('read_only', 'full_access')
-$$;
+begin
+  return p_scope in ('read_only', 'full_access');
+end $$;
 comment on function private.scope_allows_reads(public.mcp_permission_scope) is
   'Whether a grant of this scope lets the agent list and read the server''s resources and prompts (read_only, full_access).';
 

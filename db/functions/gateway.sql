@@ -4,9 +4,9 @@
 --   * the gateway's own calls (service_role only, never authenticated or anon): who is calling
 --     (a key, or a user the gateway verified from a JWT, acting for an agent), which servers the
 --     agent reaches now and which resources and prompts it may read there, and the upstream
---     credential of a server. Tool decisions reuse validate_agent_mcp_access and
---     filter_agent_mcp_tools, called by the gateway as service_role with the definitions it read
---     from the upstream itself.
+--     credential of a server. Tool decisions reuse validate_agent_mcp_access and the rule of
+--     filter_agent_mcp_tools (gateway_filter_tools), called by the gateway as service_role with
+--     the definitions it read from the upstream itself.
 -- Nothing is cached outside the database: every decision is taken when the call arrives, so a
 -- revoke, an expiry, a stopped server, a removed member or a revoked key holds on the next call.
 
@@ -78,12 +78,13 @@ comment on function public.revoke_agent_api_key(uuid, text) is
 -- How long from now until an instant, in milliseconds (null: never). The gateway counts from
 -- when it asked, on its own clock: a clock that differs from the database's changes nothing.
 create function private.ms_until(p_at timestamptz) returns bigint
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog, pg_temp
 as $$
+begin
   -- greatest() ignores a null: a null instant is answered before it.
-  select case when p_at is not null then greatest(0, floor(extract(epoch from (p_at - now())) * 1000))::bigint end
-$$;
+  return case when p_at is not null then greatest(0, floor(extract(epoch from (p_at - now())) * 1000))::bigint end;
+end $$;
 comment on function private.ms_until(timestamptz) is 'Milliseconds from now until the instant (0 if past, null if null).';
 
 -- Who is calling the gateway. With p_api_key: a live key (not revoked, not expired) of an active
@@ -173,6 +174,36 @@ end $$;
 comment on function public.gateway_authorize_call(uuid, uuid, jsonb) is
   'Gateway (service_role): whether the agent may call the presented tool now, and for how long that holds unless something changes (until the grant''s expiry).';
 
+-- tools/list of all the agent's servers in one call: what the gateway read from each server
+-- upstream (p_servers: [{server_instance_id, tools: [...]}], each server once), filtered by the
+-- rule of filter_agent_mcp_tools (private.filter_tools: scope, custom list, pinned definitions;
+-- drift recorded). One row per presented tool, in the order given.
+create function public.gateway_filter_tools(p_agent_id uuid, p_servers jsonb)
+returns table (server_instance_id uuid, tool_name text, allowed boolean, reason text)
+language plpgsql volatile security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform private.require_service_caller('filter an agent''s tools for the gateway');
+  if jsonb_typeof(p_servers) is distinct from 'array' or exists (
+       select from jsonb_array_elements(p_servers) s
+        where jsonb_typeof(s -> 'tools') is distinct from 'array'
+           or coalesce(s ->> 'server_instance_id', '') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+           or exists (select from jsonb_array_elements(s -> 'tools') t where jsonb_typeof(t -> 'name') is distinct from 'string'))
+  then
+    raise exception using errcode = '22023', message = 'p_servers must be an array of {server_instance_id, tools}',
+      hint = 'each server''s tools as it presented them (objects with a name)';
+  end if;
+  if (select count(distinct (s ->> 'server_instance_id')::uuid) <> count(*) from jsonb_array_elements(p_servers) s) then
+    raise exception using errcode = '22023', message = 'p_servers names a server twice';
+  end if;
+  return query
+    select f.server_instance_id, f.tool_name, f.allowed, f.reason
+      from private.filter_tools(private.require_agent_manager(p_agent_id), p_servers) f;
+end $$;
+comment on function public.gateway_filter_tools(uuid, jsonb) is
+  'Gateway (service_role): each tool the agent''s servers presented, allowed or not and why (the rule of filter_agent_mcp_tools), for all its servers in one call.';
+
 -- How the gateway reaches a running server: its DTMA endpoint and the toolbox's bearer token
 -- (from Vault). The token never leaves the gateway: agents present their own credential.
 create function public.gateway_upstream(p_server_instance_id uuid)
@@ -196,9 +227,12 @@ comment on function public.gateway_upstream(uuid) is
 revoke execute on function private.ms_until(timestamptz),
   public.create_agent_api_key(uuid, text, timestamptz), public.list_agent_api_keys(uuid), public.revoke_agent_api_key(uuid, text),
   public.gateway_authenticate(text, uuid, uuid), public.gateway_agent_servers(uuid), public.gateway_upstream(uuid),
-  public.gateway_authorize_call(uuid, uuid, jsonb)
+  public.gateway_authorize_call(uuid, uuid, jsonb), public.gateway_filter_tools(uuid, jsonb)
   from public, anon;
 grant execute on function public.create_agent_api_key(uuid, text, timestamptz), public.list_agent_api_keys(uuid),
   public.revoke_agent_api_key(uuid, text) to authenticated, service_role;
 grant execute on function public.gateway_authenticate(text, uuid, uuid), public.gateway_agent_servers(uuid),
-  public.gateway_upstream(uuid), public.gateway_authorize_call(uuid, uuid, jsonb) to service_role;
+  public.gateway_upstream(uuid), public.gateway_authorize_call(uuid, uuid, jsonb), public.gateway_filter_tools(uuid, jsonb)
+  to service_role;
+-- The default privileges of public grant authenticated every new function: not this one.
+revoke execute on function public.gateway_filter_tools(uuid, jsonb) from authenticated;

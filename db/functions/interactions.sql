@@ -27,14 +27,18 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   v_agent public.agents := private.require_agent_runtime(p_agent_id);
+  v_role name := private.caller_db_role();
   v_error text;
   v_count integer;
 begin
   if jsonb_typeof(p_interactions) is distinct from 'array' or jsonb_array_length(p_interactions) not between 1 and 1000 then
     raise exception using errcode = '22023', message = 'p_interactions must be an array of 1 to 1000 interactions';
   end if;
-  v_error := private.json_schema_error(jsonb_build_object('type', 'array', 'items', private.interaction_schema()),
-                                       p_interactions, 'p_interactions');
+  -- The common batch is valid: checked in one statement; the walk only names what is wrong.
+  if not private.json_schema_flat_valid(private.interaction_schema(), p_interactions) then
+    v_error := private.json_schema_error(jsonb_build_object('type', 'array', 'items', private.interaction_schema()),
+                                         p_interactions, 'p_interactions');
+  end if;
   if v_error is not null then
     raise exception using errcode = '22023', message = format('invalid interaction: %s', v_error),
       hint = 'each: {interaction_type, outcome, duration_ms, server_instance_id?, tool_name?, arguments?, error?, request_id?}';
@@ -51,7 +55,7 @@ begin
   end if;
   insert into public.mcp_interaction_logs (organization_id, agent_id, agent_owner_id, actor_role, server_instance_id,
          interaction_type, tool_name, arguments_sha256, outcome, duration_ms, error_message, request_id)
-  select v_agent.organization_id, v_agent.id, v_agent.user_id, private.caller_db_role(),
+  select v_agent.organization_id, v_agent.id, v_agent.user_id, v_role,
          (e ->> 'server_instance_id')::uuid, (e ->> 'interaction_type')::public.mcp_interaction_type, e ->> 'tool_name',
          -- jsonb's text form is canonical (keys sorted, whitespace normalised): equal arguments hash equal.
          case when e ? 'arguments' then private.sha256_hex((e -> 'arguments')::text) end,

@@ -6,13 +6,16 @@
 -- The database role the request runs as: the role PostgREST switched to with SET ROLE (the
 -- `role` setting, which a definer function leaves as its caller set it), else the session's
 -- own user. Unlike the JWT claims, a session cannot set it to a role it is not a member of.
+-- plpgsql: with its own search_path a sql function is never inlined, and plans its body again on
+-- every statement that calls it; every authorization check asks this one.
 create function private.caller_db_role() returns name
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog, pg_temp
 as $$
-  select case when pg_catalog.current_setting('role') = 'none' then pg_catalog.session_user()
-              else pg_catalog.current_setting('role')::name end
-$$;
+begin
+  return case when pg_catalog.current_setting('role') = 'none' then pg_catalog.session_user()
+              else pg_catalog.current_setting('role')::name end;
+end $$;
 comment on function private.caller_db_role() is
   'The database role in effect for the request (SET ROLE, else the session user), as seen from inside a definer function.';
 revoke execute on function private.caller_db_role() from public, anon, authenticated, service_role;

@@ -3,17 +3,19 @@
 
 -- The one sha256 of the project: of a text's UTF-8 bytes. Tool definitions, interaction
 -- arguments, API keys, OAuth states and PKCE challenges are all hashed through it.
+-- Both are plpgsql, not sql: with their own search_path they are never inlined, and a plpgsql
+-- function keeps its plan across calls where a sql one plans its body again on every call.
 create function private.sha256(p_text text) returns bytea
-language sql immutable strict
+language plpgsql immutable strict
 set search_path = pg_catalog, pg_temp
-as $$ select pg_catalog.sha256(pg_catalog.convert_to(p_text, 'UTF8')) $$;
+as $$ begin return pg_catalog.sha256(pg_catalog.convert_to(p_text, 'UTF8')); end $$;
 comment on function private.sha256(text) is 'The sha256 of a text (UTF-8), as bytes: the project''s one sha256.';
 
 -- The same as lower-case hex, as the tables that keep a hash as text store it.
 create function private.sha256_hex(p_text text) returns text
-language sql immutable strict
+language plpgsql immutable strict
 set search_path = pg_catalog, pg_temp
-as $$ select pg_catalog.encode(private.sha256(p_text), 'hex') $$;
+as $$ begin return pg_catalog.encode(private.sha256(p_text), 'hex'); end $$;
 comment on function private.sha256_hex(text) is 'The sha256 of a text (UTF-8), as hex.';
 
 -- base64url without padding (RFC 4648 §5), as PKCE, OAuth states and API keys use it.

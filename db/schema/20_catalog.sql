@@ -35,34 +35,65 @@ comment on column public.mcp_server_catalog.tool_manifest is
   'Array of {name, description, inputSchema, annotations, sha256}; sha256 is set by trigger from the canonical JSON of the rest.';
 
 -- The definition of a tool that is pinned: what a client is shown and what shapes its calls.
+-- The helpers that run once per presented tool are plpgsql: a function with its own search_path
+-- is never inlined, and a plpgsql one keeps its plan across calls where a language sql one
+-- plans its body, and the bodies of the sql functions it calls, again on every call.
 create function private.tool_definition(p_tool jsonb) returns jsonb
-language sql immutable
+language plpgsql immutable
 set search_path = pg_catalog, pg_temp
 as $$
-  select jsonb_build_object(
+begin
+  return jsonb_build_object(
     'name', p_tool -> 'name',
     'description', coalesce(p_tool -> 'description', '""'::jsonb),
     'inputSchema', coalesce(p_tool -> 'inputSchema', '{}'::jsonb),
-    'annotations', coalesce(p_tool -> 'annotations', '{}'::jsonb))
-$$;
+    'annotations', coalesce(p_tool -> 'annotations', '{}'::jsonb));
+end $$;
 comment on function private.tool_definition(jsonb) is 'The pinned part of a tool: name, description, inputSchema, annotations.';
 
 -- sha256 of the canonical JSON of a tool's definition. jsonb's text form is canonical: keys
 -- sorted, duplicates removed, whitespace normalised, so equal definitions hash equal.
 create function private.tool_sha256(p_tool jsonb) returns text
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return private.sha256_hex(private.tool_definition(p_tool)::text);
+end $$;
+comment on function private.tool_sha256(jsonb) is 'sha256 (hex) of the canonical JSON of a tool definition.';
+
+-- A tool as a manifest pins it: its definition plus the sha256 of that definition. Every entry
+-- of a catalog's tool_manifest and of an instance's pinned_manifest is exactly this (the catalog's
+-- trigger builds them, the instances' trigger refuses anything else): private.tool_matches_pin
+-- relies on it.
+create function private.tool_pin(p_tool jsonb) returns jsonb
 language sql immutable
 set search_path = pg_catalog, pg_temp
 as $$
-  select private.sha256_hex(private.tool_definition(p_tool)::text)
+  select private.tool_definition(p_tool) || jsonb_build_object('sha256', private.tool_sha256(p_tool))
 $$;
-comment on function private.tool_sha256(jsonb) is 'sha256 (hex) of the canonical JSON of a tool definition.';
+comment on function private.tool_pin(jsonb) is 'A tool as a manifest pins it: its definition plus that definition''s sha256.';
+
+-- Whether a presented tool is its pin, without hashing. A pin is tool_pin(t): its sha256 is the
+-- hash of the text of the rest of it, and jsonb's text form is canonical, so the presented
+-- definition's text equals the pin's exactly when its hash does (short of a sha256 collision).
+-- Text, not jsonb equality: 1.0 and 1 are equal jsonb but different texts, hence different hashes.
+create function private.tool_matches_pin(p_presented jsonb, p_pin jsonb) returns boolean
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return private.tool_definition(p_presented)::text = (p_pin - 'sha256')::text;
+end $$;
+comment on function private.tool_matches_pin(jsonb, jsonb) is
+  'Whether a presented tool''s definition is the pinned one (same text, hence same sha256); null when there is no pin.';
 
 -- The manifest with each tool reduced to its definition plus its hash.
 create function private.hash_manifest(p_manifest jsonb) returns jsonb
 language sql immutable
 set search_path = pg_catalog, pg_temp
 as $$
-  select coalesce(jsonb_agg(private.tool_definition(t) || jsonb_build_object('sha256', private.tool_sha256(t)) order by t ->> 'name'), '[]')
+  select coalesce(jsonb_agg(private.tool_pin(t) order by t ->> 'name'), '[]')
     from jsonb_array_elements(p_manifest) as t
 $$;
 comment on function private.hash_manifest(jsonb) is 'Adds the sha256 of each tool to a tool manifest.';
@@ -185,3 +216,42 @@ begin
 end $$;
 comment on function private.json_schema_error(jsonb, jsonb, text) is
   'First violation of a JSON Schema subset by a value, naming the field by its path; null when valid.';
+
+-- The fast path of a batch: whether every element of p_values is certainly valid against
+-- p_schema, an object schema whose properties are flat (each field checked by type, enum,
+-- min/maxLength, pattern, minimum/maximum only), in one statement instead of the recursive walk
+-- per element and field. False means "not certainly": private.json_schema_error stays the one
+-- judge, and gives the message. A schema with more than that (an enum on the object, an
+-- additionalProperties schema, nested structure in a property) is never certain here.
+create function private.json_schema_flat_valid(p_schema jsonb, p_values jsonb) returns boolean
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  return p_schema ->> 'type' = 'object' and not p_schema ? 'enum'
+     and jsonb_typeof(p_schema -> 'additionalProperties') is distinct from 'object'
+     and not exists (select from jsonb_each(coalesce(p_schema -> 'properties', '{}')) p
+                      where p.value ?| array['items', 'properties', 'required', 'additionalProperties', 'minItems', 'maxItems'])
+     and jsonb_typeof(p_values) = 'array'
+     and not exists (
+       select from jsonb_array_elements(p_values) v
+        where jsonb_typeof(v) is distinct from 'object'
+           or exists (select from jsonb_array_elements_text(coalesce(p_schema -> 'required', '[]')) r where not v ? r)
+           or exists (
+             select from jsonb_each(v) f
+               cross join lateral (select p_schema -> 'properties' -> f.key as s) d
+              where case when d.s is null then p_schema -> 'additionalProperties' = 'false'::jsonb
+                    else (d.s ? 'type' and not (d.s ->> 'type' = jsonb_typeof(f.value)
+                           or (d.s ->> 'type' = 'integer' and jsonb_typeof(f.value) = 'number' and f.value::text ~ '^-?[0-9]+$')))
+                      or (d.s ? 'enum' and not (d.s -> 'enum') @> jsonb_build_array(f.value))
+                      or (jsonb_typeof(f.value) = 'string'
+                          and (length(f.value #>> '{}') not between coalesce((d.s ->> 'minLength')::int, 0)
+                                                                and coalesce((d.s ->> 'maxLength')::int, 2147483647)
+                               or (d.s ? 'pattern' and (f.value #>> '{}') !~ (d.s ->> 'pattern'))))
+                      or (jsonb_typeof(f.value) = 'number'
+                          and ((f.value #>> '{}')::numeric < (d.s ->> 'minimum')::numeric
+                               or (f.value #>> '{}')::numeric > (d.s ->> 'maximum')::numeric))
+                    end));
+end $$;
+comment on function private.json_schema_flat_valid(jsonb, jsonb) is
+  'Whether every element of an array is certainly valid against a flat object schema (one statement); false: ask json_schema_error.';

@@ -189,6 +189,14 @@ begin
       new.manifest_approved_by := coalesce(new.manifest_approved_by, auth.uid());
     end if;
   end if;
+  -- Every pin is its tool's definition with that definition's sha256 (private.tool_pin), as the
+  -- catalog's manifest and approve_mcp_tool_definition write them: tool_matches_pin decides on
+  -- it without hashing, so a pin with any other hash or field is refused here.
+  if (tg_op = 'INSERT' or new.pinned_manifest is distinct from old.pinned_manifest)
+     and exists (select from jsonb_array_elements(new.pinned_manifest) t where t is distinct from private.tool_pin(t)) then
+    raise exception using errcode = '22023', message = 'every pinned tool must be its definition with that definition''s sha256',
+      hint = 'pin the catalog''s manifest, or approve a presented definition (approve_mcp_tool_definition)';
+  end if;
   if tg_op = 'INSERT' or new.configuration is distinct from old.configuration then
     v_stash := private.instance_stash_secrets(new.id, v_catalog.config_schema, new.configuration, new.secret_fields);
     new.configuration := v_stash.p_config;

@@ -6,7 +6,7 @@
 -- member hold at once. Resources and prompts follow the scope (read_only, full_access: yes;
 -- custom: no).
 begin;
-select plan(52);
+select plan(62);
 
 select tests.create_user('olga@acme.test') as olga \gset
 select tests.create_user('adam@acme.test') as adam \gset
@@ -174,6 +174,42 @@ select throws_ok($$select * from public.gateway_authorize_call(gen_random_uuid()
 select tests.authenticate_as(:'mia');
 select throws_ok(format($$select * from public.gateway_authorize_call(%L, %L, %L)$$, :'mia_agent', :'mem', :'read_graph_def'), '42501', null,
                  'a member cannot ask the gateway''s decision (42501)');
+
+-- tools/list of all the agent's servers in one call: the rule of filter_agent_mcp_tools.
+select tests.clear_authentication();
+select jsonb_build_array(
+         jsonb_build_object('server_instance_id', :'mem', 'tools',
+           (select jsonb_agg(t - 'sha256') from public.account_tool_instances i, jsonb_array_elements(i.pinned_manifest) t where i.id = :'mem')),
+         jsonb_build_object('server_instance_id', :'every', 'tools',
+           (select jsonb_agg(t - 'sha256') from public.account_tool_instances i, jsonb_array_elements(i.pinned_manifest) t where i.id = :'every')
+           || '[{"name": "exfiltrate"}]'::jsonb)) as both_servers \gset
+select tests.authenticate_as_service_role();
+select set_eq(format($$select server_instance_id, tool_name from public.gateway_filter_tools(%L, %L) where allowed$$, :'mia_agent', :'both_servers'),
+              format($$values (%1$L::uuid, 'open_nodes'), (%1$L, 'read_graph'), (%1$L, 'search_nodes'), (%2$L, 'echo')$$, :'mem', :'every'),
+              'gateway_filter_tools: the read-only tools of memory and the custom list of everything, in one call');
+select set_eq(format($$select server_instance_id, tool_name, allowed, reason from public.gateway_filter_tools(%L, %L)$$, :'mia_agent', :'both_servers'),
+              format($$select %2$L::uuid, tool_name, allowed, reason from public.filter_agent_mcp_tools(%1$L, %2$L, %3$L)
+                       union all select %4$L::uuid, tool_name, allowed, reason from public.filter_agent_mcp_tools(%1$L, %4$L, %5$L)$$,
+                     :'mia_agent', :'mem', (:'both_servers'::jsonb) -> 0 -> 'tools', :'every', (:'both_servers'::jsonb) -> 1 -> 'tools'),
+              'each tool answered as filter_agent_mcp_tools answers it server by server (reasons included)');
+select results_eq(format($$select tool_name, reason from public.gateway_filter_tools(%L, '[{"server_instance_id": "%s", "tools": [{"name": "read_graph"}]}]')$$,
+                         :'mia_agent', gen_random_uuid()),
+                  $$values ('read_graph', 'no_live_grant')$$, 'a server the agent has no grant on allows nothing');
+select throws_ok(format($$select * from public.gateway_filter_tools(%L, %L)$$, gen_random_uuid(), :'both_servers'), '42501', null,
+                 'an unknown agent is refused (42501)');
+select throws_ok(format($$select * from public.gateway_filter_tools(%L, '{"tools": []}')$$, :'mia_agent'), '22023', null,
+                 'p_servers must be an array (22023)');
+select throws_ok(format($$select * from public.gateway_filter_tools(%L, '[{"server_instance_id": "%s"}]')$$, :'mia_agent', :'mem'), '22023', null,
+                 'each server comes with its tools (22023)');
+select throws_ok(format($$select * from public.gateway_filter_tools(%L, '[{"server_instance_id": "memory", "tools": []}]')$$, :'mia_agent'), '22023', null,
+                 'a server is named by its id (22023)');
+select throws_ok(format($$select * from public.gateway_filter_tools(%L, '[{"server_instance_id": "%s", "tools": [{"title": "no name"}]}]')$$,
+                        :'mia_agent', :'mem'), '22023', null, 'each tool has a name (22023)');
+select throws_ok(format($$select * from public.gateway_filter_tools(%L, '[{"server_instance_id": "%2$s", "tools": []}, {"server_instance_id": "%2$s", "tools": []}]')$$,
+                        :'mia_agent', :'mem'), '22023', null, 'a server is named once (22023)');
+select tests.authenticate_as(:'mia');
+select throws_ok(format($$select * from public.gateway_filter_tools(%L, %L)$$, :'mia_agent', :'both_servers'), '42501', null,
+                 'a member cannot ask the gateway''s filter, even for her own agent (42501)');
 select tests.clear_authentication();
 select set_eq($$select tgrelid::regclass::text from pg_trigger where tgfoid = 'private.notify_gateway'::regproc$$,
               array['agent_api_keys', 'agents', 'organization_members', 'agent_mcp_server_access', 'account_tool_instances'],

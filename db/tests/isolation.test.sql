@@ -367,7 +367,7 @@ insert into other_domains values ('deploy_mcp_server_to_dtma'), ('harvest_dtma_r
   ('agents_with_tool_access_at'), ('begin_oauth_authorization'), ('consume_oauth_authorization'), ('begin_oauth_disconnect');
 -- The gateway domain (db/tests/gateway.test.sql).
 insert into other_domains values ('create_agent_api_key'), ('list_agent_api_keys'), ('revoke_agent_api_key'),
-  ('gateway_authenticate'), ('gateway_agent_servers'), ('gateway_upstream'), ('gateway_authorize_call');
+  ('gateway_authenticate'), ('gateway_agent_servers'), ('gateway_upstream'), ('gateway_authorize_call'), ('gateway_filter_tools');
 
 select is_empty($$select p.oid::regprocedure from pg_proc p join pg_namespace n on n.oid = p.pronamespace
                    where n.nspname = 'public'

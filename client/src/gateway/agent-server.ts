@@ -3,9 +3,9 @@
  * handlers ask the database and relay to the upstream servers.
  *
  *   tools/list      the agent's servers now (gateway_agent_servers); each server's tools as the
- *                   gateway reads them upstream, filtered by filter_agent_mcp_tools (scope,
- *                   custom list, pinned hashes: a drifted tool is hidden, its drift recorded);
- *                   names namespaced (namespace.ts)
+ *                   gateway reads them upstream, all filtered in one call by gateway_filter_tools
+ *                   (scope, custom list, pinned definitions: a drifted tool is hidden, its drift
+ *                   recorded); names namespaced (namespace.ts)
  *   tools/call      the database's decision with the definition read upstream
  *                   (gateway_authorize_call, or what it allowed before while it holds: cache.ts),
  *                   then the call, with progress and cancellation relayed; logged with outcome
@@ -60,7 +60,7 @@ function tagged<T extends { _meta?: Record<string, unknown> | undefined }>(item:
 
 /** JSON-RPC error codes of the gateway (server-defined range). */
 export const GatewayErrorCode = {
-  /** The database refused the call; data.reason says why (filter_agent_mcp_tools' reasons). */
+  /** The database refused the call; data.reason says why (gateway_filter_tools' reasons). */
   denied: -32003,
   /** The upstream server could not be reached. */
   unavailable: -32004,
@@ -171,20 +171,33 @@ export function agentServer(options: AgentServerOptions): Server {
   }
 
   /**
-   * The tools of a server the agent may call now. What the database allowed here is what a call
-   * of the same definition would be answered (filter_agent_mcp_tools and validate_agent_mcp_access
-   * read the same grant, pins and scope), so it is remembered for the calls that follow, when the
-   * grant has no expiry (an expiring grant's calls are asked, then remembered for what it has left).
+   * The tools of the agent's servers it may call now: every server's tools as read upstream (a
+   * server that fails is skipped alone), then one question to the database for all of them
+   * (gateway_filter_tools). What the database allowed here is what a call of the same definition
+   * would be answered (gateway_filter_tools and validate_agent_mcp_access read the same grant,
+   * pins and scope), so it is remembered for the calls that follow, when the grant has no expiry
+   * (an expiring grant's calls are asked, then remembered for what it has left).
    */
-  async function allowedTools(server: GatewayServer, namespace: string, asked: Asked): Promise<Tool[]> {
-    const upstream = await pool.get(server.server_instance_id);
-    const tools = await upstream.tools();
-    if (tools.length === 0) return [];
-    const decisions = await store.filterTools(agentId, server.server_instance_id, tools);
-    const allowed = new Set(decisions.filter((d) => d.allowed).map((d) => d.tool_name));
-    const listed = tools.filter((tool) => allowed.has(tool.name));
-    if (server.expires_at === null) for (const tool of listed) cache.rememberAllowed(agentId, server.server_instance_id, tool, null, asked);
-    return listed.map((tool) => tagged({ ...tool, name: qualify(namespace, tool.name) }, server.server_instance_id));
+  async function allowedTools(targets: [string, GatewayServer][], asked: Asked): Promise<Tool[]> {
+    const read = await Promise.all(
+      targets.map(async ([namespace, server]) => {
+        try {
+          const upstream = await pool.get(server.server_instance_id);
+          return { namespace, server, tools: await upstream.tools() };
+        } catch (error) {
+          options.onError?.(error);
+          return { namespace, server, tools: [] as Tool[] };
+        }
+      }),
+    );
+    const presented = read.filter((r) => r.tools.length > 0);
+    const decisions = await store.filterTools(agentId, presented.map((r) => ({ serverId: r.server.server_instance_id, tools: r.tools })));
+    const allowed = new Set(decisions.filter((d) => d.allowed).map((d) => JSON.stringify([d.server_instance_id, d.tool_name])));
+    return presented.flatMap(({ namespace, server, tools }) => {
+      const listed = tools.filter((tool) => allowed.has(JSON.stringify([server.server_instance_id, tool.name])));
+      if (server.expires_at === null) for (const tool of listed) cache.rememberAllowed(agentId, server.server_instance_id, tool, null, asked);
+      return listed.map((tool) => tagged({ ...tool, name: qualify(namespace, tool.name) }, server.server_instance_id));
+    });
   }
 
   /** The database's decision of one call with the presented definition (remembered while it holds). */
@@ -199,15 +212,7 @@ export function agentServer(options: AgentServerOptions): Server {
   server.setRequestHandler(ListToolsRequestSchema, async () => {
     // Asked before the servers: a change after this voids what the listing would remember.
     const asked = cache.asking();
-    const listed = await Promise.all(
-      [...(await servers())].map(([namespace, s]) =>
-        allowedTools(s, namespace, asked).catch((error: unknown) => {
-          options.onError?.(error);
-          return [];
-        }),
-      ),
-    );
-    return { tools: listed.flat() };
+    return { tools: await allowedTools([...(await servers())], asked) };
   });
 
   server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
@@ -220,7 +225,7 @@ export function agentServer(options: AgentServerOptions): Server {
     const entry = { interaction_type: 'tool_call' as const, server_instance_id: serverId, tool_name: name, arguments: (request.params.arguments ?? {}) as JsonValue, request_id: String(extra.requestId) };
 
     if (!(await allowedCall(serverId, presented))) {
-      const reason = (await store.filterTools(agentId, serverId, [presented]))[0]?.reason ?? 'no_live_grant';
+      const reason = (await store.filterTools(agentId, [{ serverId, tools: [presented] }]))[0]?.reason ?? 'no_live_grant';
       log.add(agentId, { ...entry, outcome: 'denied', duration_ms: 0, error: `denied: ${reason}` });
       await log.flush();
       throw new RelayedError(GatewayErrorCode.denied, `${qualified} denied by the control plane: ${reason}`, { reason });

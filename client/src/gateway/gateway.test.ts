@@ -197,6 +197,25 @@ describe('what the agent sees', () => {
     );
   });
 
+  it('filters every server’s tools in one call, the same through PostgREST’s RPC and the direct pool', async () => {
+    const { agentId } = await agentWithKey(acme, [[memory, 'read_only'], [everything, 'custom', ['echo']]]);
+    const { rows } = await pool.query<{ id: string; tools: Tool[] }>(
+      `select i.id, (select jsonb_agg(t - 'sha256') from jsonb_array_elements(i.pinned_manifest) t) as tools
+         from public.account_tool_instances i where i.id = any($1) order by i.id`,
+      [[memory, everything]],
+    );
+    const servers = rows.map((r) => ({ serverId: r.id, tools: r.id === everything ? [...r.tools, { name: 'exfiltrate', inputSchema: { type: 'object' as const } }] : r.tools }));
+    const viaRpc = await gatewayStore(directTransport({ pool, claims: { role: 'service_role' } })).filterTools(agentId, servers);
+    const viaPool = await sqlGatewayStore(servicePool).filterTools(agentId, servers);
+    expect(viaPool).toEqual(viaRpc);
+    expect(viaRpc.length).toBe(servers.reduce((n, s) => n + s.tools.length, 0));
+    expect(viaRpc.filter((d) => d.allowed).map((d) => [d.server_instance_id, d.tool_name]).sort()).toEqual(
+      [[everything, 'echo'], [memory, 'open_nodes'], [memory, 'read_graph'], [memory, 'search_nodes']].sort(),
+    );
+    expect(viaRpc.find((d) => d.tool_name === 'exfiltrate')).toEqual({ server_instance_id: everything, tool_name: 'exfiltrate', allowed: false, reason: 'not_in_pinned_manifest' });
+    expect(await sqlGatewayStore(servicePool).filterTools(agentId, [])).toEqual([]);
+  });
+
   it('calls an allowed tool, refuses another with the database’s reason, and logs both with outcome and duration', async () => {
     const { agentId, key } = await agentWithKey(acme, [[memory, 'read_only']]);
     const client = await connect(key);
@@ -216,9 +235,11 @@ describe('what the agent sees', () => {
 
   it('hides a drifted tool and records the drift from what it read upstream', async () => {
     const { agentId, key } = await agentWithKey(globex, [[globexMemory, 'read_only']]);
-    // The pinned definition of read_graph no longer matches what the server presents.
-    await pool.query(
-      `update public.account_tool_instances set pinned_manifest = (select jsonb_agg(case when t ->> 'name' = 'read_graph' then t || '{"sha256": "${'0'.repeat(64)}"}' else t end) from jsonb_array_elements(pinned_manifest) t) where id = $1`,
+    // The pinned definition of read_graph no longer matches what the server presents: an older
+    // description is pinned, with its hash (as approval would have pinned it).
+    const { rows: pins } = await pool.query<{ sha256: string }>(
+      `update public.account_tool_instances set pinned_manifest = (select jsonb_agg(case when t ->> 'name' = 'read_graph' then private.tool_pin(t || '{"description": "Read the graph (approved in 2025)"}') else t end) from jsonb_array_elements(pinned_manifest) t) where id = $1
+       returning (select t ->> 'sha256' from jsonb_array_elements(pinned_manifest) t where t ->> 'name' = 'read_graph') as sha256`,
       [globexMemory],
     );
     const client = await connect(key);
@@ -226,7 +247,7 @@ describe('what the agent sees', () => {
     expect(names.some((n) => n.endsWith('__read_graph'))).toBe(false);
     expect(names.some((n) => n.endsWith('__search_nodes'))).toBe(true);
     const { rows } = await pool.query('select tool_name, pinned_sha256 from public.mcp_tool_drift where server_instance_id = $1', [globexMemory]);
-    expect(rows).toEqual([{ tool_name: 'read_graph', pinned_sha256: '0'.repeat(64) }]);
+    expect(rows).toEqual([{ tool_name: 'read_graph', pinned_sha256: pins[0]?.sha256 }]);
     const prefix = names[0]?.split('__')[0];
     const denied = await mcpRefusal(client.callTool({ name: `${prefix}__read_graph`, arguments: {} }));
     expect(denied.message).toContain('definition_changed');

@@ -3,7 +3,7 @@
  * every call. Runs under Node and Deno (no Node-only imports).
  */
 export { createGateway, jsonRpcError, type Gateway, type GatewayOptions } from './handler.ts';
-export { gatewayStore, sqlGatewayStore, SERVICE_ROLE_OPTIONS, type GatewayStore, type GatewayCredential, type GatewayCallDecision, type GatewayPrincipal, type GatewayServer, type GatewayUpstream } from './store.ts';
+export { gatewayStore, sqlGatewayStore, SERVICE_ROLE_OPTIONS, type GatewayStore, type GatewayCredential, type GatewayCallDecision, type GatewayPrincipal, type GatewayServer, type GatewayToolDecision, type GatewayUpstream, type PresentedServerTools } from './store.ts';
 export { GatewayErrorCode, RelayedError, SERVER_META_KEY } from './agent-server.ts';
 export { NAMESPACE_SEPARATOR, namespaces, qualify, unqualify, slug } from './namespace.ts';
 export { interactionLog, type InteractionLog } from './interaction-log.ts';

@@ -16,18 +16,30 @@ import {
   GatewayCallDecisionSchema,
   GatewayPrincipalSchema,
   GatewayServerSchema,
+  GatewayToolDecisionSchema,
   GatewayUpstreamSchema,
   type GatewayCallDecision,
   type GatewayPrincipal,
   type GatewayServer,
+  type GatewayToolDecision,
   type GatewayUpstream,
-  type Interaction,
   type PresentedTool,
 } from '../schemas.ts';
-export { GatewayCallDecisionSchema, GatewayPrincipalSchema, GatewayServerSchema, GatewayUpstreamSchema, type GatewayCallDecision, type GatewayPrincipal, type GatewayServer, type GatewayUpstream };
+export { GatewayCallDecisionSchema, GatewayPrincipalSchema, GatewayServerSchema, GatewayUpstreamSchema, type GatewayCallDecision, type GatewayPrincipal, type GatewayServer, type GatewayToolDecision, type GatewayUpstream };
 import type { RpcTransport } from '../transport.ts';
 import type { AgentInteractions } from './interaction-log.ts';
 import { clipInteractions, logInteractions } from '../chat/log.ts';
+
+/** One server's tools as the gateway read them upstream. */
+export interface PresentedServerTools {
+  serverId: string;
+  tools: Tool[];
+}
+
+/** gateway_filter_tools' p_servers. */
+function presentedServers(servers: PresentedServerTools[]): { server_instance_id: string; tools: PresentedTool[] }[] {
+  return servers.map((s) => ({ server_instance_id: s.serverId, tools: s.tools as PresentedTool[] }));
+}
 
 /** The credential a request presents: an agent API key, or a user (verified from a JWT) naming an agent. */
 export type GatewayCredential = { apiKey: string; agentId?: string } | { userId: string; agentId: string };
@@ -47,8 +59,11 @@ export interface GatewayStore {
   upstream(serverId: string): Promise<GatewayUpstream>;
   /** gateway_authorize_call (validate_agent_mcp_access with the presented definition): the decision of one call, and how long it holds. */
   authorizeCall(agentId: string, serverId: string, tool: Tool): Promise<GatewayCallDecision>;
-  /** filter_agent_mcp_tools over what the gateway read upstream: allowed or not, and why (drift recorded). */
-  filterTools(agentId: string, serverId: string, tools: Tool[]): Promise<{ tool_name: string; allowed: boolean; reason: string }[]>;
+  /**
+   * gateway_filter_tools (the rule of filter_agent_mcp_tools) over what the gateway read upstream
+   * from each server, all servers in one call: each tool allowed or not, and why (drift recorded).
+   */
+  filterTools(agentId: string, servers: PresentedServerTools[]): Promise<GatewayToolDecision[]>;
   /** Appends each agent's interactions to the log (audit_mcp_interactions): all in one statement over a pool. */
   log(batches: AgentInteractions[]): Promise<void>;
 }
@@ -58,7 +73,7 @@ const PrincipalRows = z.array(GatewayPrincipalSchema).length(1);
 const ServerRows = z.array(GatewayServerSchema);
 const UpstreamRows = z.array(GatewayUpstreamSchema).length(1);
 const DecisionRows = z.array(GatewayCallDecisionSchema).length(1);
-const FilterRows = z.array(z.object({ tool_name: z.string(), allowed: z.boolean(), reason: z.string() }));
+const FilterRows = z.array(GatewayToolDecisionSchema);
 
 /** The store over a transport that acts as the platform (service_role). */
 export function gatewayStore(transport: RpcTransport): GatewayStore {
@@ -83,8 +98,8 @@ export function gatewayStore(transport: RpcTransport): GatewayStore {
       const rows = await rpc.gateway_authorize_call({ p_agent_id: agentId, p_server_instance_id: serverId, p_tool_definition: tool as PresentedTool });
       return rows[0] as GatewayCallDecision;
     },
-    filterTools: (agentId, serverId, tools) =>
-      rpc.filter_agent_mcp_tools({ p_agent_id: agentId, p_server_instance_id: serverId, p_tools: tools as PresentedTool[] }),
+    filterTools: async (agentId, servers) =>
+      servers.length === 0 ? [] : rpc.gateway_filter_tools({ p_agent_id: agentId, p_servers: presentedServers(servers) }),
     log: async (batches) => {
       await Promise.all(batches.map((b) => logInteractions(transport, b.agentId, b.interactions)));
     },
@@ -137,9 +152,10 @@ export function sqlGatewayStore(pool: PgPoolLike): GatewayStore {
       const rows = await query(ROWS('public.gateway_authorize_call($1::uuid, $2::uuid, $3::jsonb)'), [agentId, serverId, JSON.stringify(tool)]);
       return parse(DecisionRows, rows, 'gateway_authorize_call')[0] as GatewayCallDecision;
     },
-    async filterTools(agentId, serverId, tools) {
-      const rows = await query(ROWS('public.filter_agent_mcp_tools($1::uuid, $2::uuid, $3::jsonb)'), [agentId, serverId, JSON.stringify(tools)]);
-      return parse(FilterRows, rows, 'filter_agent_mcp_tools');
+    async filterTools(agentId, servers) {
+      if (servers.length === 0) return [];
+      const rows = await query(ROWS('public.gateway_filter_tools($1::uuid, $2::jsonb)'), [agentId, JSON.stringify(presentedServers(servers))]);
+      return parse(FilterRows, rows, 'gateway_filter_tools');
     },
     async log(batches) {
       const rows = batches.filter((b) => b.interactions.length > 0).map((b) => ({ agent_id: b.agentId, interactions: clipInteractions(b.interactions) }));
