@@ -16,10 +16,11 @@ export interface Served {
 /** A request body larger than this is refused with 413 before the handler sees it (default 4 MiB). */
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
-class BodyTooLarge extends Error {}
+/** Thrown by readBody when the body exceeds its limit. */
+export class BodyTooLarge extends Error {}
 
 /** The whole body, read before the handler runs (MCP bodies are small JSON documents). */
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+export async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
   if (declared > limit) throw new BodyTooLarge();
   const chunks: Buffer[] = [];
@@ -42,11 +43,15 @@ export function headersOf(incoming: IncomingHttpHeaders): Headers {
   return headers;
 }
 
+/** A Node request as a web Request, with the body already read (none for GET and HEAD). */
+export function requestOf(req: IncomingMessage, base: string, body: Uint8Array<ArrayBuffer> | undefined, signal?: AbortSignal): Request {
+  return new Request(new URL(req.url ?? '/', base), { method: req.method ?? 'GET', headers: headersOf(req.headers), ...(signal ? { signal } : {}), ...(body ? { body } : {}) });
+}
+
 async function toRequest(req: IncomingMessage, base: string, signal: AbortSignal, limit: number): Promise<Request> {
-  const headers = headersOf(req.headers);
   const method = req.method ?? 'GET';
   const hasBody = method !== 'GET' && method !== 'HEAD';
-  return new Request(new URL(req.url ?? '/', base), { method, headers, signal, ...(hasBody ? { body: new Uint8Array(await readBody(req, limit)) } : {}) });
+  return requestOf(req, base, hasBody ? new Uint8Array(await readBody(req, limit)) : undefined, signal);
 }
 
 /**
@@ -56,7 +61,7 @@ async function toRequest(req: IncomingMessage, base: string, signal: AbortSignal
  * end) leave in one write; a stream that waits (an SSE stream between events) is flushed at the
  * end of each turn, headers first, so nothing waits on the hold.
  */
-async function send(res: ServerResponse, response: Response, signal: AbortSignal): Promise<void> {
+export async function sendResponse(res: ServerResponse, response: Response, signal: AbortSignal): Promise<void> {
   res.statusCode = response.status;
   response.headers.forEach((value, name) => res.setHeader(name, value));
   if (!response.body) {
@@ -106,7 +111,7 @@ export async function serveFetch(handler: (req: Request) => Promise<Response>, o
     res.on('close', () => aborted.abort());
     toRequest(req, `http://${req.headers.host ?? host}`, aborted.signal, options.maxBodyBytes ?? MAX_BODY_BYTES)
       .then((request) => handler(request))
-      .then((response) => send(res, response, aborted.signal))
+      .then((response) => sendResponse(res, response, aborted.signal))
       .catch((error: unknown) => {
         if (error instanceof BodyTooLarge) {
           res.writeHead(413, { 'content-type': 'application/json', connection: 'close' });
