@@ -90,6 +90,36 @@ describe('the stdio child (stdio-child.ts)', () => {
     expect(child.exited()).not.toBeNull();
   });
 
+  it('reads one message per line: split chunks and characters, CRLF, several per chunk; a line that is not JSON-RPC is reported and skipped', async () => {
+    // The first message is cut inside a three-byte character and its halves written 50 ms apart.
+    const script = `
+      const first = Buffer.from(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'caf\u00e9 \u2713' } }) + '\\n');
+      const cut = first.indexOf(Buffer.from('\u2713')) + 1;
+      process.stdout.write('server starting\\n');
+      process.stdout.write(first.subarray(0, cut));
+      setTimeout(() => {
+        process.stdout.write(first.subarray(cut));
+        process.stdout.write('{"not":"json-rpc"}\\r\\n\\n' + JSON.stringify({ jsonrpc: '2.0', id: 1, result: {} }) + '\\r\\n' + JSON.stringify({ jsonrpc: '2.0', id: 2, result: { n: 2 } }) + '\\n');
+      }, 50);
+      setInterval(() => {}, 1000);`;
+    const child = await spawnStdioChild({ command: process.execPath, args: ['-e', script], env: {}, cwd: scratch });
+    const messages: unknown[] = [];
+    const errors: string[] = [];
+    child.transport.onmessage = (message) => messages.push(message);
+    child.transport.onerror = (error) => errors.push(error.message);
+    await child.transport.start();
+    while (messages.length < 3) await new Promise((resolve) => setTimeout(resolve, 20));
+    await child.terminate(0);
+    expect(messages).toEqual([
+      { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'caf\u00e9 \u2713' } },
+      { jsonrpc: '2.0', id: 1, result: {} },
+      { jsonrpc: '2.0', id: 2, result: { n: 2 } },
+    ]);
+    expect(errors).toHaveLength(2);
+    expect(errors[0]).toMatch(/JSON/);
+    expect(errors[1]).toBe('not a JSON-RPC message: {"not":"json-rpc"}');
+  });
+
   it('explains an exit with its code and stderr tail, and SIGKILLs a child that ignores SIGTERM', async () => {
     const crash = await spawnStdioChild({ command: process.execPath, args: ['-e', 'console.error("boom at start"); process.exit(3)'], env: {}, cwd: scratch });
     const exit = await crash.exit;
