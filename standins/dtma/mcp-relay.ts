@@ -23,7 +23,6 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { DEFAULT_MAX_REQUEST_BODY_SIZE, requestBodyTooLargeMessage } from '@modelcontextprotocol/sdk/server/requestBody.js';
-import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
 import type { RequestHandlerExtra, RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import {
   ErrorCode,
@@ -43,6 +42,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { z } from 'zod';
 import { BodyTooLarge, readBody, requestOf, sendResponse } from '../../client/src/node-serve.ts';
+import { SessionTransport } from './session-transport.js';
 
 /** The instance's child as the relay uses it: its client and what it answered to initialize. */
 export interface Upstream {
@@ -73,7 +73,7 @@ export interface McpRelay {
 }
 
 interface Session {
-  transport: WebStandardStreamableHTTPServerTransport;
+  transport: SessionTransport;
   server: Server;
   lastSeen: number;
   /** The level this session asked for with logging/setLevel; undefined: every message. */
@@ -155,17 +155,13 @@ export function replyJsonRpcError(res: ServerResponse, httpStatus: number, code:
 }
 
 /**
- * Serves one HTTP request through a session's transport (the SDK's web-standard one): the body
- * read whole and parsed here, the answer written straight to the socket (node-serve.ts), instead
- * of the SDK's Node transport, which converts both ways through web streams. A body that is not
- * JSON goes to the transport as it came, which refuses it as it refuses any.
+ * Serves one HTTP request through a session's transport: the body read whole and parsed here; a
+ * request on the session answered on the transport's short way, anything else by the SDK's
+ * web-standard transport, its answer written straight to the socket (node-serve.ts), instead of
+ * the SDK's Node transport, which converts both ways through web streams. A body that is not
+ * JSON goes to the SDK's transport as it came, which refuses it as it refuses any.
  */
-async function serveThrough(transport: WebStandardStreamableHTTPServerTransport, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const closed = new AbortController();
-  // Aborting creates an error: only for a client that went away before the end.
-  res.once('close', () => {
-    if (!res.writableFinished) closed.abort();
-  });
+async function serveThrough(transport: SessionTransport, req: IncomingMessage, res: ServerResponse): Promise<void> {
   let body: Uint8Array<ArrayBuffer> | undefined;
   let parsedBody: unknown;
   if (req.method === 'POST') {
@@ -184,8 +180,14 @@ async function serveThrough(transport: WebStandardStreamableHTTPServerTransport,
       body = new Uint8Array(bytes);
     }
   }
+  if (parsedBody !== undefined && transport.tryServe(req, res, parsedBody)) return;
+  const closed = new AbortController();
+  // Aborting creates an error: only for a client that went away before the end.
+  res.once('close', () => {
+    if (!res.writableFinished) closed.abort();
+  });
   const request = requestOf(req, `http://${req.headers.host ?? 'localhost'}`, body);
-  const response = await transport.handleRequest(request, parsedBody === undefined ? undefined : { parsedBody });
+  const response = await transport.sdk.handleRequest(request, parsedBody === undefined ? undefined : { parsedBody });
   await sendResponse(res, response, closed.signal);
 }
 
@@ -262,7 +264,7 @@ export function createMcpRelay(options: McpRelayOptions): McpRelay {
     }
     let session: Session | undefined;
     const server = createServer(upstream, () => session);
-    const transport = new WebStandardStreamableHTTPServerTransport({
+    const transport = new SessionTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
         session = { transport, server, lastSeen: Date.now(), logLevel: undefined };
