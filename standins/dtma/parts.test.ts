@@ -12,7 +12,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { ServerSpecSchema } from './contract.js';
 import { DriverError } from './driver.js';
-import { meetsLogLevel, mostVerboseLevel, relayedCapabilities, unwrapUpstreamError } from './mcp-relay.js';
+import { meetsLogLevel, mostVerboseLevel, relayedCapabilities, relayedMethods, unwrapUpstreamError } from './mcp-relay.js';
 import { REPOSITORY_ROOT, resolveNpmImage } from './npm-image.js';
 import { canonicalJson } from './process-driver.js';
 import { allowedHostsFor, createRequestGuard } from './request-guard.js';
@@ -270,5 +270,18 @@ describe('relay rules (mcp-relay.ts)', () => {
 
   it('offers only the capabilities it relays', () => {
     expect(relayedCapabilities({ tools: { listChanged: true }, logging: {}, experimental: { x: {} }, tasks: {} })).toEqual({ tools: { listChanged: true }, logging: {} });
+  });
+
+  it('relays the methods of the capabilities offered, and no other', () => {
+    expect([...relayedMethods({ tools: {}, logging: {} })].sort()).toEqual(['tools/call', 'tools/list']);
+    expect([...relayedMethods({ resources: {}, prompts: {} })].sort()).toEqual(['prompts/get', 'prompts/list', 'resources/list', 'resources/read', 'resources/templates/list']);
+    expect([...relayedMethods({ resources: { subscribe: true }, completions: {} })].sort()).toEqual([
+      'completion/complete',
+      'resources/list',
+      'resources/read',
+      'resources/subscribe',
+      'resources/templates/list',
+      'resources/unsubscribe',
+    ]);
   });
 });
