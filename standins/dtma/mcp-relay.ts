@@ -14,7 +14,12 @@
  *   sessions whose level it meets;
  * - ping is answered by the child, so a pong means the server answers;
  * - an upstream error keeps its code, message and data (no second
- *   `MCP error <code>:` prefix per hop).
+ *   `MCP error <code>:` prefix per hop);
+ * - a request's params and its result pass as they came: the child validates
+ *   what it is asked, the asking client what it gets back.
+ * Every relayed message costs CPU on the machine that runs the servers: the
+ * relay parses each message once, and a request on a session takes the short
+ * way of session-transport.ts.
  * Not relayed: the experimental `tasks` capability, and requests from the
  * server to the client (sampling, elicitation, roots).
  */
