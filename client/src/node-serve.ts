@@ -16,20 +16,38 @@ export interface Served {
 /** A request body larger than this is refused with 413 before the handler sees it (default 4 MiB). */
 export const MAX_BODY_BYTES = 4 * 1024 * 1024;
 
-class BodyTooLarge extends Error {}
+/** Thrown by readBody when the body exceeds its limit. */
+export class BodyTooLarge extends Error {}
 
-/** The whole body, read before the handler runs (MCP bodies are small JSON documents). */
-async function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * The whole body, read before the handler runs (MCP bodies are small JSON documents). Read from
+ * the stream's events, which costs less per request than its async iterator; a body over the
+ * limit destroys the request, as leaving the iterator early did.
+ */
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > limit) throw new BodyTooLarge();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new BodyTooLarge();
-    chunks.push(chunk as Buffer);
-  }
-  return chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks);
+  if (declared > limit) return Promise.reject(new BodyTooLarge());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size <= limit) {
+        chunks.push(chunk);
+        return;
+      }
+      req.off('data', onData);
+      req.destroy();
+      reject(new BodyTooLarge());
+    };
+    req.on('data', onData);
+    req.once('end', () => resolve(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)));
+    req.once('error', reject);
+    // Closed before its end (the client went away): what the iterator reported as premature close.
+    req.once('close', () => {
+      if (!req.complete) reject(new Error('the request was closed before its body ended'));
+    });
+  });
 }
 
 /** Node's header object as web Headers (repeated headers appended). */
@@ -42,11 +60,15 @@ export function headersOf(incoming: IncomingHttpHeaders): Headers {
   return headers;
 }
 
+/** A Node request as a web Request, with the body already read (none for GET and HEAD). */
+export function requestOf(req: IncomingMessage, base: string, body: Uint8Array<ArrayBuffer> | undefined, signal?: AbortSignal): Request {
+  return new Request(new URL(req.url ?? '/', base), { method: req.method ?? 'GET', headers: headersOf(req.headers), ...(signal ? { signal } : {}), ...(body ? { body } : {}) });
+}
+
 async function toRequest(req: IncomingMessage, base: string, signal: AbortSignal, limit: number): Promise<Request> {
-  const headers = headersOf(req.headers);
   const method = req.method ?? 'GET';
   const hasBody = method !== 'GET' && method !== 'HEAD';
-  return new Request(new URL(req.url ?? '/', base), { method, headers, signal, ...(hasBody ? { body: new Uint8Array(await readBody(req, limit)) } : {}) });
+  return requestOf(req, base, hasBody ? new Uint8Array(await readBody(req, limit)) : undefined, signal);
 }
 
 /**
@@ -56,7 +78,7 @@ async function toRequest(req: IncomingMessage, base: string, signal: AbortSignal
  * end) leave in one write; a stream that waits (an SSE stream between events) is flushed at the
  * end of each turn, headers first, so nothing waits on the hold.
  */
-async function send(res: ServerResponse, response: Response, signal: AbortSignal): Promise<void> {
+export async function sendResponse(res: ServerResponse, response: Response, signal: AbortSignal): Promise<void> {
   res.statusCode = response.status;
   response.headers.forEach((value, name) => res.setHeader(name, value));
   if (!response.body) {
@@ -106,7 +128,7 @@ export async function serveFetch(handler: (req: Request) => Promise<Response>, o
     res.on('close', () => aborted.abort());
     toRequest(req, `http://${req.headers.host ?? host}`, aborted.signal, options.maxBodyBytes ?? MAX_BODY_BYTES)
       .then((request) => handler(request))
-      .then((response) => send(res, response, aborted.signal))
+      .then((response) => sendResponse(res, response, aborted.signal))
       .catch((error: unknown) => {
         if (error instanceof BodyTooLarge) {
           res.writeHead(413, { 'content-type': 'application/json', connection: 'close' });

@@ -14,7 +14,12 @@
  *   sessions whose level it meets;
  * - ping is answered by the child, so a pong means the server answers;
  * - an upstream error keeps its code, message and data (no second
- *   `MCP error <code>:` prefix per hop).
+ *   `MCP error <code>:` prefix per hop);
+ * - a request's params and its result pass as they came: the child validates
+ *   what it is asked, the asking client what it gets back.
+ * Every relayed message costs CPU on the machine that runs the servers: the
+ * relay parses each message once, and a request on a session takes the short
+ * way of session-transport.ts.
  * Not relayed: the experimental `tasks` capability, and requests from the
  * server to the client (sampling, elicitation, roots).
  */
@@ -22,42 +27,27 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
-import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import type { AnySchema, SchemaOutput } from '@modelcontextprotocol/sdk/server/zod-compat.js';
+import { DEFAULT_MAX_REQUEST_BODY_SIZE, requestBodyTooLargeMessage } from '@modelcontextprotocol/sdk/server/requestBody.js';
 import type { RequestHandlerExtra, RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import {
-  CallToolRequestSchema,
-  CallToolResultSchema,
-  CompleteRequestSchema,
-  CompleteResultSchema,
-  EmptyResultSchema,
-  GetPromptRequestSchema,
-  GetPromptResultSchema,
-  ListPromptsRequestSchema,
-  ListPromptsResultSchema,
-  ListResourcesRequestSchema,
-  ListResourcesResultSchema,
-  ListResourceTemplatesRequestSchema,
-  ListResourceTemplatesResultSchema,
-  ListToolsRequestSchema,
-  ListToolsResultSchema,
+  ErrorCode,
   LoggingLevelSchema,
   McpError,
   PingRequestSchema,
-  ReadResourceRequestSchema,
-  ReadResourceResultSchema,
   ServerNotificationSchema,
   SetLevelRequestSchema,
-  SubscribeRequestSchema,
-  UnsubscribeRequestSchema,
   type ClientRequest,
   type Implementation,
   type LoggingLevel,
   type Notification,
+  type Result,
   type ServerCapabilities,
   type ServerNotification,
   type ServerRequest,
 } from '@modelcontextprotocol/sdk/types.js';
+import { z } from 'zod';
+import { BodyTooLarge, readBody, requestOf, sendResponse } from '../../client/src/node-serve.ts';
+import { SessionTransport } from './session-transport.js';
 
 /** The instance's child as the relay uses it: its client and what it answered to initialize. */
 export interface Upstream {
@@ -88,7 +78,7 @@ export interface McpRelay {
 }
 
 interface Session {
-  transport: StreamableHTTPServerTransport;
+  transport: SessionTransport;
   server: Server;
   lastSeen: number;
   /** The level this session asked for with logging/setLevel; undefined: every message. */
@@ -128,6 +118,22 @@ export function relayedCapabilities(upstream: ServerCapabilities): ServerCapabil
   };
 }
 
+/** The methods relayed to the child besides ping and logging/setLevel, by the capabilities offered. */
+export function relayedMethods(capabilities: ServerCapabilities): Set<string> {
+  const methods: string[] = [];
+  if (capabilities.tools) methods.push('tools/list', 'tools/call');
+  if (capabilities.resources) {
+    methods.push('resources/list', 'resources/templates/list', 'resources/read');
+    if (capabilities.resources.subscribe) methods.push('resources/subscribe', 'resources/unsubscribe');
+  }
+  if (capabilities.prompts) methods.push('prompts/list', 'prompts/get');
+  if (capabilities.completions) methods.push('completion/complete');
+  return new Set(methods);
+}
+
+/** A result as the child sent it: the client that asked validates it, as it would talking to the child directly. */
+const AS_SENT = z.custom<Result>((value) => typeof value === 'object' && value !== null);
+
 /** An upstream error as the upstream sent it: the SDK's server writes `code`, `message` and `data` as they are. */
 class RelayedError extends Error {
   constructor(
@@ -153,6 +159,43 @@ export function replyJsonRpcError(res: ServerResponse, httpStatus: number, code:
   res.end(JSON.stringify({ jsonrpc: '2.0', error: { code, message }, id: null }));
 }
 
+/**
+ * Serves one HTTP request through a session's transport: the body read whole and parsed here; a
+ * request on the session answered on the transport's short way, anything else by the SDK's
+ * web-standard transport, its answer written straight to the socket (node-serve.ts), instead of
+ * the SDK's Node transport, which converts both ways through web streams. A body that is not
+ * JSON goes to the SDK's transport as it came, which refuses it as it refuses any.
+ */
+async function serveThrough(transport: SessionTransport, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  let body: Uint8Array<ArrayBuffer> | undefined;
+  let parsedBody: unknown;
+  if (req.method === 'POST') {
+    let bytes: Buffer;
+    try {
+      bytes = await readBody(req, DEFAULT_MAX_REQUEST_BODY_SIZE);
+    } catch (error) {
+      if (!(error instanceof BodyTooLarge)) throw error;
+      res.setHeader('connection', 'close');
+      replyJsonRpcError(res, 413, -32000, requestBodyTooLargeMessage(DEFAULT_MAX_REQUEST_BODY_SIZE));
+      return;
+    }
+    try {
+      parsedBody = JSON.parse(bytes.toString('utf8'));
+    } catch {
+      body = new Uint8Array(bytes);
+    }
+  }
+  if (parsedBody !== undefined && transport.tryServe(req, res, parsedBody)) return;
+  const closed = new AbortController();
+  // Aborting creates an error: only for a client that went away before the end.
+  res.once('close', () => {
+    if (!res.writableFinished) closed.abort();
+  });
+  const request = requestOf(req, `http://${req.headers.host ?? 'localhost'}`, body);
+  const response = await transport.sdk.handleRequest(request, parsedBody === undefined ? undefined : { parsedBody });
+  await sendResponse(res, response, closed.signal);
+}
+
 export function createMcpRelay(options: McpRelayOptions): McpRelay {
   const sessions = new Map<string, Session>();
 
@@ -163,7 +206,7 @@ export function createMcpRelay(options: McpRelayOptions): McpRelay {
   }
 
   /** Relays one request of a session to the current upstream. */
-  async function relay<S extends AnySchema>(request: ClientRequest, extra: RelayExtra, resultSchema: S): Promise<SchemaOutput<S>> {
+  async function relay(request: ClientRequest, extra: RelayExtra): Promise<Result> {
     const { client } = current();
     const progressToken = request.params?._meta?.progressToken;
     const requestOptions: RequestOptions = { signal: extra.signal, timeout: options.requestTimeoutMs, resetTimeoutOnProgress: true };
@@ -179,7 +222,7 @@ export function createMcpRelay(options: McpRelayOptions): McpRelay {
       };
     }
     try {
-      const result = await client.request(request, resultSchema, requestOptions);
+      const result = await client.request(request, AS_SENT, requestOptions);
       await forwarded;
       return result;
     } catch (error) {
@@ -191,7 +234,7 @@ export function createMcpRelay(options: McpRelayOptions): McpRelay {
   async function setLevel(session: Session | undefined, level: LoggingLevel, extra: RelayExtra): Promise<Record<string, never>> {
     if (session) session.logLevel = level;
     const wanted = mostVerboseLevel([...sessions.values()].map((each) => each.logLevel)) ?? level;
-    await relay({ method: 'logging/setLevel', params: { level: wanted } }, extra, EmptyResultSchema);
+    await relay({ method: 'logging/setLevel', params: { level: wanted } }, extra);
     return {};
   }
 
@@ -201,30 +244,20 @@ export function createMcpRelay(options: McpRelayOptions): McpRelay {
       capabilities,
       ...(upstream.instructions === undefined ? {} : { instructions: upstream.instructions }),
     });
-    server.setRequestHandler(PingRequestSchema, (request, extra) => relay(request, extra, EmptyResultSchema));
-    if (capabilities.tools) {
-      server.setRequestHandler(ListToolsRequestSchema, (request, extra) => relay(request, extra, ListToolsResultSchema));
-      server.setRequestHandler(CallToolRequestSchema, (request, extra) => relay(request, extra, CallToolResultSchema));
-    }
-    if (capabilities.resources) {
-      server.setRequestHandler(ListResourcesRequestSchema, (request, extra) => relay(request, extra, ListResourcesResultSchema));
-      server.setRequestHandler(ListResourceTemplatesRequestSchema, (request, extra) => relay(request, extra, ListResourceTemplatesResultSchema));
-      server.setRequestHandler(ReadResourceRequestSchema, (request, extra) => relay(request, extra, ReadResourceResultSchema));
-      if (capabilities.resources.subscribe) {
-        server.setRequestHandler(SubscribeRequestSchema, (request, extra) => relay(request, extra, EmptyResultSchema));
-        server.setRequestHandler(UnsubscribeRequestSchema, (request, extra) => relay(request, extra, EmptyResultSchema));
-      }
-    }
-    if (capabilities.prompts) {
-      server.setRequestHandler(ListPromptsRequestSchema, (request, extra) => relay(request, extra, ListPromptsResultSchema));
-      server.setRequestHandler(GetPromptRequestSchema, (request, extra) => relay(request, extra, GetPromptResultSchema));
-    }
-    if (capabilities.completions) {
-      server.setRequestHandler(CompleteRequestSchema, (request, extra) => relay(request, extra, CompleteResultSchema));
-    }
+    // Ping and logging/setLevel have handlers of the SDK's own: replaced.
+    server.setRequestHandler(PingRequestSchema, (request, extra) => relay(request, extra));
     if (capabilities.logging) {
       server.setRequestHandler(SetLevelRequestSchema, (request, extra) => setLevel(sessionOf(), request.params.level, extra));
     }
+    // Everything else the capabilities offer goes to the child as it came: the child validates its
+    // requests and answers them, so parsing them here again (the SDK's schemas, per message) would
+    // only cost time; a method the capabilities do not offer gets what the SDK answers then.
+    const methods = relayedMethods(capabilities);
+    server.fallbackRequestHandler = (request, extra) => {
+      if (!methods.has(request.method)) return Promise.reject(new RelayedError(ErrorCode.MethodNotFound, 'Method not found', undefined));
+      const { method, params } = request;
+      return relay((params === undefined ? { method } : { method, params }) as ClientRequest, extra);
+    };
     return server;
   }
 
@@ -236,7 +269,7 @@ export function createMcpRelay(options: McpRelayOptions): McpRelay {
     }
     let session: Session | undefined;
     const server = createServer(upstream, () => session);
-    const transport = new StreamableHTTPServerTransport({
+    const transport = new SessionTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
         session = { transport, server, lastSeen: Date.now(), logLevel: undefined };
@@ -247,7 +280,7 @@ export function createMcpRelay(options: McpRelayOptions): McpRelay {
       if (transport.sessionId) sessions.delete(transport.sessionId);
     };
     await server.connect(transport);
-    await transport.handleRequest(req, res);
+    await serveThrough(transport, req, res);
     // Anything but an initialize was refused by the transport: no session to keep.
     if (!transport.sessionId) await server.close();
   }
@@ -271,7 +304,7 @@ export function createMcpRelay(options: McpRelayOptions): McpRelay {
         return;
       }
       session.lastSeen = Date.now();
-      await session.transport.handleRequest(req, res);
+      await serveThrough(session.transport, req, res);
     },
 
     broadcast(notification: Notification): void {

@@ -12,7 +12,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { ServerSpecSchema } from './contract.js';
 import { DriverError } from './driver.js';
-import { meetsLogLevel, mostVerboseLevel, relayedCapabilities, unwrapUpstreamError } from './mcp-relay.js';
+import { meetsLogLevel, mostVerboseLevel, relayedCapabilities, relayedMethods, unwrapUpstreamError } from './mcp-relay.js';
 import { REPOSITORY_ROOT, resolveNpmImage } from './npm-image.js';
 import { canonicalJson } from './process-driver.js';
 import { allowedHostsFor, createRequestGuard } from './request-guard.js';
@@ -88,6 +88,36 @@ describe('the stdio child (stdio-child.ts)', () => {
     await child.terminate(5000);
     expect(child.stopping).toBe(true);
     expect(child.exited()).not.toBeNull();
+  });
+
+  it('reads one message per line: split chunks and characters, CRLF, several per chunk; a line that is not JSON-RPC is reported and skipped', async () => {
+    // The first message is cut inside a three-byte character and its halves written 50 ms apart.
+    const script = `
+      const first = Buffer.from(JSON.stringify({ jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'caf\u00e9 \u2713' } }) + '\\n');
+      const cut = first.indexOf(Buffer.from('\u2713')) + 1;
+      process.stdout.write('server starting\\n');
+      process.stdout.write(first.subarray(0, cut));
+      setTimeout(() => {
+        process.stdout.write(first.subarray(cut));
+        process.stdout.write('{"not":"json-rpc"}\\r\\n\\n' + JSON.stringify({ jsonrpc: '2.0', id: 1, result: {} }) + '\\r\\n' + JSON.stringify({ jsonrpc: '2.0', id: 2, result: { n: 2 } }) + '\\n');
+      }, 50);
+      setInterval(() => {}, 1000);`;
+    const child = await spawnStdioChild({ command: process.execPath, args: ['-e', script], env: {}, cwd: scratch });
+    const messages: unknown[] = [];
+    const errors: string[] = [];
+    child.transport.onmessage = (message) => messages.push(message);
+    child.transport.onerror = (error) => errors.push(error.message);
+    await child.transport.start();
+    while (messages.length < 3) await new Promise((resolve) => setTimeout(resolve, 20));
+    await child.terminate(0);
+    expect(messages).toEqual([
+      { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'caf\u00e9 \u2713' } },
+      { jsonrpc: '2.0', id: 1, result: {} },
+      { jsonrpc: '2.0', id: 2, result: { n: 2 } },
+    ]);
+    expect(errors).toHaveLength(2);
+    expect(errors[0]).toMatch(/JSON/);
+    expect(errors[1]).toBe('not a JSON-RPC message: {"not":"json-rpc"}');
   });
 
   it('explains an exit with its code and stderr tail, and SIGKILLs a child that ignores SIGTERM', async () => {
@@ -240,5 +270,18 @@ describe('relay rules (mcp-relay.ts)', () => {
 
   it('offers only the capabilities it relays', () => {
     expect(relayedCapabilities({ tools: { listChanged: true }, logging: {}, experimental: { x: {} }, tasks: {} })).toEqual({ tools: { listChanged: true }, logging: {} });
+  });
+
+  it('relays the methods of the capabilities offered, and no other', () => {
+    expect([...relayedMethods({ tools: {}, logging: {} })].sort()).toEqual(['tools/call', 'tools/list']);
+    expect([...relayedMethods({ resources: {}, prompts: {} })].sort()).toEqual(['prompts/get', 'prompts/list', 'resources/list', 'resources/read', 'resources/templates/list']);
+    expect([...relayedMethods({ resources: { subscribe: true }, completions: {} })].sort()).toEqual([
+      'completion/complete',
+      'resources/list',
+      'resources/read',
+      'resources/subscribe',
+      'resources/templates/list',
+      'resources/unsubscribe',
+    ]);
   });
 });

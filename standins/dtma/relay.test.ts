@@ -197,6 +197,51 @@ describe('the MCP relay of the local DTMA', { timeout: 30_000 }, () => {
     await client.ping();
   });
 
+  it('answers a request on a session on its own SSE stream, and refuses what the SDK refuses, as the SDK does', async () => {
+    const { transport } = await connect();
+    const post = (body: unknown, headers: Record<string, string> = {}) =>
+      fetch(mcpEndpointUrl(baseUrl, 'everything'), {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${TOKEN}`,
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'mcp-session-id': transport.sessionId ?? '',
+          'mcp-protocol-version': '2025-06-18',
+          ...headers,
+        },
+        body: typeof body === 'string' ? body : JSON.stringify(body),
+      });
+    const events = (text: string) => text.split('\n\n').filter((event) => event !== '').map((event) => JSON.parse(event.replace(/^event: message\ndata: /, '')) as Record<string, unknown>);
+
+    const listed = await post({ jsonrpc: '2.0', id: 'list-1', method: 'tools/list' });
+    expect(listed.status).toBe(200);
+    expect(listed.headers.get('content-type')).toBe('text/event-stream');
+    expect(listed.headers.get('cache-control')).toBe('no-cache, no-transform');
+    expect(listed.headers.get('mcp-session-id')).toBe(transport.sessionId);
+    const [answer, ...more] = events(await listed.text());
+    expect(more).toEqual([]);
+    expect(answer).toMatchObject({ jsonrpc: '2.0', id: 'list-1', result: { tools: expect.arrayContaining([expect.objectContaining({ name: 'echo' })]) } });
+
+    const unknown = await post({ jsonrpc: '2.0', id: 7, method: 'tasks/list' });
+    expect(events(await unknown.text())).toEqual([{ jsonrpc: '2.0', id: 7, error: { code: -32601, message: 'Method not found' } }]);
+
+    const refusals = [
+      [await post({ jsonrpc: '2.0', id: 1, method: 'tools/list' }, { accept: 'application/json' }), 406, /Not Acceptable/],
+      [await post({ jsonrpc: '2.0', id: 2, method: 'tools/list' }, { 'content-type': 'text/plain' }), 415, /Unsupported Media Type/],
+      [await post({ jsonrpc: '2.0', id: 3, method: 'tools/list' }, { 'mcp-protocol-version': '1999-01-01' }), 400, /Unsupported protocol version: 1999-01-01/],
+      [await post({ jsonrpc: '2.0', id: 4, method: 'tools/list' }, { 'mcp-session-id': 'not-this-session' }), 404, /Session not found/],
+      [await post({ jsonrpc: '2.0', id: 5, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'again', version: '1' } } }), 400, /already initialized/],
+      [await post({ jsonrpc: '2.0', id: 6 }), 400, /Parse error/],
+      [await post('{"jsonrpc": "2.0", "id": 8, "method": '), 400, /Parse error: Invalid JSON/],
+    ] as const;
+    for (const [response, status, message] of refusals) {
+      expect(response.status).toBe(status);
+      expect(await response.json()).toMatchObject({ jsonrpc: '2.0', error: { message: expect.stringMatching(message) } });
+    }
+    expect((await post({ jsonrpc: '2.0', method: 'notifications/roots/list_changed' })).status).toBe(202);
+  });
+
   it('passes an error on as the server sent it, without a prefix per hop', async () => {
     const direct = new Client({ name: 'relay-test-direct', version: '1.0.0' });
     await direct.connect(new StdioClientTransport({ command: process.execPath, args: [EVERYTHING_BIN], stderr: 'ignore' }));

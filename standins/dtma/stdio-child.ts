@@ -5,11 +5,13 @@
  *
  * The SDK's StdioClientTransport is not used because it hides the exit code
  * and signal (needed to explain a crash) and stops on a fixed 2 s + 2 s
- * schedule (callers are owed their gracefulTimeoutMs); framing and parsing
- * stay the SDK's (ReadBuffer, serializeMessage).
+ * schedule (callers are owed their gracefulTimeoutMs). Framing is its own:
+ * one JSON document per line, parsed once; telling requests, responses and
+ * notifications apart (and refusing what is none) stays the SDK Protocol's,
+ * which checks every message anyway.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { ReadBuffer, serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
+import { serializeMessage } from '@modelcontextprotocol/sdk/shared/stdio.js';
 import type { Transport } from '@modelcontextprotocol/sdk/shared/transport.js';
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 
@@ -76,8 +78,10 @@ class ChildProcessTransport implements Transport {
   onclose?: () => void;
   onerror?: (error: Error) => void;
   onmessage?: (message: JSONRPCMessage) => void;
-  private readonly buffer = new ReadBuffer();
+  /** The start of a line whose end has not arrived yet. */
+  private partial = '';
   private readonly queue: JSONRPCMessage[] = [];
+  private corked = false;
   private delivering = false;
   private delivery: Promise<void> = Promise.resolve();
 
@@ -86,15 +90,9 @@ class ChildProcessTransport implements Transport {
   async start(): Promise<void> {
     const { stdout, stdin } = this.child;
     if (!stdout || !stdin) throw new Error('child has no stdio pipes');
-    stdout.on('data', (chunk: Buffer) => {
-      try {
-        this.buffer.append(chunk);
-      } catch (error) {
-        this.onerror?.(asError(error));
-        return;
-      }
-      this.drain();
-    });
+    // Decoded as UTF-8 across chunk boundaries.
+    stdout.setEncoding('utf8');
+    stdout.on('data', (text: string) => this.receive(text));
     stdout.on('error', (error) => this.onerror?.(error));
     stdin.on('error', (error) => this.onerror?.(error));
     // Messages still queued are delivered before the close, so that a last
@@ -102,19 +100,26 @@ class ChildProcessTransport implements Transport {
     this.child.once('close', () => void this.delivery.then(() => this.onclose?.()));
   }
 
-  private drain(): void {
-    for (;;) {
+  private receive(text: string): void {
+    const data = this.partial + text;
+    let start = 0;
+    for (let end = data.indexOf('\n'); end !== -1; end = data.indexOf('\n', start)) {
+      const line = data.slice(start, data.charCodeAt(end - 1) === 13 ? end - 1 : end);
+      start = end + 1;
+      if (line.trim() === '') continue;
+      // A line that is not JSON-RPC (a server logging to stdout) is reported and skipped.
+      let message: unknown;
       try {
-        const message = this.buffer.readMessage();
-        if (message === null) break;
-        this.queue.push(message);
+        message = JSON.parse(line);
       } catch (error) {
-        // A line that is not JSON-RPC (a server logging to stdout) is
-        // reported and skipped; the buffer already moved past it.
         this.onerror?.(asError(error));
+        continue;
       }
+      if (typeof message === 'object' && message !== null && (message as { jsonrpc?: unknown }).jsonrpc === '2.0') this.queue.push(message as JSONRPCMessage);
+      else this.onerror?.(new Error(`not a JSON-RPC message: ${line.slice(0, 200)}`));
     }
-    if (!this.delivering) this.delivery = this.deliver();
+    this.partial = start === 0 ? data : data.slice(start);
+    if (this.queue.length > 0 && !this.delivering) this.delivery = this.deliver();
   }
 
   /**
@@ -142,6 +147,16 @@ class ChildProcessTransport implements Transport {
       if (!stdin || stdin.destroyed || this.child.exitCode !== null) {
         reject(new Error('MCP server process is not running'));
         return;
+      }
+      // Held until the end of the event-loop turn: the messages of concurrent requests leave
+      // in one write (one system call, one wake-up of the child) instead of one each.
+      if (!this.corked) {
+        this.corked = true;
+        stdin.cork();
+        setImmediate(() => {
+          this.corked = false;
+          stdin.uncork();
+        });
       }
       if (stdin.write(serializeMessage(message))) resolve();
       else stdin.once('drain', resolve);
