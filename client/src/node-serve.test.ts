@@ -1,7 +1,8 @@
 /**
  * The Node adapter of the fetch handlers (node-serve.ts): bodies arrive whole and intact, a body
  * over the limit is refused with 413 before the handler runs, and a streamed answer (an SSE
- * stream) reaches the client event by event even though writes are held to the end of a turn.
+ * stream) reaches the client event by event even though writes are held to the end of a turn,
+ * and a request's signal aborts when its client leaves before the answer's end, never after it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveFetch, type Served } from './node-serve.ts';
@@ -9,11 +10,17 @@ import { serveFetch, type Served } from './node-serve.ts';
 let served: Served;
 let handled = 0;
 let firstEventRead: () => void = () => undefined;
+const signals = new Map<string, AbortSignal>();
 
 beforeAll(async () => {
   served = await serveFetch(
     async (req) => {
       handled++;
+      const tag = new URL(req.url).searchParams.get('tag');
+      if (tag) signals.set(tag, req.signal);
+      if (new URL(req.url).pathname === '/endless') {
+        return new Response(new ReadableStream({ start: (c) => c.enqueue(new TextEncoder().encode('data: open\n\n')) }), { headers: { 'content-type': 'text/event-stream' } });
+      }
       if (new URL(req.url).pathname === '/stream') {
         const read = new Promise<void>((resolve) => {
           firstEventRead = resolve;
@@ -81,5 +88,18 @@ describe('node-serve', () => {
       text += decoder.decode(value, { stream: true });
     }
     expect(text).toBe('data: first\n\ndata: last\n\n');
+  });
+
+  it('aborts a request’s signal when its client leaves before the end, and not once the answer is sent', async () => {
+    const finished = await fetch(`${served.url}/echo?tag=finished`, { method: 'POST', body: 'x' });
+    expect(finished.status).toBe(200);
+    await finished.json();
+    const leaving = new AbortController();
+    const open = await fetch(`${served.url}/endless?tag=left`, { signal: leaving.signal });
+    await (open.body as ReadableStream<Uint8Array>).getReader().read();
+    expect(signals.get('left')?.aborted).toBe(false);
+    leaving.abort();
+    await expect.poll(() => signals.get('left')?.aborted, { timeout: 5_000 }).toBe(true);
+    expect(signals.get('finished')?.aborted).toBe(false);
   });
 });

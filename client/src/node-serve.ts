@@ -125,7 +125,10 @@ export async function serveFetch(handler: (req: Request) => Promise<Response>, o
   const host = options.host ?? '127.0.0.1';
   const server = http.createServer((req, res) => {
     const aborted = new AbortController();
-    res.on('close', () => aborted.abort());
+    // Only a client that leaves before the answer's end aborts (an abort builds an error: none per finished request).
+    res.on('close', () => {
+      if (!res.writableFinished) aborted.abort();
+    });
     toRequest(req, `http://${req.headers.host ?? host}`, aborted.signal, options.maxBodyBytes ?? MAX_BODY_BYTES)
       .then((request) => handler(request))
       .then((response) => sendResponse(res, response, aborted.signal))
