@@ -77,6 +77,8 @@ describe('createMcpChat with a gateway', () => {
     expect(JSON.stringify((await chat.callTool(context, memory, 'read_graph', {})).content)).toContain('entities');
     await closeMCPContext(context);
     expect(sent.filter((s) => s.includes('notifications/cancelled'))).toEqual([]);
+    // No standalone GET stream: the chat needs no message outside its requests (withoutStandaloneStream).
+    expect(sent.filter((s) => s.startsWith('GET'))).toEqual([]);
     expect(sent.filter((s) => s.startsWith('POST')).sort()).toEqual(
       ['POST initialize', 'POST notifications/initialized', 'POST prompts/list', 'POST resources/list', 'POST tools/call', 'POST tools/list'],
     );

@@ -29,6 +29,23 @@ function unqualified(name: string): string {
   return at < 0 ? name : name.slice(at + 2);
 }
 
+/**
+ * The fetch of a gateway session: every request goes to the gateway but the standalone GET stream.
+ * The SDK's client opens that stream after initialization so that a server can send messages
+ * outside any request (Streamable HTTP); a chat turn needs none (it lists once, then calls), so
+ * the stream would cost a request and a stream held open on the gateway for every context.
+ * The GET is answered here with 405, which the specification lets a server answer when it
+ * offers no stream and which the SDK's client takes as "no stream". Responses to POSTs still
+ * carry each request's notifications. A caller that wants the stream (to hear that the tools
+ * changed) uses a session of its own.
+ */
+export function withoutStandaloneStream(base: typeof fetch): typeof fetch {
+  return (input, init) =>
+    (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase() === 'GET'
+      ? Promise.resolve(new Response(null, { status: 405, headers: { allow: 'POST, DELETE' } }))
+      : base(input, init);
+}
+
 async function open(
   options: McpChatOptions,
   gateway: McpGatewayOptions,
@@ -52,7 +69,7 @@ async function open(
       maxRetries: 0,
       enabled: true,
     },
-    { ...options, endpointHeaders: () => ({ authorization: `Bearer ${credential}` }) },
+    { ...options, endpointHeaders: () => ({ authorization: `Bearer ${credential}` }), fetch: withoutStandaloneStream(options.fetch ?? fetch) },
     signal,
     lists,
   );
