@@ -11,6 +11,7 @@ import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { NotAllowedError, NotFoundError, SdkErrorCode, UpstreamError } from '../errors.ts';
 import { GatewayErrorCode, SERVER_META_KEY, isMcpError } from '../gateway/agent-server.ts';
 import { createRpc } from '../rpc.ts';
+import { gatewaySessionFetch } from './gateway-fetch.ts';
 import { serverTargets } from './context.ts';
 import { sessionsOf } from './registry.ts';
 import { openSession, type Session } from './session.ts';
@@ -27,23 +28,6 @@ function serverOf(item: { _meta?: Record<string, unknown> | undefined }): string
 function unqualified(name: string): string {
   const at = name.indexOf('__');
   return at < 0 ? name : name.slice(at + 2);
-}
-
-/**
- * The fetch of a gateway session: every request goes to the gateway but the standalone GET stream.
- * The SDK's client opens that stream after initialization so that a server can send messages
- * outside any request (Streamable HTTP); a chat turn needs none (it lists once, then calls), so
- * the stream would cost a request and a stream held open on the gateway for every context.
- * The GET is answered here with 405, which the specification lets a server answer when it
- * offers no stream and which the SDK's client takes as "no stream". Responses to POSTs still
- * carry each request's notifications. A caller that wants the stream (to hear that the tools
- * changed) uses a session of its own.
- */
-export function withoutStandaloneStream(base: typeof fetch): typeof fetch {
-  return (input, init) =>
-    (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase() === 'GET'
-      ? Promise.resolve(new Response(null, { status: 405, headers: { allow: 'POST, DELETE' } }))
-      : base(input, init);
 }
 
 async function open(
@@ -69,7 +53,7 @@ async function open(
       maxRetries: 0,
       enabled: true,
     },
-    { ...options, endpointHeaders: () => ({ authorization: `Bearer ${credential}` }), fetch: withoutStandaloneStream(options.fetch ?? fetch) },
+    { ...options, endpointHeaders: () => ({ authorization: `Bearer ${credential}` }), fetch: gatewaySessionFetch(options.fetch ?? fetch) },
     signal,
     lists,
   );
