@@ -17,7 +17,8 @@
  * gateway's interaction log measured it around the upstream call); outside = the rest: the
  * chat function, the gateway (its session, the database's decisions), Deno, connection set-up.
  * Each request acts for an agent of its own (all granted the same 5 servers), so that the
- * gateway's log rows are the request's.
+ * gateway's log rows are the request's. A request refused or failed before its stream (a JSON
+ * error), or whose stream ends in an error event, counts as failed; the reasons are printed.
  */
 import os from 'node:os';
 import { databaseUrl, deployBench, levels, minRequests, percentile, requestsPerRun, waves } from './deployment.ts';
@@ -60,6 +61,9 @@ const entry = await startEdgeFunction('chat', {
   CHAT_SERVER_TIMEOUT_MS: '10000',
 });
 
+/** Why requests failed, each reason once. */
+const failures = new Set<string>();
+
 interface Sample {
   e2e: number;
   model: number;
@@ -76,8 +80,14 @@ async function oneChat(): Promise<Sample> {
     headers: { authorization: `Bearer ${jwt}`, 'content-type': 'application/json' },
     body: JSON.stringify({ agent_id: agentId, organization_id: org.organizationId, messages: [{ role: 'user', content: 'Use every tool once.' }] }),
   });
-  const events = parseSse(await response.text()) as { event: string; data: Record<string, unknown> }[];
+  const text = await response.text();
   const e2e = performance.now() - started;
+  // A refusal or failure before the stream is a JSON error, not events: a failed request, with its reason kept.
+  const streamed = response.ok && (response.headers.get('content-type') ?? '').startsWith('text/event-stream');
+  if (!streamed) failures.add(`HTTP ${response.status}: ${text.slice(0, 300)}`);
+  const events = (streamed ? parseSse(text) : []) as { event: string; data: Record<string, unknown> }[];
+  const error = events.find((e) => e.event === 'error');
+  if (error) failures.add(`error event: ${JSON.stringify(error.data).slice(0, 300)}`);
   const results = events.filter((e) => e.event === 'tool_result');
   const ok = events.at(-1)?.event === 'done' && results.length === specs.length && results.every((r) => r.data.outcome === 'success');
   // This chat's model turns: the requests whose conversation is this one (the model server is shared, so match by position is unsafe).
@@ -127,3 +137,4 @@ console.log(`\nchat through the gateway, 5 servers, one tool call each, model la
 console.log('| concurrent | requests | failed | p50 ms | p95 ms | model p50 ms | servers p50 ms | outside model and servers (p50) | requests/s |');
 console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const line of table) console.log(line);
+if (failures.size > 0) console.log(`\nfailures:\n${[...failures].map((f) => `  ${f}`).join('\n')}`);

@@ -11,6 +11,7 @@ import { NotAllowedError, NotFoundError } from '../errors.ts';
 import { SERVICE_ROLE_OPTIONS, createAgentApiKey, createGateway, sqlGatewayStore, type Gateway } from '../gateway/index.ts';
 import { ownDtma } from '../../../test/support/gateway-dtma.ts';
 import { JWT_SECRET, createAgent, createOrganization, deployServer, removeServers, testPool, userJwt, type Organization } from '../../../test/support/stack.ts';
+import { gatewaySessionFetch, sseMessages } from './gateway-fetch.ts';
 import { createMcpChat } from './index.ts';
 import { closeMCPContext, sessionsOf } from './registry.ts';
 
@@ -77,6 +78,8 @@ describe('createMcpChat with a gateway', () => {
     expect(JSON.stringify((await chat.callTool(context, memory, 'read_graph', {})).content)).toContain('entities');
     await closeMCPContext(context);
     expect(sent.filter((s) => s.includes('notifications/cancelled'))).toEqual([]);
+    // No standalone GET stream: the chat needs no message outside its requests (gateway-fetch.ts).
+    expect(sent.filter((s) => s.startsWith('GET'))).toEqual([]);
     expect(sent.filter((s) => s.startsWith('POST')).sort()).toEqual(
       ['POST initialize', 'POST notifications/initialized', 'POST prompts/list', 'POST resources/list', 'POST tools/call', 'POST tools/list'],
     );
@@ -91,5 +94,38 @@ describe('createMcpChat with a gateway', () => {
     expect(context.tools.map((t) => t.tool.name)).toEqual(['search_nodes']);
     expect(JSON.stringify(await chat.callTool(context, memory, 'search_nodes', { query: 'x' }))).toContain('entities');
     await closeMCPContext(context);
+  });
+
+  it('answers the standalone GET itself, and hands over each POST answer read whole, as the JSON array of its messages', async () => {
+    const agentId = await createAgent(pool, org.organizationId, org.ownerId, 'chat-agent-fetch');
+    const reached: { method: string; contentType: string }[] = [];
+    const counting: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      reached.push({ method: init?.method ?? 'GET', contentType: response.headers.get('content-type') ?? '' });
+      return response;
+    };
+    const sessionFetch = gatewaySessionFetch(counting);
+    const url = `${served.url}/agents/${agentId}/mcp`;
+    const headers = { authorization: `Bearer ${await userJwt(org.ownerId)}`, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const initialize = { jsonrpc: '2.0', id: 1, method: 'initialize', params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'test', version: '1' } } };
+    const answer = await sessionFetch(url, { method: 'POST', headers, body: JSON.stringify(initialize) });
+    // The gateway answered with an event stream; the SDK is handed its one message as JSON.
+    expect(reached).toEqual([{ method: 'POST', contentType: expect.stringMatching(/^text\/event-stream/) }]);
+    expect(answer.headers.get('content-type')).toBe('application/json');
+    const sessionId = answer.headers.get('mcp-session-id');
+    expect(sessionId).toMatch(/\S/);
+    expect(await answer.json()).toEqual([expect.objectContaining({ jsonrpc: '2.0', id: 1, result: expect.objectContaining({ serverInfo: expect.any(Object) }) })]);
+    const stream = await sessionFetch(url, { method: 'GET', headers: { ...headers, 'mcp-session-id': sessionId as string, accept: 'text/event-stream' } });
+    expect(stream.status).toBe(405);
+    expect(reached).toHaveLength(1);
+    // A refusal is handed over as the gateway answered it.
+    const refused = await sessionFetch(url, { method: 'POST', headers: { ...headers, authorization: 'Bearer not-a-jwt' }, body: JSON.stringify(initialize) });
+    expect(refused.status).toBe(401);
+    expect((await sessionFetch(url, { method: 'DELETE', headers: { ...headers, 'mcp-session-id': sessionId as string } })).ok).toBe(true);
+  });
+
+  it('reads every message event of a stream in order, whatever its line ends, and nothing else', () => {
+    const stream = 'id: 1\r\ndata: {"jsonrpc":"2.0","method":"notifications/progress"}\r\n\r\n: a comment\n\nevent: ping\ndata: {}\n\nretry: 5\n\ndata: {"jsonrpc":"2.0",\ndata: "id":3}';
+    expect(sseMessages(stream)).toEqual(['{"jsonrpc":"2.0","method":"notifications/progress"}', '{"jsonrpc":"2.0",\n"id":3}']);
   });
 });

@@ -5,12 +5,15 @@
  * allowed, decides every call and logs it; this side groups what it lists by server (the
  * `_meta` server id the gateway adds) into the same McpContext the direct path builds, so a
  * caller sees no difference but where the decisions are taken. No toolbox token is needed.
+ * The session's fetch (gateway-fetch.ts) opens no standalone GET stream and reads each answer
+ * whole: a chat turn needs neither.
  */
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { NotAllowedError, NotFoundError, SdkErrorCode, UpstreamError } from '../errors.ts';
 import { GatewayErrorCode, SERVER_META_KEY, isMcpError } from '../gateway/agent-server.ts';
 import { createRpc } from '../rpc.ts';
+import { gatewaySessionFetch } from './gateway-fetch.ts';
 import { serverTargets } from './context.ts';
 import { sessionsOf } from './registry.ts';
 import { openSession, type Session } from './session.ts';
@@ -52,7 +55,7 @@ async function open(
       maxRetries: 0,
       enabled: true,
     },
-    { ...options, endpointHeaders: () => ({ authorization: `Bearer ${credential}` }) },
+    { ...options, endpointHeaders: () => ({ authorization: `Bearer ${credential}` }), fetch: gatewaySessionFetch(options.fetch ?? fetch) },
     signal,
     lists,
   );

@@ -125,10 +125,13 @@ export function createChatHandler(options: ChatHandlerOptions): (req: Request) =
             lists: { resources: false, prompts: false },
             signal: req.signal,
           });
-          const tools: ModelTool[] = context.tools.map((t) => ({
-            type: 'function',
-            function: { name: t.qualifiedName, ...(t.tool.description ? { description: t.tool.description } : {}), parameters: t.tool.inputSchema as Record<string, unknown> },
-          }));
+          // Frozen: completeTurn serialises the list once and sends it with every turn.
+          const tools: readonly ModelTool[] = Object.freeze(
+            context.tools.map((t) => ({
+              type: 'function' as const,
+              function: { name: t.qualifiedName, ...(t.tool.description ? { description: t.tool.description } : {}), parameters: t.tool.inputSchema as Record<string, unknown> },
+            })),
+          );
           const encoder = new TextEncoder();
           const stream = new ReadableStream<Uint8Array>({
             async start(controller) {

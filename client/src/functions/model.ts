@@ -4,6 +4,7 @@
  * asks for, assembled from their deltas. Any server that speaks this wire format will do
  * (OpenAI, a local llama.cpp or vLLM, the scripted model of the tests).
  */
+import { createParser } from 'eventsource-parser';
 import { z } from 'zod';
 import { SdkErrorCode, UpstreamError } from '../errors.ts';
 
@@ -62,34 +63,43 @@ const ChunkSchema = z.object({
     .default([]),
 });
 
-/** The `data:` payloads of a server-sent event stream, as they arrive. */
+/** The `data` of each event of a server-sent event stream, as they arrive (parsed by eventsource-parser). */
 async function* sseData(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
   const decoder = new TextDecoder();
-  let buffer = '';
+  const arrived: string[] = [];
+  const parser = createParser({ onEvent: (event) => void (event.data !== '' && arrived.push(event.data)) });
   for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
-    buffer += decoder.decode(chunk, { stream: true });
-    let end: number;
-    while ((end = buffer.search(/\r?\n\r?\n/)) >= 0) {
-      const event = buffer.slice(0, end);
-      buffer = buffer.slice(end).replace(/^\r?\n\r?\n/, '');
-      const data = event
-        .split(/\r?\n/)
-        .filter((line) => line.startsWith('data:'))
-        .map((line) => line.slice(5).replace(/^ /, ''))
-        .join('\n');
-      if (data !== '') yield data;
-    }
+    parser.feed(decoder.decode(chunk, { stream: true }));
+    yield* arrived.splice(0);
   }
+}
+
+/**
+ * The JSON of a tool list, made once per list: a chat sends the same tools with every turn, and
+ * they are most of the request's bytes.
+ */
+const toolsJson = new WeakMap<readonly ModelTool[], string>();
+
+function requestBody(config: ModelConfig, messages: ChatMessage[], tools: readonly ModelTool[]): string {
+  if (tools.length === 0) return JSON.stringify({ model: config.model, messages, stream: true });
+  let json = toolsJson.get(tools);
+  if (json === undefined) {
+    json = JSON.stringify(tools);
+    toolsJson.set(tools, json);
+  }
+  // The same object as {model, messages, stream: true, tools, tool_choice: 'auto'}, its tools spliced in as JSON.
+  return `${JSON.stringify({ model: config.model, messages, stream: true }).slice(0, -1)},"tools":${json},"tool_choice":"auto"}`;
 }
 
 function modelError(message: string, cause?: unknown): UpstreamError {
   return new UpstreamError({ code: SdkErrorCode.upstream, message: `model: ${message}` }, { cause });
 }
 
+/** One turn. `tools` is serialised once per array and reused by later turns: never change an array once passed (chat.ts freezes it). */
 export async function completeTurn(
   config: ModelConfig,
   messages: ChatMessage[],
-  tools: ModelTool[],
+  tools: readonly ModelTool[],
   onText: (text: string) => void,
   options: { fetch?: typeof fetch; signal?: AbortSignal } = {},
 ): Promise<ModelTurn> {
@@ -99,7 +109,7 @@ export async function completeTurn(
     response = await (options.fetch ?? fetch)(`${config.baseUrl.replace(/\/+$/, '')}/chat/completions`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...(config.apiKey ? { authorization: `Bearer ${config.apiKey}` } : {}) },
-      body: JSON.stringify({ model: config.model, messages, stream: true, ...(tools.length > 0 ? { tools, tool_choice: 'auto' } : {}) }),
+      body: requestBody(config, messages, tools),
       signal,
     });
   } catch (error) {
