@@ -8,10 +8,13 @@
  * parallel), one model turn answering. Not a test: it prints figures.
  *
  *   npm start    # or any stack: DATABASE_URL, DTMA_URL, DTMA_TOKEN
- *   npx tsx scripts/bench/chat.ts            # LEVELS=1,10,100 MIN_REQUESTS=20 MODEL_LATENCY_MS=0 GATEWAY_DB_POOL=20 DB_POOL_SIZE=20
+ *   npx tsx scripts/bench/chat.ts            # LEVELS=1,10,100 MIN_REQUESTS=20 MODEL_LATENCY_MS=0
  *
- * After one warm-up request, per level: waves of <level> concurrent requests until at least
- * MIN_REQUESTS were made (20 waves of 1, 2 of 10, 1 of 100). Per request:
+ * The entries run with their own database pool sizes (GATEWAY_DB_POOL, DB_POOL_SIZE: set them to
+ * try others). After one warm-up request, per level: a first wave of <level> concurrent requests,
+ * during which the pools open their connections up to that concurrency (reported apart: what a
+ * burst costs a cold function), then waves of <level> until at least MIN_REQUESTS were made (20
+ * waves of 1, 2 of 10, 1 of 100): the steady state. Per request:
  * end-to-end time (the client's, to the end of the stream); model time (what the model server
  * spent on its two turns); server time (the slowest of the request's tool calls, as the
  * gateway's interaction log measured it around the upstream call); outside = the rest: the
@@ -50,11 +53,12 @@ const model = await startScriptedModel((request) => {
 });
 model.setLatency(modelLatencyMs);
 // The gateway acts on the database as the platform and verifies the users' JWTs with the secret.
-const gateway = await startEdgeFunction('mcp-gateway', { SUPABASE_DB_URL: databaseUrl, JWT_SECRET, GATEWAY_DB_POOL: process.env.GATEWAY_DB_POOL ?? '20', GATEWAY_LOG_FLUSH_MS: '100' });
+const pools = (name: string): Record<string, string> => (process.env[name] ? { [name]: process.env[name] as string } : {});
+const gateway = await startEdgeFunction('mcp-gateway', { SUPABASE_DB_URL: databaseUrl, JWT_SECRET, GATEWAY_LOG_FLUSH_MS: '100', ...pools('GATEWAY_DB_POOL') });
 const entry = await startEdgeFunction('chat', {
   SUPABASE_DB_URL: databaseUrl,
   JWT_SECRET,
-  DB_POOL_SIZE: process.env.DB_POOL_SIZE ?? '20',
+  ...pools('DB_POOL_SIZE'),
   OPENAI_BASE_URL: model.baseUrl,
   OPENAI_MODEL: 'scripted-model',
   MCP_GATEWAY_URL: gateway.url,
@@ -111,21 +115,27 @@ async function serverTimes(agentIds: string[]): Promise<Map<string, number>> {
 }
 
 const table: string[] = [];
+const firstWaves: string[] = [];
+/** A table row of one level's samples. */
+async function row(level: number, samples: Sample[], wall: number): Promise<string> {
+  const servers = await serverTimes(samples.map((s) => s.agentId));
+  const outside = samples.map((s) => Math.max(0, s.e2e - s.model - (servers.get(s.agentId) ?? 0)) / s.e2e);
+  const failed = samples.filter((s) => !s.ok).length;
+  const e2e = samples.map((s) => s.e2e);
+  return (
+    `| ${level} | ${samples.length} | ${failed} | ${percentile(e2e, 50).toFixed(0)} | ${percentile(e2e, 95).toFixed(0)} | ` +
+    `${percentile(samples.map((s) => s.model), 50).toFixed(0)} | ${percentile(samples.map((s) => servers.get(s.agentId) ?? 0), 50).toFixed(0)} | ` +
+    `${(percentile(outside, 50) * 100).toFixed(0)}% | ${((samples.length / wall) * 1000).toFixed(1)} |`
+  );
+}
 try {
-  await oneChat(); // warm-up: Deno compiles, the pool connects
+  await oneChat(); // warm-up: Deno compiles, the pools connect
   console.log(`measuring ${levels.join(', ')} concurrent requests ...`);
   for (const level of levels) {
-    const { samples, wallMs: wall } = await waves(level, oneChat);
-    const servers = await serverTimes(samples.map((s) => s.agentId));
-    const outside = samples.map((s) => Math.max(0, s.e2e - s.model - (servers.get(s.agentId) ?? 0)) / s.e2e);
-    const failed = samples.filter((s) => !s.ok).length;
-    const e2e = samples.map((s) => s.e2e);
-    table.push(
-      `| ${level} | ${samples.length} | ${failed} | ${percentile(e2e, 50).toFixed(0)} | ${percentile(e2e, 95).toFixed(0)} | ` +
-        `${percentile(samples.map((s) => s.model), 50).toFixed(0)} | ${percentile(samples.map((s) => servers.get(s.agentId) ?? 0), 50).toFixed(0)} | ` +
-        `${(percentile(outside, 50) * 100).toFixed(0)}% | ${((samples.length / wall) * 1000).toFixed(1)} |`,
-    );
-    console.log(table.at(-1));
+    const { first, samples, wallMs } = await waves(level, oneChat);
+    firstWaves.push(await row(level, first.samples, first.wallMs));
+    table.push(await row(level, samples, wallMs));
+    console.log(`${table.at(-1)}   (first wave: ${firstWaves.at(-1)})`);
   }
 } finally {
   await entry.stop();
@@ -137,4 +147,6 @@ console.log(`\nchat through the gateway, 5 servers, one tool call each, model la
 console.log('| concurrent | requests | failed | p50 ms | p95 ms | model p50 ms | servers p50 ms | outside model and servers (p50) | requests/s |');
 console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const line of table) console.log(line);
+console.log('\nthe first wave of each level, while the pools open their connections:');
+for (const line of firstWaves) console.log(line);
 if (failures.size > 0) console.log(`\nfailures:\n${[...failures].map((f) => `  ${f}`).join('\n')}`);

@@ -41,15 +41,30 @@ export interface BenchDeployment {
 /** Concurrency levels and the least number of requests per level: LEVELS (default 1,10,100), MIN_REQUESTS (default 20). */
 export const levels = (process.env.LEVELS ?? '1,10,100').split(',').map(Number);
 export const minRequests = Number(process.env.MIN_REQUESTS ?? 20);
-/** Requests a run makes: one warm-up, then whole waves of each level until MIN_REQUESTS. */
-export const requestsPerRun = 1 + levels.reduce((sum, level) => sum + Math.ceil(minRequests / level) * level, 0);
+/**
+ * Requests a run makes: one warm-up, then per level a first wave of <level> requests (the
+ * processes open their pools' connections, up to that concurrency, and warm up; reported apart)
+ * and whole waves of that level until MIN_REQUESTS.
+ */
+export const requestsPerRun = 1 + levels.reduce((sum, level) => sum + level + Math.ceil(minRequests / level) * level, 0);
 
-/** Waves of `level` concurrent requests until at least MIN_REQUESTS were made; the samples and the wall time. */
-export async function waves<T>(level: number, one: () => Promise<T>): Promise<{ samples: T[]; wallMs: number }> {
+export interface Waves<T> {
+  /** The first wave: every connection a pool opens for this concurrency is opened here. */
+  first: { samples: T[]; wallMs: number };
+  /** Then waves until at least MIN_REQUESTS: the steady state at this concurrency. */
+  samples: T[];
+  wallMs: number;
+}
+
+/** A first wave of `level` concurrent requests, then waves of `level` until at least MIN_REQUESTS were made. */
+export async function waves<T>(level: number, one: () => Promise<T>): Promise<Waves<T>> {
+  const wave = (): Promise<T[]> => Promise.all(Array.from({ length: level }, one));
+  let started = performance.now();
+  const first = { samples: await wave(), wallMs: performance.now() - started };
   const samples: T[] = [];
-  const started = performance.now();
-  while (samples.length < minRequests) samples.push(...(await Promise.all(Array.from({ length: level }, one))));
-  return { samples, wallMs: performance.now() - started };
+  started = performance.now();
+  while (samples.length < minRequests) samples.push(...(await wave()));
+  return { first, samples, wallMs: performance.now() - started };
 }
 
 /** p-th percentile (nearest rank) of the values. */
