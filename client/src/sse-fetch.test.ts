@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { nodeFetch } from './node-fetch.ts';
 import { serveFetch } from './node-serve.ts';
-import { collapsingFetch } from './sse-fetch.ts';
+import { collapseSse, collapsingFetch } from './sse-fetch.ts';
 
 const RESPONSE = { jsonrpc: '2.0', id: 7, result: { content: [{ type: 'text', text: 'héllo\nworld' }] } };
 const PROGRESS = { jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: 1, progress: 1 } };
@@ -37,6 +37,10 @@ const answers: Record<string, { chunks: string[]; open?: boolean }> = {
   otherEvent: { chunks: ['event: ping\ndata: {}\n\n', event(RESPONSE)] },
   noResponse: { chunks: ['id: 1\ndata:\n\n'] },
   staysOpen: { chunks: [event(RESPONSE)], open: true },
+  // The response's event not closed by a blank line: never dispatched, by the SDK's parser either.
+  unterminated: { chunks: [`event: message\ndata: ${JSON.stringify(RESPONSE)}\n`] },
+  // The response, then comments far longer than the settling time, each well within it.
+  commentsAfter: { chunks: [event(RESPONSE), ...Array.from({ length: 30 }, () => ': keep-alive\n\n')] },
 };
 
 let server: http.Server;
@@ -90,7 +94,7 @@ for (const [name, under] of [
     });
 
     it('hands every other answer over as the bytes the server sent', async () => {
-      for (const path of ['progressFirst', 'twoMessages', 'notJson', 'otherEvent', 'noResponse']) {
+      for (const path of ['progressFirst', 'twoMessages', 'notJson', 'otherEvent', 'noResponse', 'unterminated', 'commentsAfter']) {
         const response = await collapsing(`${base}/${path}`, post);
         expect(response.headers.get('content-type'), path).toBe('text/event-stream');
         expect(await response.text(), path).toBe(answers[path]?.chunks.join(''));
@@ -117,6 +121,27 @@ for (const [name, under] of [
     });
   });
 }
+
+describe('collapseSse on a stream that never judges itself', () => {
+  it('holds at most its limit of a stream of comments, then hands what it read and the rest over', async () => {
+    const comment = new TextEncoder().encode(`: ${'x'.repeat(1021)}\n`);
+    let produced = 0;
+    async function* comments(): AsyncGenerator<Uint8Array> {
+      for (; produced < 2000; ) {
+        produced++;
+        yield comment;
+      }
+      yield new TextEncoder().encode(event(RESPONSE));
+    }
+    const response = await collapseSse(comments(), { status: 200, headers: new Headers({ 'content-type': 'text/event-stream' }) }, 50, 64 * 1024);
+    // Handed over after about 64 kB, not after the 2 MB that came before the response.
+    expect(produced).toBeLessThanOrEqual(65);
+    expect(response.headers.get('content-type')).toBe('text/event-stream');
+    const text = await response.text();
+    expect(text.length).toBe(2000 * 1024 + event(RESPONSE).length);
+    expect(text.endsWith(event(RESPONSE))).toBe(true);
+  });
+});
 
 describe('the MCP SDK client over the collapsing fetch', () => {
   it('gets results, errors and every progress notification as without it', async () => {

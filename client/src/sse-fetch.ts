@@ -30,6 +30,11 @@ class SseReader {
   response: string | undefined;
   verdict: Verdict | undefined;
 
+  /** Whether an event has data lines not yet closed by a blank line. */
+  get pending(): boolean {
+    return this.data !== undefined;
+  }
+
   /** Feeds decoded text; sets `verdict` to 'stream' as soon as the stream must be handed over. */
   feed(text: string, ended: boolean): void {
     this.text += text;
@@ -106,28 +111,45 @@ function nextWithin(chunks: Chunks, pending: Promise<IteratorResult<Uint8Array>>
   return Promise.race([pending, late]).finally(() => clearTimeout(timer));
 }
 
+/** How many bytes collapseSse holds while it cannot tell yet; past them the stream is handed over. */
+export const COLLAPSE_MAX_BYTES = 4 * 1024 * 1024;
+
 /**
  * Reads an SSE answer's chunks until it can tell: the response alone (then the JSON), or not
- * (then a stream replaying what was read, then the rest).
+ * (then a stream replaying what was read, then the rest). It waits at most `settleMs` after the
+ * response for the stream's end, however many comments arrive meanwhile, and holds at most
+ * `maxBytes` of a stream it has not judged: a server that keeps its stream open, or sends
+ * comments without end, gets its stream handed over as it is, never held back.
  */
-export async function collapseSse(chunks: Chunks, init: { status: number; statusText?: string; headers: Headers }, settleMs = 50): Promise<Response> {
+export async function collapseSse(
+  chunks: Chunks,
+  init: { status: number; statusText?: string; headers: Headers },
+  settleMs = 50,
+  maxBytes = COLLAPSE_MAX_BYTES,
+): Promise<Response> {
   const reader = new SseReader();
   const decoder = new TextDecoder();
   const read: Uint8Array[] = [];
+  let held = 0;
   let pending: Promise<IteratorResult<Uint8Array>> | undefined;
   let ended = false;
-  while (reader.verdict === undefined) {
+  let settleBy: number | undefined;
+  while (reader.verdict === undefined && held <= maxBytes) {
     pending ??= chunks.next();
-    const next = reader.response === undefined ? await pending : await nextWithin(chunks, pending, settleMs);
+    if (reader.response !== undefined) settleBy ??= Date.now() + settleMs;
+    const next = settleBy === undefined ? await pending : await nextWithin(chunks, pending, Math.max(0, settleBy - Date.now()));
     if (next === 'late') break; // the response came and the stream stays open: hand it over
     pending = undefined;
     if (next.done) {
       ended = true;
       reader.feed(decoder.decode(), true);
-      reader.feed('\n\n', true); // an event not closed by a blank line is dispatched at the end
+      // An event not closed by a blank line is never dispatched (WHATWG; the SDK's parser drops
+      // it too): a stream ending in one is handed over as it is.
+      if (reader.pending) reader.verdict = 'stream';
       break;
     }
     read.push(next.value);
+    held += next.value.length;
     reader.feed(decoder.decode(next.value, { stream: true }), false);
   }
   if (ended && reader.verdict === undefined && reader.response !== undefined) {
