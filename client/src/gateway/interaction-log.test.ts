@@ -10,7 +10,8 @@ import { databaseUrl } from '../../../test/support/db.ts';
 import { createAgent, createOrganization, testPool, type Organization } from '../../../test/support/stack.ts';
 import { McpControlPlaneError } from '../errors.ts';
 import { interactionLog, type AgentInteractions } from './interaction-log.ts';
-import { SERVICE_ROLE_OPTIONS, sqlGatewayStore } from './store.ts';
+import { directTransport } from '../direct-transport.ts';
+import { gatewayStore, SERVICE_ROLE_OPTIONS, sqlGatewayStore } from './store.ts';
 
 let pool: pg.Pool;
 let servicePool: pg.Pool;
@@ -69,6 +70,21 @@ describe('the interaction log', () => {
     expect((errors[0] as McpControlPlaneError).code).toBe('42501');
     expect(await logged(c as string)).toEqual([]);
     expect((await logged(a as string)).map((r) => r.tool_name)).toEqual(['first', 'third', 'fourth']);
+    await log.close();
+  });
+
+  it('through the RPC store (one call per batch): a refused batch is reported and no other agent’s rows are written twice', async () => {
+    const store = gatewayStore(directTransport({ pool: servicePool, claims: { role: 'service_role' } }));
+    const [a, c] = await Promise.all(['a', 'c'].map((n) => createAgent(pool, org.organizationId, org.ownerId, `rpc-log-${n}-${randomUUID().slice(0, 6)}`)));
+    const errors: unknown[] = [];
+    const log = interactionLog({ write: (batches) => store.log(batches), onError: (error) => errors.push(error), flushMs: 60_000 });
+    log.add(c as string, { interaction_type: 'tool_call', tool_name: 'foreign', server_instance_id: randomUUID(), outcome: 'success', duration_ms: 1 });
+    log.add(a as string, { interaction_type: 'tool_call', tool_name: 'once', outcome: 'success', duration_ms: 2 });
+    await log.flush();
+    expect(errors).toHaveLength(1);
+    expect((errors[0] as McpControlPlaneError).code).toBe('42501');
+    expect(await logged(c as string)).toEqual([]);
+    expect((await logged(a as string)).map((r) => r.tool_name)).toEqual(['once']);
     await log.close();
   });
 });

@@ -25,7 +25,18 @@ export interface AgentInteractions {
   interactions: Interaction[];
 }
 
+/**
+ * Thrown by a write that wrote its batches one by one and could not write some (the RPC store):
+ * the others are in the log, so nothing is written again; each failure is reported.
+ */
+export class BatchesNotWritten extends Error {
+  constructor(readonly errors: unknown[]) {
+    super(`${errors.length} interaction batch(es) not written`);
+  }
+}
+
 export interface InteractionLogOptions {
+  /** Writes all the batches, or none of them and throws; or throws BatchesNotWritten for those it could not write. */
   write: (batches: AgentInteractions[]) => Promise<void>;
   flushMs?: number;
   maxBatch?: number;
@@ -55,9 +66,11 @@ export function interactionLog(options: InteractionLogOptions): InteractionLog {
       batches.length === 0
         ? []
         : [
-            options.write(batches).catch(() =>
-              Promise.all(batches.map((one) => options.write([one]).catch((error: unknown) => options.onError?.(error)))),
-            ),
+            options.write(batches).catch(async (error: unknown): Promise<void> => {
+              if (error instanceof BatchesNotWritten) for (const each of error.errors) options.onError?.(each);
+              else if (batches.length === 1) options.onError?.(error);
+              else await Promise.all(batches.map((one) => options.write([one]).catch((each: unknown) => options.onError?.(each))));
+            }),
           ];
     const all = Promise.all(writes).then(() => undefined);
     inFlight.add(all);

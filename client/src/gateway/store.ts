@@ -27,7 +27,7 @@ import {
 } from '../schemas.ts';
 export { GatewayCallDecisionSchema, GatewayPrincipalSchema, GatewayServerSchema, GatewayUpstreamSchema, type GatewayCallDecision, type GatewayPrincipal, type GatewayServer, type GatewayToolDecision, type GatewayUpstream };
 import type { RpcTransport } from '../transport.ts';
-import type { AgentInteractions } from './interaction-log.ts';
+import { BatchesNotWritten, type AgentInteractions } from './interaction-log.ts';
 import { clipInteractions, logInteractions } from '../chat/log.ts';
 
 /** One server's tools as the gateway read them upstream. */
@@ -100,8 +100,11 @@ export function gatewayStore(transport: RpcTransport): GatewayStore {
     },
     filterTools: async (agentId, servers) =>
       servers.length === 0 ? [] : rpc.gateway_filter_tools({ p_agent_id: agentId, p_servers: presentedServers(servers) }),
+    // One RPC per batch, so not all or nothing: a failure names only the batches not written.
     log: async (batches) => {
-      await Promise.all(batches.map((b) => logInteractions(transport, b.agentId, b.interactions)));
+      const settled = await Promise.allSettled(batches.map((b) => logInteractions(transport, b.agentId, b.interactions)));
+      const errors = settled.flatMap((each) => (each.status === 'rejected' ? [each.reason as unknown] : []));
+      if (errors.length > 0) throw new BatchesNotWritten(errors);
     },
   };
 }
