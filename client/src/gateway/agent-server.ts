@@ -191,7 +191,21 @@ export function agentServer(options: AgentServerOptions): Server {
       }),
     );
     const presented = read.filter((r) => r.tools.length > 0);
-    const decisions = await store.filterTools(agentId, presented.map((r) => ({ serverId: r.server.server_instance_id, tools: r.tools })));
+    const asks = presented.map((r) => ({ serverId: r.server.server_instance_id, tools: r.tools }));
+    // A server whose tools the database cannot take (a definition it refuses, such as a NUL in a
+    // string) fails the question for all: then each server is asked alone, and only it is skipped.
+    const decisions = await store.filterTools(agentId, asks).catch(async (error: unknown) => {
+      options.onError?.(error);
+      const each = await Promise.all(
+        asks.map((ask) =>
+          store.filterTools(agentId, [ask]).catch((alone: unknown) => {
+            options.onError?.(alone);
+            return [];
+          }),
+        ),
+      );
+      return each.flat();
+    });
     const allowed = new Set(decisions.filter((d) => d.allowed).map((d) => JSON.stringify([d.server_instance_id, d.tool_name])));
     return presented.flatMap(({ namespace, server, tools }) => {
       const listed = tools.filter((tool) => allowed.has(JSON.stringify([server.server_instance_id, tool.name])));

@@ -11,6 +11,8 @@
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
 import { CallToolResultSchema, ResourceUpdatedNotificationSchema, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -444,6 +446,37 @@ describe('relay', () => {
 });
 
 describe('upstream', () => {
+  it('a server whose tools the database cannot take (a NUL in a description) hides only its own tools from tools/list', async () => {
+    const bad = await serveFetch(async (req) => {
+      const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+      const mcp = new McpServer({ name: 'nul', version: '1.0.0' });
+      mcp.registerTool('read_graph', { description: 'reads\u0000the graph' }, async () => ({ content: [] }));
+      await mcp.connect(transport);
+      return transport.handleRequest(req);
+    });
+    const { rows } = await pool.query<{ id: string; endpoint_url: string; instance_name_on_toolbox: string }>(
+      'select id, endpoint_url, instance_name_on_toolbox from public.account_tool_instances where id = any ($1::uuid[])',
+      [[memory, everything]],
+    );
+    const original = rows.find((r) => r.id === memory)?.endpoint_url as string;
+    const everythingNs = slugOf(rows.find((r) => r.id === everything)?.instance_name_on_toolbox as string);
+    const fresh = createGateway({ store: sqlGatewayStore(servicePool) });
+    const freshServed = await serveFetch((req) => fresh.handle(req));
+    try {
+      await pool.query('update public.account_tool_instances set endpoint_url = $2 where id = $1', [memory, `${bad.url}/mcp`]);
+      const { key } = await agentWithKey(acme, [[memory, 'full_access'], [everything, 'read_only']]);
+      const client = await mcpClient(`${freshServed.url}/mcp`, key);
+      const names = await toolNames(client);
+      expect(names.length).toBeGreaterThan(0);
+      expect(names.every((n) => n.startsWith(`${everythingNs}__`))).toBe(true);
+      await client.close();
+    } finally {
+      await pool.query('update public.account_tool_instances set endpoint_url = $2 where id = $1', [memory, original]);
+      await fresh.close();
+      await Promise.all([freshServed.close(), bad.close()]);
+    }
+  });
+
   it('never follows an upstream’s redirect to another origin: the call fails as unavailable, the redirect’s target is never reached', async () => {
     // A server where a redirect would lead (it counts what reaches it), and the registered
     // endpoint now answering 307 towards it. (The SDK's client transport follows same-origin
