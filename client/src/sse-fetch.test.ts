@@ -30,7 +30,9 @@ const answers: Record<string, { chunks: string[]; open?: boolean }> = {
   big: { chunks: pieces(event(BIG), 1024) },
   primed: { chunks: ['id: 1\ndata:\n\n', event(RESPONSE, '2')] },
   // CRLF line ends, a data field split over two lines, a chunk cut between CR and LF, a comment.
-  awkward: { chunks: [': keep-alive\r\nevent: message\r\ndata: {"jsonrpc":"2.0","id":7,\r', '\ndata: "result":{}}\r', '\n\r\n'] },
+  awkward: { chunks: ['event: message\r\ndata: {"jsonrpc":"2.0","id":7,\r', '\ndata: "result":{}}\r', '\n\r\n: bye\r\n'] },
+  // A keep-alive before the response (a long call): the stream flows on, not held back.
+  keptAlive: { chunks: [': keepalive\n\n', event(RESPONSE)] },
   progressFirst: { chunks: [event(PROGRESS), event(RESPONSE)] },
   twoMessages: { chunks: [event(RESPONSE), event(PROGRESS)] },
   notJson: { chunks: ['data: {not json\n\n'] },
@@ -94,7 +96,7 @@ for (const [name, under] of [
     });
 
     it('hands every other answer over as the bytes the server sent', async () => {
-      for (const path of ['progressFirst', 'twoMessages', 'notJson', 'otherEvent', 'noResponse', 'unterminated', 'commentsAfter']) {
+      for (const path of ['progressFirst', 'twoMessages', 'notJson', 'otherEvent', 'noResponse', 'unterminated', 'commentsAfter', 'keptAlive']) {
         const response = await collapsing(`${base}/${path}`, post);
         expect(response.headers.get('content-type'), path).toBe('text/event-stream');
         expect(await response.text(), path).toBe(answers[path]?.chunks.join(''));
@@ -123,22 +125,22 @@ for (const [name, under] of [
 }
 
 describe('collapseSse on a stream that never judges itself', () => {
-  it('holds at most its limit of a stream of comments, then hands what it read and the rest over', async () => {
-    const comment = new TextEncoder().encode(`: ${'x'.repeat(1021)}\n`);
+  it('holds at most its limit of a stream of events without data, then hands what it read and the rest over', async () => {
+    const comment = new TextEncoder().encode(`id: ${'x'.repeat(1017)}\ndata:\n\n`);
     let produced = 0;
-    async function* comments(): AsyncGenerator<Uint8Array> {
+    async function* primings(): AsyncGenerator<Uint8Array> {
       for (; produced < 2000; ) {
         produced++;
         yield comment;
       }
       yield new TextEncoder().encode(event(RESPONSE));
     }
-    const response = await collapseSse(comments(), { status: 200, headers: new Headers({ 'content-type': 'text/event-stream' }) }, 50, 64 * 1024);
+    const response = await collapseSse(primings(), { status: 200, headers: new Headers({ 'content-type': 'text/event-stream' }) }, 50, 64 * 1024);
     // Handed over after about 64 kB, not after the 2 MB that came before the response.
     expect(produced).toBeLessThanOrEqual(65);
     expect(response.headers.get('content-type')).toBe('text/event-stream');
     const text = await response.text();
-    expect(text.length).toBe(2000 * 1024 + event(RESPONSE).length);
+    expect(text.length).toBe(2000 * comment.length + event(RESPONSE).length);
     expect(text.endsWith(event(RESPONSE))).toBe(true);
   });
 });

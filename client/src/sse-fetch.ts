@@ -9,7 +9,8 @@
  * Anything else is handed over as the SSE stream it was, byte for byte, from its first byte: a
  * stream where a notification or a request comes first, a second message after the response, an
  * event the SDK would not read as a message, data that is not JSON, a stream that ends without a
- * response, a stream that stays open past `settleMs` after the response. GET streams and
+ * response, a stream that stays open past `settleMs` after the response, a keep-alive comment
+ * before the response (a long request: its stream flows on as it came). GET streams and
  * non-SSE answers are not touched. Runs unchanged under Node and Deno.
  */
 
@@ -68,7 +69,13 @@ class SseReader {
 
   private line(line: string): void {
     if (line === '') return this.dispatch();
-    if (line.startsWith(':')) return;
+    if (line.startsWith(':')) {
+      // A comment before the response is a keep-alive: the server is keeping a long request's
+      // stream open (the SDK's transports send one every 15 s), so its bytes go on at once, as
+      // they would have, rather than being held back until the response.
+      if (this.response === undefined) this.verdict = 'stream';
+      return;
+    }
     const colon = line.indexOf(':');
     const field = colon < 0 ? line : line.slice(0, colon);
     let value = colon < 0 ? '' : line.slice(colon + 1);
