@@ -192,7 +192,9 @@ begin
   -- Every pin is its tool's definition with that definition's sha256 (private.tool_pin), as the
   -- catalog's manifest and approve_mcp_tool_definition write them: tool_matches_pin decides on
   -- it without hashing, so a pin with any other hash or field is refused here.
-  if (tg_op = 'INSERT' or new.pinned_manifest is distinct from old.pinned_manifest)
+  -- Compared as text: jsonb equality takes 1.0 for 1, so a pin rewritten that way under its old
+  -- sha256 would pass unchecked.
+  if (tg_op = 'INSERT' or new.pinned_manifest::text is distinct from old.pinned_manifest::text)
      and exists (select from jsonb_array_elements(new.pinned_manifest) t where t is distinct from private.tool_pin(t)) then
     raise exception using errcode = '22023', message = 'every pinned tool must be its definition with that definition''s sha256',
       hint = 'pin the catalog''s manifest, or approve a presented definition (approve_mcp_tool_definition)';

@@ -6,7 +6,7 @@
 -- other pin (22023), and every writer (the catalog's manifest, approve_mcp_tool_definition)
 -- writes them so. A definition that is equal as jsonb but not as text (1 and 1.0) is drift.
 begin;
-select plan(22);
+select plan(23);
 
 select tests.create_user('olga@pin.test') as olga \gset
 select tests.authenticate_as(:'olga');
@@ -118,6 +118,10 @@ select throws_ok(format($$update public.account_tool_instances set pinned_manife
 select throws_ok(format($$update public.account_tool_instances set pinned_manifest =
                             (select jsonb_agg(t - 'description') from jsonb_array_elements(pinned_manifest) t) where id = %L$$, :'mem'),
                  '22023', null, 'a pin missing a field of the definition is refused (22023)');
+select throws_ok(format($$update public.account_tool_instances set pinned_manifest =
+                            (select jsonb_agg(case when t ->> 'name' = 'read_graph' then jsonb_set(t, '{inputSchema,properties,depth,maximum}', '1.0') else t end)
+                               from jsonb_array_elements(pinned_manifest) t) where id = %L$$, :'mem'),
+                 '22023', null, 'a pin rewritten from 1 to 1.0 under its old sha256 (equal as jsonb, not as text) is refused (22023)');
 select throws_ok(format($$insert into public.account_tool_instances (organization_id, account_tool_environment_id, catalog_id,
                             instance_name_on_toolbox, display_name, pinned_manifest)
                           select %L, %L, c.id, 'forged', 'Forged', '[{"name": "read_graph", "sha256": "%s"}]' from public.mcp_server_catalog c
