@@ -42,7 +42,6 @@ import {
   type ServerRequest,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
-import { z } from 'zod';
 import { sharedValidator } from '../chat/validator.ts';
 import type { JsonValue } from '../schemas.ts';
 import type { Asked, GatewayCache } from './cache.ts';
@@ -115,9 +114,6 @@ export interface AgentServerOptions {
 const LEVELS: LoggingLevel[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
-
-/** An upstream tools/call result taken as it came: the SDK's server checks it (CallToolResultSchema) on its way out. */
-const RELAYED_RESULT = z.looseObject({});
 
 export function agentServer(options: AgentServerOptions): Server {
   const { agentId, store, pool, log, cache } = options;
@@ -249,9 +245,7 @@ export function agentServer(options: AgentServerOptions): Server {
     const started = performance.now();
     try {
       const result = await relay(upstream, logSink(extra), () =>
-        // The result is checked once, by this server's own tools/call result check, before it
-        // leaves; its structured content against the output schema by the agent's client.
-        upstream.client.request({ method: 'tools/call', params: { name, arguments: request.params.arguments ?? {} } }, RELAYED_RESULT, {
+        upstream.client.callTool({ name, arguments: request.params.arguments ?? {} }, undefined, {
           signal: extra.signal,
           timeout: options.callTimeoutMs ?? 60_000,
           resetTimeoutOnProgress: true,
