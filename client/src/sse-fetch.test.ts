@@ -116,6 +116,14 @@ for (const [name, under] of [
       expect(rest).toBe(event(PROGRESS));
     });
 
+    it('reads a stream once: a stream handed over by nodeFetch, which collapses on its own, is not read again', async () => {
+      let inner: Response | undefined;
+      const twice = collapsingFetch(async (input, init) => (inner = await collapsing(input, init)), 50);
+      const response = await twice(`${base}/progressFirst`, post);
+      expect(response).toBe(inner);
+      expect(await response.text()).toBe(answers.progressFirst?.chunks.join(''));
+    });
+
     it('leaves GET streams alone', async () => {
       const response = await collapsing(`${base}/alone`);
       expect(response.headers.get('content-type')).toBe('text/event-stream');

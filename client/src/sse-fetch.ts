@@ -20,6 +20,8 @@ type Chunks = AsyncIterator<Uint8Array>;
 type Verdict = { json: string } | 'stream';
 
 const SSE = /^\s*text\/event-stream/i;
+/** The streams collapseSse already read and handed over: a second collapsing layer leaves them alone. */
+const judged = new WeakSet<Response>();
 
 /** Parses SSE incrementally (WHATWG rules: CR, LF or CRLF line ends; data lines joined by LF). */
 class SseReader {
@@ -181,7 +183,9 @@ export async function collapseSse(
       await chunks.return?.(reason);
     },
   });
-  return new Response(body, { status: init.status, statusText: init.statusText ?? '', headers: init.headers });
+  const handedOver = new Response(body, { status: init.status, statusText: init.statusText ?? '', headers: init.headers });
+  judged.add(handedOver);
+  return handedOver;
 }
 
 /** The chunks of a web stream as an iterator whose `return` cancels the stream. */
@@ -207,6 +211,7 @@ export function collapsingFetch(fetchImpl: typeof fetch = fetch, settleMs?: numb
     const response = await fetchImpl(input, init);
     const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
     if (!response.body || !collapsible(method, response.status, response.headers.get('content-type'))) return response;
+    if (judged.has(response)) return response; // read once already (nodeFetch collapses on its own)
     return collapseSse(chunksOf(response.body), { status: response.status, statusText: response.statusText, headers: response.headers }, settleMs);
   };
 }
