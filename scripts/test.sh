@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Runs every test on a fresh database of its own (port 54329 unless TEST_DB_PORT is set), so the
+# Runs every test on a fresh database of its own (port 25329 unless TEST_DB_PORT is set), so the
 # stack of scripts/start.sh is left alone: set-up, build with `supabase db push`, the lint and
 # advisors gates, pgTAP through pg_prove, then vitest against the real pg_net worker and local DTMA.
-export DB_PORT="${TEST_DB_PORT:-54329}"
+# Below Linux's ephemeral range (32768-60999): an outgoing connection of the machine can never
+# be holding the port when the test cluster starts (the local DTMA's 30029 is below it too).
+export DB_PORT="${TEST_DB_PORT:-25329}"
 export MCP_LOCAL_DIR="${MCP_LOCAL_DIR:-$(cd "$(dirname "$0")/.." && pwd)/.local/test}"
 # A throwaway database: durability is not what these tests measure.
 export PG_EXTRA_CONF="fsync = off
