@@ -39,6 +39,9 @@ beforeAll(async () => {
   if (!dtmaUrl || !dtmaToken) throw new Error('DTMA_URL and DTMA_TOKEN are set by scripts/test.sh');
   await pool.query(`update private.dtma_config set value = case key
       when 'backoff_base' then '100 milliseconds' when 'lost_after' then '1 second' when 'request_timeout_ms' then '20000' else value end`);
+  // The minute's health poll would send requests of its own right after the restart, taking
+  // pg_net's first ids before the story's: paused while the story runs.
+  await pool.query(`select cron.alter_job(jobid, active => false) from cron.job where jobname = 'mcp-dtma-health'`);
   sink = await recordingServer((_req, res) => res.end('{"status": "ok"}'));
   owner = await createUser(pool, 'crash-owner');
   const as = async <T>(sql: string, params: unknown[] = []) => (await asUser(pool, owner, sql, params)).rows[0] as T;
@@ -55,6 +58,7 @@ afterAll(async () => {
   // Leave the shared DTMA as it was: stop what this story started.
   await pool.query(`select public.manage_mcp_servers('stop', $1, '{}', id) from unnest($2::uuid[]) id`, [org, instances]).catch(() => undefined);
   await sink?.close();
+  await pool.query(`select cron.alter_job(jobid, active => true) from cron.job where jobname = 'mcp-dtma-health'`).catch(() => undefined);
   await pool.end();
 });
 
