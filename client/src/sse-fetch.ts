@@ -14,101 +14,68 @@
  * non-SSE answers are not touched. Runs unchanged under Node and Deno.
  */
 
-type Chunks = AsyncIterator<Uint8Array>;
+import { createParser } from 'eventsource-parser';
 
-/** What the reading found: the response alone (collapse), or a reason to hand the stream over. */
-type Verdict = { json: string } | 'stream';
+type Chunks = AsyncIterator<Uint8Array>;
 
 const SSE = /^\s*text\/event-stream/i;
 /** The streams collapseSse already read and handed over: a second collapsing layer leaves them alone. */
 const judged = new WeakSet<Response>();
 
-/** Parses SSE incrementally (WHATWG rules: CR, LF or CRLF line ends; data lines joined by LF). */
+/**
+ * Reads an SSE stream with eventsource-parser (the parser the SDK itself uses, so an event is
+ * what the SDK would read) and judges it as it goes: `response` once the response's event is
+ * read, `handOver` as soon as the stream must be handed over as it is.
+ */
 class SseReader {
-  private text = '';
-  /** How much of `text` is known to hold no line end. */
-  private scanned = 0;
-  private data: string[] | undefined;
-  private event = '';
   response: string | undefined;
-  verdict: Verdict | undefined;
+  handOver = false;
+  private ending = false;
+  private readonly parser = createParser({
+    onEvent: (event) => this.event(event.event, event.data),
+    // A comment before the response is a keep-alive: the server is keeping a long request's
+    // stream open (the SDK's transports send one every 15 s), so its bytes go on at once, as
+    // they would have, rather than being held back until the response.
+    onComment: () => {
+      if (this.response === undefined) this.handOver = true;
+    },
+  });
 
-  /** Whether an event has data lines not yet closed by a blank line. */
-  get pending(): boolean {
-    return this.data !== undefined;
+  feed(text: string): void {
+    if (!this.handOver) this.parser.feed(text);
   }
 
-  /** Feeds decoded text; sets `verdict` to 'stream' as soon as the stream must be handed over. */
-  feed(text: string, ended: boolean): void {
-    this.text += text;
-    const all = this.text;
-    let start = 0;
-    // Line ends are found with indexOf from where the last search stopped: a long data line that
-    // arrives over many chunks is scanned once, not once per chunk.
-    let from = this.scanned;
-    let lf = -2; // -2: not searched from `from` yet; -1: none in the rest of the text
-    let cr = -2;
-    while (this.verdict === undefined) {
-      if (lf !== -1 && lf < from) lf = all.indexOf('\n', from);
-      if (cr !== -1 && cr < from) cr = all.indexOf('\r', from);
-      const end = lf < 0 ? cr : cr < 0 ? lf : Math.min(lf, cr);
-      if (end < 0) {
-        from = all.length;
-        break;
-      }
-      if (end === cr && end + 1 === all.length && !ended) {
-        from = end; // a CR whose LF may follow in the next chunk
-        break;
-      }
-      const line = all.slice(start, end);
-      start = end === cr && all.charCodeAt(end + 1) === 10 ? end + 2 : end + 1;
-      from = start;
-      this.line(line);
-    }
-    this.text = all.slice(start);
-    this.scanned = Math.max(0, from - start);
+  /**
+   * The stream ended. An event not closed by a blank line is never dispatched (WHATWG; the SDK's
+   * parser drops it too): what the closing blank lines given here dispatch is handed over as it is.
+   */
+  end(): void {
+    this.ending = true;
+    this.feed('\n\n');
   }
 
-  private line(line: string): void {
-    if (line === '') return this.dispatch();
-    if (line.startsWith(':')) {
-      // A comment before the response is a keep-alive: the server is keeping a long request's
-      // stream open (the SDK's transports send one every 15 s), so its bytes go on at once, as
-      // they would have, rather than being held back until the response.
-      if (this.response === undefined) this.verdict = 'stream';
+  private event(type: string | undefined, data: string): void {
+    if (this.handOver) return;
+    if (this.ending) {
+      this.handOver = true;
       return;
     }
-    const colon = line.indexOf(':');
-    const field = colon < 0 ? line : line.slice(0, colon);
-    let value = colon < 0 ? '' : line.slice(colon + 1);
-    if (value.startsWith(' ')) value = value.slice(1);
-    if (field === 'data') (this.data ??= []).push(value);
-    else if (field === 'event') this.event = value;
-    // id and retry only matter to a stream that is resumed; a collapsed one has its response.
-  }
-
-  private dispatch(): void {
-    const data = this.data;
-    const event = this.event;
-    this.data = undefined;
-    this.event = '';
-    const text = data?.join('\n') ?? '';
-    if (text === '') return; // a priming event or a keep-alive, not dispatched (nor read by the SDK)
-    if (this.response !== undefined || (event !== '' && event !== 'message')) {
-      this.verdict = 'stream';
+    if (data === '') return; // a priming event or a keep-alive, not read by the SDK
+    if (this.response !== undefined || (type !== undefined && type !== 'message')) {
+      this.handOver = true;
       return;
     }
     let message: unknown;
     try {
-      message = JSON.parse(text);
+      message = JSON.parse(data);
     } catch {
-      this.verdict = 'stream';
+      this.handOver = true;
       return;
     }
     const m = message as Record<string, unknown> | null;
     const isResponse = typeof m === 'object' && m !== null && !Array.isArray(m) && 'id' in m && !('method' in m) && ('result' in m || 'error' in m);
-    if (isResponse) this.response = text;
-    else this.verdict = 'stream';
+    if (isResponse) this.response = data;
+    else this.handOver = true;
   }
 }
 
@@ -143,7 +110,7 @@ export async function collapseSse(
   let pending: Promise<IteratorResult<Uint8Array>> | undefined;
   let ended = false;
   let settleBy: number | undefined;
-  while (reader.verdict === undefined && held <= maxBytes) {
+  while (!reader.handOver && held <= maxBytes) {
     pending ??= chunks.next();
     if (reader.response !== undefined) settleBy ??= Date.now() + settleMs;
     const next = settleBy === undefined ? await pending : await nextWithin(chunks, pending, Math.max(0, settleBy - Date.now()));
@@ -151,17 +118,15 @@ export async function collapseSse(
     pending = undefined;
     if (next.done) {
       ended = true;
-      reader.feed(decoder.decode(), true);
-      // An event not closed by a blank line is never dispatched (WHATWG; the SDK's parser drops
-      // it too): a stream ending in one is handed over as it is.
-      if (reader.pending) reader.verdict = 'stream';
+      reader.feed(decoder.decode());
+      reader.end();
       break;
     }
     read.push(next.value);
     held += next.value.length;
-    reader.feed(decoder.decode(next.value, { stream: true }), false);
+    reader.feed(decoder.decode(next.value, { stream: true }));
   }
-  if (ended && reader.verdict === undefined && reader.response !== undefined) {
+  if (ended && !reader.handOver && reader.response !== undefined) {
     const headers = new Headers(init.headers);
     headers.set('content-type', 'application/json');
     headers.delete('content-length');
@@ -200,18 +165,27 @@ export function chunksOf(stream: ReadableStream<Uint8Array>): Chunks {
   };
 }
 
+/** The method of a fetch call (GET unless the init or the Request says otherwise), upper case. */
+export function methodOf(input: RequestInfo | URL, init?: RequestInit): string {
+  return (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
+}
+
 /** Whether an answer is one collapseSse may read: a successful SSE answer to a POST. */
 export function collapsible(method: string, status: number, contentType: string | null): boolean {
   return method === 'POST' && status === 200 && SSE.test(contentType ?? '');
 }
 
+/**
+ * An answer to a request of `method` as collapseSse makes it: the JSON of a bare response, or the
+ * answer as it came (not SSE, not a POST's, or read once already).
+ */
+export function collapseAnswer(method: string, response: Response, settleMs?: number): Promise<Response> | Response {
+  if (!response.body || judged.has(response) || !collapsible(method, response.status, response.headers.get('content-type'))) return response;
+  return collapseSse(chunksOf(response.body), { status: response.status, statusText: response.statusText, headers: response.headers }, settleMs);
+}
+
 /** Wraps a fetch so that SSE answers to POSTs holding only the response arrive as JSON (see above). */
 export function collapsingFetch(fetchImpl: typeof fetch = fetch, settleMs?: number): typeof fetch {
-  return async (input, init) => {
-    const response = await fetchImpl(input, init);
-    const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
-    if (!response.body || !collapsible(method, response.status, response.headers.get('content-type'))) return response;
-    if (judged.has(response)) return response; // read once already (nodeFetch collapses on its own)
-    return collapseSse(chunksOf(response.body), { status: response.status, statusText: response.statusText, headers: response.headers }, settleMs);
-  };
+  // A stream nodeFetch already read and handed over is not read again (judged).
+  return async (input, init) => collapseAnswer(methodOf(input, init), await fetchImpl(input, init), settleMs);
 }
