@@ -12,7 +12,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
 import { headersOf } from './node-serve.ts';
-import { collapseSse, collapsible } from './sse-fetch.ts';
+import { collapseSse, collapsible, methodOf } from './sse-fetch.ts';
 
 export function nodeFetch(options: { maxSockets?: number } = {}): typeof fetch {
   const agents = {
@@ -24,7 +24,7 @@ export function nodeFetch(options: { maxSockets?: number } = {}): typeof fetch {
     const url = new URL(request ? request.url : String(input));
     const agent = url.protocol === 'https:' ? agents['https:'] : url.protocol === 'http:' ? agents['http:'] : undefined;
     if (!agent) return Promise.reject(new TypeError(`fetch: unsupported protocol ${url.protocol}`));
-    const method = (init?.method ?? request?.method ?? 'GET').toUpperCase();
+    const method = methodOf(input, init);
     const headers: Record<string, string> = {};
     new Headers(init?.headers ?? request?.headers).forEach((value, name) => {
       headers[name] = value;

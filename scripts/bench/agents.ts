@@ -27,7 +27,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { sharedValidator } from '../../client/src/chat/validator.ts';
 import { SERVER_META_KEY, createAgentApiKey } from '../../client/src/gateway/index.ts';
-import { databaseUrl, deployBench, levels, minRequests, percentile, requestsPerRun, waves } from './deployment.ts';
+import { databaseUrl, deployBench, levels, minRequests, passedOn, percentile, requestsPerRun, waves } from './deployment.ts';
 
 const { JWT_SECRET } = await import('../../test/support/stack.ts');
 const { startEdgeFunction } = await import('../../test/support/edge-function.ts');
@@ -42,7 +42,7 @@ const gateway = await startEdgeFunction('mcp-gateway', {
   SUPABASE_DB_URL: databaseUrl,
   JWT_SECRET,
   GATEWAY_LOG_FLUSH_MS: '100',
-  ...(process.env.GATEWAY_DB_POOL ? { GATEWAY_DB_POOL: process.env.GATEWAY_DB_POOL } : {}),
+  ...passedOn('GATEWAY_DB_POOL'),
 });
 
 interface Sample {

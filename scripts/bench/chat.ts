@@ -24,7 +24,7 @@
  * error), or whose stream ends in an error event, counts as failed; the reasons are printed.
  */
 import os from 'node:os';
-import { databaseUrl, deployBench, levels, minRequests, percentile, requestsPerRun, waves } from './deployment.ts';
+import { databaseUrl, deployBench, levels, minRequests, passedOn, percentile, requestsPerRun, waves } from './deployment.ts';
 
 const modelLatencyMs = Number(process.env.MODEL_LATENCY_MS ?? 0);
 
@@ -53,12 +53,11 @@ const model = await startScriptedModel((request) => {
 });
 model.setLatency(modelLatencyMs);
 // The gateway acts on the database as the platform and verifies the users' JWTs with the secret.
-const pools = (name: string): Record<string, string> => (process.env[name] ? { [name]: process.env[name] as string } : {});
-const gateway = await startEdgeFunction('mcp-gateway', { SUPABASE_DB_URL: databaseUrl, JWT_SECRET, GATEWAY_LOG_FLUSH_MS: '100', ...pools('GATEWAY_DB_POOL') });
+const gateway = await startEdgeFunction('mcp-gateway', { SUPABASE_DB_URL: databaseUrl, JWT_SECRET, GATEWAY_LOG_FLUSH_MS: '100', ...passedOn('GATEWAY_DB_POOL') });
 const entry = await startEdgeFunction('chat', {
   SUPABASE_DB_URL: databaseUrl,
   JWT_SECRET,
-  ...pools('DB_POOL_SIZE'),
+  ...passedOn('DB_POOL_SIZE'),
   OPENAI_BASE_URL: model.baseUrl,
   OPENAI_MODEL: 'scripted-model',
   MCP_GATEWAY_URL: gateway.url,

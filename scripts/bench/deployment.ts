@@ -67,6 +67,11 @@ export async function waves<T>(level: number, one: () => Promise<T>): Promise<Wa
   return { first, samples, wallMs: performance.now() - started };
 }
 
+/** The variables among `names` that are set in this process's environment, to pass on to an entry (its own default otherwise). */
+export function passedOn(...names: string[]): Record<string, string> {
+  return Object.fromEntries(names.flatMap((name) => (process.env[name] ? [[name, process.env[name] as string]] : [])));
+}
+
 /** p-th percentile (nearest rank) of the values. */
 export function percentile(values: number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);

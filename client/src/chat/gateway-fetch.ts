@@ -13,13 +13,12 @@
  *   too (collapsingFetch, client/src/sse-fetch.ts); a stream with notifications before its
  *   response goes to the SDK as it came.
  */
-import { collapsingFetch } from '../sse-fetch.ts';
+import { collapsingFetch, methodOf } from '../sse-fetch.ts';
 
 export function gatewaySessionFetch(base: typeof fetch): typeof fetch {
   const collapsing = collapsingFetch(base);
   return async (input, init) => {
-    const method = (init?.method ?? (input instanceof Request ? input.method : 'GET')).toUpperCase();
-    if (method === 'GET') return new Response(null, { status: 405, headers: { allow: 'POST, DELETE' } });
+    if (methodOf(input, init) === 'GET') return new Response(null, { status: 405, headers: { allow: 'POST, DELETE' } });
     return collapsing(input, init);
   };
 }

@@ -5,8 +5,8 @@
  * allowed, decides every call and logs it; this side groups what it lists by server (the
  * `_meta` server id the gateway adds) into the same McpContext the direct path builds, so a
  * caller sees no difference but where the decisions are taken. No toolbox token is needed.
- * The session's fetch (gateway-fetch.ts) opens no standalone GET stream and reads each answer
- * whole: a chat turn needs neither.
+ * The session's fetch (gateway-fetch.ts) opens no standalone GET stream (a chat turn needs
+ * none) and reads a bare response as JSON (collapsingFetch).
  */
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';

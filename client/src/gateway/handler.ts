@@ -20,7 +20,7 @@ import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/
 import { isInitializeRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { McpControlPlaneError } from '../errors.ts';
 import { rememberingJwtVerifier, type JwtKeyInput } from '../jwt.ts';
-import { chunksOf, collapseSse, collapsible } from '../sse-fetch.ts';
+import { collapseAnswer } from '../sse-fetch.ts';
 import { agentServer } from './agent-server.ts';
 import { gatewayCache, type ChangeListener } from './cache.ts';
 import { interactionLog, type InteractionLog } from './interaction-log.ts';
@@ -209,8 +209,7 @@ export function createGateway(options: GatewayOptions): Gateway {
    * (a Streamable HTTP client accepts either). Any other stream goes out as it is (sse-fetch.ts).
    */
   function answer(req: Request, response: Response): Promise<Response> | Response {
-    if (!response.body || !collapsible(req.method, response.status, response.headers.get('content-type'))) return response;
-    return collapseSse(chunksOf(response.body), { status: response.status, statusText: response.statusText, headers: response.headers }, 20);
+    return collapseAnswer(req.method, response, 20);
   }
 
   async function mcp(req: Request, url: URL, prefix: string, pathAgentId: string | undefined): Promise<Response> {

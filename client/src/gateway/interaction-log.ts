@@ -62,17 +62,14 @@ export function interactionLog(options: InteractionLogOptions): InteractionLog {
       for (let i = 0; i < rows.length; i += 1000) chunks.push({ agentId, interactions: rows.slice(i, i + 1000) });
       return chunks;
     });
-    const writes =
+    const all: Promise<void> =
       batches.length === 0
-        ? []
-        : [
-            options.write(batches).catch(async (error: unknown): Promise<void> => {
-              if (error instanceof BatchesNotWritten) for (const each of error.errors) options.onError?.(each);
-              else if (batches.length === 1) options.onError?.(error);
-              else await Promise.all(batches.map((one) => options.write([one]).catch((each: unknown) => options.onError?.(each))));
-            }),
-          ];
-    const all = Promise.all(writes).then(() => undefined);
+        ? Promise.resolve()
+        : options.write(batches).catch(async (error: unknown): Promise<void> => {
+            if (error instanceof BatchesNotWritten) for (const each of error.errors) options.onError?.(each);
+            else if (batches.length === 1) options.onError?.(error);
+            else await Promise.all(batches.map((one) => options.write([one]).catch((each: unknown) => options.onError?.(each))));
+          });
     inFlight.add(all);
     void all.finally(() => inFlight.delete(all));
     return all;
