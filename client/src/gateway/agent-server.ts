@@ -21,6 +21,7 @@ import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import {
   CallToolRequestSchema,
+  CallToolResultSchema,
   ErrorCode,
   GetPromptRequestSchema,
   ListPromptsRequestSchema,
@@ -38,14 +39,17 @@ import {
   type ListResourcesResult,
   type LoggingLevel,
   type ReadResourceResult,
+  type RequestId,
   type ServerNotification,
   type ServerRequest,
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
 import { sharedValidator } from '../chat/validator.ts';
-import type { JsonValue } from '../schemas.ts';
+import type { JsonSchemaType, JsonSchemaValidator } from '@modelcontextprotocol/sdk/validation';
+import type { Interaction, JsonValue } from '../schemas.ts';
 import type { Asked, GatewayCache } from './cache.ts';
 import type { InteractionLog } from './interaction-log.ts';
+import type { LaneReply, PlainCall } from './lane.ts';
 import { namespaces, qualify, unqualify } from './namespace.ts';
 import type { GatewayServer, GatewayStore } from './store.ts';
 import { isTransportFailure, type LogSink, type Upstream, type UpstreamPool } from './upstream.ts';
@@ -111,11 +115,47 @@ export interface AgentServerOptions {
   onError?: (error: unknown) => void;
 }
 
+/** Each tool definition's output validator (definitions read again unchanged keep their object: upstream.ts). */
+const outputValidators = new WeakMap<Tool, JsonSchemaValidator<unknown>>();
+
+/**
+ * A result of the lane as the SDK's path has it: read with the result's schema (an invalid one
+ * fails as the SDK's client fails it: the upstream is unavailable), and held to the tool's
+ * output schema with the SDK client's own rule and messages.
+ */
+function checkedResult(name: string, tool: Tool, raw: unknown): CallToolResult {
+  const parsed = CallToolResultSchema.safeParse(raw);
+  if (!parsed.success) throw new Error(`invalid tools/call result: ${parsed.error.message}`);
+  const result = parsed.data;
+  if (!tool.outputSchema) return result;
+  if (!result.structuredContent) {
+    if (result.isError) return result;
+    throw new McpError(ErrorCode.InvalidRequest, `Tool ${name} has an output schema but did not return structured content`);
+  }
+  let validator = outputValidators.get(tool);
+  if (!validator) {
+    validator = sharedValidator.getValidator(tool.outputSchema as JsonSchemaType);
+    outputValidators.set(tool, validator);
+  }
+  const validation = validator(result.structuredContent);
+  if (!validation.valid) throw new McpError(ErrorCode.InvalidParams, `Structured content does not match the tool's output schema: ${validation.errorMessage}`);
+  return result;
+}
+
 const LEVELS: LoggingLevel[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
 
 type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
 
-export function agentServer(options: AgentServerOptions): Server {
+/** One agent's downstream session: the SDK's server, and the lane past it (lane.ts). */
+export interface AgentSession {
+  server: Server;
+  /** Answers a plain call; false when the SDK's server must take it (nothing was done then). */
+  plain(request: PlainCall, reply: LaneReply, signal?: AbortSignal): Promise<boolean>;
+  /** A client's notifications/cancelled for a call of the lane. */
+  cancel(requestId: RequestId): void;
+}
+
+export function agentServer(options: AgentServerOptions): AgentSession {
   const { agentId, store, pool, log, cache } = options;
   const server = new Server(options.serverInfo ?? { name: 'mcp-control-plane-gateway', version: '0.1.0' }, {
     capabilities: { tools: {}, resources: { subscribe: true }, prompts: {}, logging: {} },
@@ -225,27 +265,57 @@ export function agentServer(options: AgentServerOptions): Server {
     return { tools: await allowedTools([...(await servers())], asked) };
   });
 
-  server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
-    const qualified = request.params.name;
+  /** A call on its way: its upstream, the definition presented to the database, its log entry. */
+  interface Call {
+    qualified: string;
+    name: string;
+    upstream: Upstream;
+    presented: Tool;
+    entry: Omit<Interaction, 'outcome' | 'duration_ms'>;
+  }
+
+  /**
+   * The route of a call and the database's decision on the definition read upstream; a denial
+   * is logged (and written) before it is thrown, with the database's reason.
+   */
+  async function decide(qualified: string, args: Record<string, unknown>, requestId: RequestId): Promise<Call> {
     const { name, server: target } = await route(qualified, false);
     const serverId = target.server_instance_id;
     const upstream = await upstreamOf(serverId);
     const presented = (await relay(upstream, undefined, () => upstream.tools())).find((tool) => tool.name === name);
     if (!presented) throw new RelayedError(ErrorCode.InvalidParams, `unknown tool: ${qualified}`);
-    const entry = { interaction_type: 'tool_call' as const, server_instance_id: serverId, tool_name: name, arguments: (request.params.arguments ?? {}) as JsonValue, request_id: String(extra.requestId) };
-
+    const entry: Call['entry'] = { interaction_type: 'tool_call', server_instance_id: serverId, tool_name: name, arguments: args as JsonValue, request_id: String(requestId) };
     if (!(await allowedCall(serverId, presented))) {
       const reason = (await store.filterTools(agentId, [{ serverId, tools: [presented] }]))[0]?.reason ?? 'no_live_grant';
       log.add(agentId, { ...entry, outcome: 'denied', duration_ms: 0, error: `denied: ${reason}` });
       await log.flush();
       throw new RelayedError(GatewayErrorCode.denied, `${qualified} denied by the control plane: ${reason}`, { reason });
     }
+    return { qualified, name, upstream, presented, entry };
+  }
 
+  /** Logs how a call ended: its result (an error result too) or its failure, which is given back as relayed. */
+  function logged(call: Call, started: number, outcome: { result: CallToolResult } | { error: unknown }): RelayedError | undefined {
+    const duration_ms = Math.round(performance.now() - started);
+    if ('result' in outcome) {
+      const isError = outcome.result.isError === true;
+      log.add(agentId, { ...call.entry, outcome: isError ? 'error' : 'success', duration_ms, ...(isError ? { error: 'the tool reported an error' } : {}) });
+      return undefined;
+    }
+    const failure = relayed(outcome.error);
+    log.add(agentId, { ...call.entry, outcome: failure.code === ErrorCode.RequestTimeout ? 'timeout' : 'error', duration_ms, error: failure.message.slice(0, 2000) });
+    return failure;
+  }
+
+  server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+    const args = request.params.arguments ?? {};
+    const call = await decide(request.params.name, args, extra.requestId);
+    const { upstream } = call;
     const progressToken = request.params._meta?.progressToken;
     const started = performance.now();
     try {
       const result = await relay(upstream, logSink(extra), () =>
-        upstream.client.callTool({ name, arguments: request.params.arguments ?? {} }, undefined, {
+        upstream.client.callTool({ name: call.name, arguments: args }, undefined, {
           signal: extra.signal,
           timeout: options.callTimeoutMs ?? 60_000,
           resetTimeoutOnProgress: true,
@@ -258,16 +328,59 @@ export function agentServer(options: AgentServerOptions): Server {
             : {}),
         }),
       );
-      const isError = (result as CallToolResult).isError === true;
-      log.add(agentId, { ...entry, outcome: isError ? 'error' : 'success', duration_ms: Math.round(performance.now() - started), ...(isError ? { error: 'the tool reported an error' } : {}) });
+      logged(call, started, { result: result as CallToolResult });
       return result;
     } catch (error) {
-      const failure = relayed(error);
-      const timedOut = failure.code === ErrorCode.RequestTimeout;
-      log.add(agentId, { ...entry, outcome: timedOut ? 'timeout' : 'error', duration_ms: Math.round(performance.now() - started), error: failure.message.slice(0, 2000) });
-      throw failure;
+      throw logged(call, started, { error });
     }
   });
+
+  /** The lane's calls in flight, by the id their client gave them: a cancellation aborts one. */
+  const inFlight = new Map<RequestId, AbortController>();
+
+  /**
+   * A plain call (lane.ts) answered here: decided and logged as above, relayed with
+   * Upstream.exchange, its result checked as the SDK checks it on each side (the result's
+   * schema, and the tool's output schema). False when the SDK's path must take it (a tool that
+   * requires a task), before anything was asked or sent.
+   */
+  async function plain(request: PlainCall, reply: LaneReply, signal?: AbortSignal): Promise<boolean> {
+    const fail = (error: RelayedError): void =>
+      reply.end({ jsonrpc: '2.0', id: request.id, error: { code: error.code, message: error.message, ...(error.data !== undefined ? { data: error.data } : {}) } });
+    let call: Call;
+    try {
+      call = await decide(request.name, request.arguments, request.id);
+    } catch (error) {
+      fail(relayed(error));
+      return true;
+    }
+    if (call.presented.execution?.taskSupport === 'required') return false;
+    const { upstream } = call;
+    const aborted = new AbortController();
+    const abort = (): void => aborted.abort();
+    signal?.addEventListener('abort', abort, { once: true });
+    inFlight.set(request.id, aborted);
+    const sink: LogSink = (params) => {
+      if (level !== undefined && LEVELS.indexOf(params.level) < LEVELS.indexOf(level)) return;
+      reply.send({ jsonrpc: '2.0', method: 'notifications/message', params });
+    };
+    const started = performance.now();
+    try {
+      const answer = await relay(upstream, sink, () =>
+        upstream.exchange('tools/call', { name: call.name, arguments: request.arguments }, { timeoutMs: options.callTimeoutMs ?? 60_000, signal: aborted.signal }),
+      );
+      if ('error' in answer) throw new McpError(answer.error.code, answer.error.message, answer.error.data);
+      const result = checkedResult(call.name, call.presented, answer.result);
+      logged(call, started, { result });
+      reply.end({ jsonrpc: '2.0', id: request.id, result });
+    } catch (error) {
+      fail(logged(call, started, { error }) as RelayedError);
+    } finally {
+      signal?.removeEventListener('abort', abort);
+      if (inFlight.get(request.id) === aborted) inFlight.delete(request.id);
+    }
+    return true;
+  }
 
   /** Servers whose grant reads and which offer the capability, decided now. */
   async function readable(capability: 'resources' | 'prompts'): Promise<[string, GatewayServer, Upstream][]> {
@@ -387,5 +500,5 @@ export function agentServer(options: AgentServerOptions): Server {
     return {};
   });
 
-  return server;
+  return { server, plain, cancel: (requestId) => inFlight.get(requestId)?.abort() };
 }

@@ -21,9 +21,10 @@ import { isInitializeRequest, type JSONRPCMessage } from '@modelcontextprotocol/
 import { McpControlPlaneError } from '../errors.ts';
 import { rememberingJwtVerifier, type JwtKeyInput } from '../jwt.ts';
 import { collapseAnswer } from '../sse-fetch.ts';
-import { agentServer } from './agent-server.ts';
+import { agentServer, type AgentSession } from './agent-server.ts';
 import { gatewayCache, type ChangeListener } from './cache.ts';
 import { interactionLog, type InteractionLog } from './interaction-log.ts';
+import { cancelledIds, laneReply, plainCall, plainHeaders } from './lane.ts';
 import type { GatewayCredential, GatewayPrincipal, GatewayStore } from './store.ts';
 import { upstreamPool, type UpstreamPool } from './upstream.ts';
 
@@ -70,6 +71,7 @@ export interface Gateway {
 interface DownstreamSession {
   agentId: string;
   transport: WebStandardStreamableHTTPServerTransport;
+  agent: AgentSession;
   lastSeen: number;
 }
 
@@ -177,11 +179,10 @@ export function createGateway(options: GatewayOptions): Gateway {
   }
 
   async function openSession(agentId: string, req: Request, body: unknown): Promise<Response> {
-    let transport: WebStandardStreamableHTTPServerTransport;
-    transport = new WebStandardStreamableHTTPServerTransport({
+    const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => crypto.randomUUID(),
       onsessioninitialized: (id) => {
-        sessions.set(id, { agentId, transport, lastSeen: Date.now() });
+        sessions.set(id, { agentId, transport, agent, lastSeen: Date.now() });
       },
       onsessionclosed: (id) => {
         sessions.delete(id);
@@ -190,7 +191,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     transport.onclose = () => {
       if (transport.sessionId) sessions.delete(transport.sessionId);
     };
-    const server = agentServer({
+    const agent = agentServer({
       agentId,
       store: options.store,
       pool,
@@ -199,7 +200,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       ...(options.callTimeoutMs !== undefined ? { callTimeoutMs: options.callTimeoutMs } : {}),
       ...(options.onError ? { onError: options.onError } : {}),
     });
-    await server.connect(transport);
+    await agent.server.connect(transport);
     return answer(req, await transport.handleRequest(req, { parsedBody: body }));
   }
 
@@ -212,6 +213,37 @@ export function createGateway(options: GatewayOptions): Gateway {
     return collapseAnswer(req.method, response, 20);
   }
 
+  /**
+   * A POST on a session whose headers the SDK's transport takes as they are: a plain tools/call
+   * is answered by the lane (lane.ts); anything else goes to the transport with the body read
+   * here. A cancellation of a lane's call aborts it.
+   */
+  async function viaLane(session: DownstreamSession, sessionId: string, req: Request): Promise<Response> {
+    let body: unknown;
+    try {
+      body = JSON.parse(await req.text());
+    } catch {
+      return jsonRpcError(400, -32700, 'Parse error: Invalid JSON'); // the SDK transport's own answer
+    }
+    const call = plainCall(body);
+    if (call) {
+      const reply = laneReply(sessionId);
+      const taken = session.agent.plain(call, reply, req.signal).then(
+        (took) => (took ? reply.response : undefined),
+        (error: unknown) => {
+          options.onError?.(error);
+          return jsonRpcError(500, -32603, 'internal error');
+        },
+      );
+      // The answer starts with the call's response, or a log message before it.
+      const answered = await Promise.race([reply.response, taken]);
+      if (answered) return answered;
+    } else {
+      for (const id of cancelledIds(body)) session.agent.cancel(id);
+    }
+    return answer(req, await session.transport.handleRequest(req, { parsedBody: body }));
+  }
+
   async function mcp(req: Request, url: URL, prefix: string, pathAgentId: string | undefined): Promise<Response> {
     const principal = await authenticate(req, url, prefix, pathAgentId);
     const sessionId = req.headers.get('mcp-session-id');
@@ -220,6 +252,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       // Another agent's session id is answered as an unknown one.
       if (!session || session.agentId !== principal.agent_id) return jsonRpcError(404, -32001, 'session not found');
       session.lastSeen = Date.now();
+      if (req.method === 'POST' && plainHeaders(req.headers)) return viaLane(session, sessionId, req);
       return answer(req, await session.transport.handleRequest(req));
     }
     if (req.method !== 'POST') return jsonRpcError(400, -32000, 'no session: send initialize first');

@@ -10,15 +10,25 @@
  * caller's abort becomes notifications/cancelled upstream). What it does not: a log message
  * carries no request id, so it is relayed only when exactly one call is in flight on the
  * session (to that call's client); otherwise it is dropped rather than shown to another agent.
+ *
+ * `exchange` sends a request on the same session past the SDK's protocol layer (the call lane,
+ * lane.ts): through the SDK's own transport (its headers, session, redirect rule and SSE
+ * reading), with an id of the gateway's own (`gateway-<n>`, never a number the SDK's client
+ * uses), its response taken off the transport before the client sees it. Every other message
+ * of the session (a log, a notification, a server's request) still reaches the SDK's client.
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import {
+  ErrorCode,
   LoggingMessageNotificationSchema,
   ResourceUpdatedNotificationSchema,
   McpError,
   ToolListChangedNotificationSchema,
+  type JSONRPCErrorResponse,
+  type JSONRPCMessage,
+  type JSONRPCResultResponse,
   type LoggingMessageNotification,
   type ServerCapabilities,
   type Tool,
@@ -43,7 +53,17 @@ export interface Upstream {
    */
   subscribe(uri: string, listener: () => void): Promise<void>;
   unsubscribe(uri: string, listener: () => void): Promise<void>;
+  /**
+   * Sends one request past the SDK's protocol layer and resolves with its response message as
+   * the server sent it (a result or an error). Rejects when the transport fails (a transport
+   * failure: isTransportFailure), after `timeoutMs` (McpError RequestTimeout, the SDK's own) or
+   * when `signal` aborts (an AbortError); either of the last two tells the server with
+   * `notifications/cancelled`, as the SDK's client does.
+   */
+  exchange(method: string, params: Record<string, unknown>, options: { timeoutMs: number; signal?: AbortSignal }): Promise<UpstreamAnswer>;
 }
+
+export type UpstreamAnswer = JSONRPCResultResponse | JSONRPCErrorResponse;
 
 export interface UpstreamPool {
   get(serverId: string): Promise<Upstream>;
@@ -104,9 +124,53 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
       if (sinks.size === 1) for (const sink of sinks) sink(notification.params);
     });
     await client.connect(transport);
+    // The lane's responses are taken off the transport; everything else goes on to the client.
+    const answers = new Map<string, (answer: UpstreamAnswer) => void>();
+    const toClient = transport.onmessage;
+    transport.onmessage = (message: JSONRPCMessage) => {
+      const id = 'id' in message && !('method' in message) ? message.id : undefined;
+      const waiting = typeof id === 'string' ? answers.get(id) : undefined;
+      if (waiting) waiting(message as UpstreamAnswer);
+      else toClient?.(message);
+    };
+    let exchanged = 0;
     const capabilities = client.getServerCapabilities() ?? {};
     // Every level upstream: each agent's session filters by the level its client set.
     if (capabilities.logging) await client.setLoggingLevel('debug').catch(() => undefined);
+    const exchange: Upstream['exchange'] = (method, params, { timeoutMs, signal }) => {
+      const id = `gateway-${++exchanged}`;
+      return new Promise<UpstreamAnswer>((resolve, reject) => {
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const done = (): void => {
+          answers.delete(id);
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', aborted);
+        };
+        const cancel = (reason: string): void => {
+          void transport.send({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason } }).catch(() => undefined);
+        };
+        const aborted = (): void => {
+          done();
+          cancel(String(signal?.reason ?? 'aborted'));
+          reject(signal?.reason instanceof Error ? signal.reason : Object.assign(new Error('This operation was aborted'), { name: 'AbortError' }));
+        };
+        if (signal?.aborted) return aborted();
+        signal?.addEventListener('abort', aborted, { once: true });
+        timer = setTimeout(() => {
+          done();
+          cancel('Request timed out');
+          reject(new McpError(ErrorCode.RequestTimeout, 'Request timed out', { timeout: timeoutMs }));
+        }, timeoutMs);
+        answers.set(id, (answer) => {
+          done();
+          resolve(answer);
+        });
+        transport.send({ jsonrpc: '2.0', id, method, params }).catch((error: unknown) => {
+          done();
+          reject(error);
+        });
+      });
+    };
     const upstream: Upstream = {
       serverId,
       client,
@@ -159,6 +223,7 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
         watchers.delete(uri);
         await client.unsubscribeResource({ uri });
       },
+      exchange,
     };
     client.onclose = () => pool.drop(serverId, upstream);
     return upstream;

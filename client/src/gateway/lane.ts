@@ -1,0 +1,122 @@
+/**
+ * The call lane: a plain `tools/call` on an open session, answered without the SDK's protocol
+ * layer downstream (its server transport's SSE stream, its schema checks of every message on
+ * each side, its request objects) and upstream (Upstream.exchange). What is decided is the
+ * same, by the same code (agent-server.ts): the route, the database's decision, the log, the
+ * result checked against the same schemas; only the envelope is the gateway's.
+ *
+ * A request takes the lane only when everything about it is plain: a POST of one JSON-RPC
+ * request `tools/call` whose params are a name, arguments (an object) and a `_meta` without a
+ * progress token, with the headers the SDK's transport requires (Accept naming JSON and SSE,
+ * a JSON Content-Type, a supported protocol version or none), on a session that is open. Any
+ * other request (a batch, a notification, progress asked, a task, anything unusual) goes to the
+ * SDK's transport as before, which answers it or refuses it as the SDK does.
+ *
+ * The answer is JSON when the call's response comes alone, as the SDK's answer collapsed to
+ * JSON (handler.ts) is; when a log message of the call comes first, the answer becomes an SSE
+ * stream from that message on, as the SDK's would have been.
+ */
+import { isJsonContentType } from '@modelcontextprotocol/sdk/shared/mediaType.js';
+import { SUPPORTED_PROTOCOL_VERSIONS, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+
+/** A tools/call the lane may take: its id, the namespaced name and the arguments. */
+export interface PlainCall {
+  id: RequestId;
+  name: string;
+  arguments: Record<string, unknown>;
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Whether the headers are those the SDK's transport accepts for a POST without a word. */
+export function plainHeaders(headers: Headers): boolean {
+  const accept = headers.get('accept');
+  const version = headers.get('mcp-protocol-version');
+  return (
+    accept !== null &&
+    accept.includes('application/json') &&
+    accept.includes('text/event-stream') &&
+    isJsonContentType(headers.get('content-type')) &&
+    (version === null || SUPPORTED_PROTOCOL_VERSIONS.includes(version))
+  );
+}
+
+/** The call in a POSTed body when it is a plain tools/call (see above), else undefined. */
+export function plainCall(body: unknown): PlainCall | undefined {
+  if (!isObject(body) || body.jsonrpc !== '2.0' || body.method !== 'tools/call') return undefined;
+  const { id, params } = body;
+  if ((typeof id !== 'string' && !Number.isInteger(id)) || !isObject(params)) return undefined;
+  if (Object.keys(body).length !== 4) return undefined;
+  const { name, arguments: args, _meta: meta } = params;
+  if (typeof name !== 'string' || (args !== undefined && !isObject(args))) return undefined;
+  if (meta !== undefined && (!isObject(meta) || 'progressToken' in meta)) return undefined;
+  for (const key of Object.keys(params)) if (key !== 'name' && key !== 'arguments' && key !== '_meta') return undefined;
+  return { id: id as RequestId, name, arguments: args ?? {} };
+}
+
+/** The request ids a POSTed body cancels (its notifications/cancelled). */
+export function cancelledIds(body: unknown): RequestId[] {
+  return (Array.isArray(body) ? body : [body]).flatMap((message: unknown) => {
+    if (!isObject(message) || message.method !== 'notifications/cancelled' || !isObject(message.params)) return [];
+    const id = message.params.requestId;
+    return typeof id === 'string' || Number.isInteger(id) ? [id as RequestId] : [];
+  });
+}
+
+/** Where the lane's answer goes: messages before the response (log messages), then the response. */
+export interface LaneReply {
+  send(message: JSONRPCMessage): void;
+  end(message: JSONRPCMessage): void;
+}
+
+const sseEvent = (message: JSONRPCMessage): string => `event: message\ndata: ${JSON.stringify(message)}\n\n`;
+
+/**
+ * The HTTP answer of one lane call (its `response` settles with the first message): JSON when
+ * the response is the first message, else an SSE stream carrying every message as it comes.
+ */
+export function laneReply(sessionId: string): LaneReply & { response: Promise<Response> } {
+  let answer!: (response: Response) => void;
+  const response = new Promise<Response>((resolve) => {
+    answer = resolve;
+  });
+  let stream: ReadableStreamDefaultController<Uint8Array> | undefined;
+  let ended = false;
+  const encoder = new TextEncoder();
+  const write = (message: JSONRPCMessage): void => {
+    try {
+      stream?.enqueue(encoder.encode(sseEvent(message)));
+    } catch {
+      // the client went away: nothing more to say
+    }
+  };
+  return {
+    response,
+    send(message) {
+      if (ended) return;
+      if (!stream) {
+        const body = new ReadableStream<Uint8Array>({
+          start(controller) {
+            stream = controller;
+          },
+        });
+        answer(new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'mcp-session-id': sessionId } }));
+      }
+      write(message);
+    },
+    end(message) {
+      if (ended) return;
+      ended = true;
+      if (!stream) {
+        answer(new Response(JSON.stringify(message), { status: 200, headers: { 'content-type': 'application/json', 'mcp-session-id': sessionId } }));
+        return;
+      }
+      write(message);
+      try {
+        stream.close();
+      } catch {
+        // already cancelled by the client
+      }
+    },
+  };
+}
