@@ -91,7 +91,8 @@ async function measure(path: 'direct' | 'relay' | 'gateway', clients: number): P
   const open = { direct: () => client(endpoint, process.env.DTMA_TOKEN as string), relay: () => client(relayUrl, process.env.DTMA_TOKEN as string), gateway: () => client(gatewayUrl, apiKey) }[path];
   const sessions = await Promise.all(Array.from({ length: clients }, open));
   const name = path === 'gateway' ? tool : 'read_graph';
-  for (const s of sessions) await s.callTool({ name, arguments: {} }); // warm
+  // Warm: one call per session, all at once (so the pools have opened their connections).
+  await Promise.all(sessions.map((s) => s.callTool({ name, arguments: {} })));
   const latencies: number[] = [];
   // The CPU of the hop in its own process (the gateway, or the bare relay) per measured call.
   const hop = { direct: undefined, relay: relayProcess.child.pid, gateway: gatewayProcess.child.pid }[path];
