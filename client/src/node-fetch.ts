@@ -11,14 +11,79 @@ import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
+import type { LanePost, PostAnswer } from './gateway/upstream.ts';
 import { headersOf } from './node-serve.ts';
 import { collapseSse, collapsible, methodOf } from './sse-fetch.ts';
 
-export function nodeFetch(options: { maxSockets?: number } = {}): typeof fetch {
-  const agents = {
-    'http:': new http.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 256 }),
-    'https:': new https.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 256 }),
+function keepAliveAgents(maxSockets = 256): { 'http:': http.Agent; 'https:': https.Agent } {
+  return { 'http:': new http.Agent({ keepAlive: true, maxSockets }), 'https:': new https.Agent({ keepAlive: true, maxSockets }) };
+}
+
+/**
+ * A body's chunks as they arrive, read from the stream's events (which costs less per answer
+ * than its async iterator); `return` destroys the stream.
+ */
+function chunksOfIncoming(incoming: http.IncomingMessage): AsyncIterator<Uint8Array> {
+  const queue: Uint8Array[] = [];
+  let ended = false;
+  let failure: Error | undefined;
+  let wake: (() => void) | undefined;
+  const woken = (): void => {
+    wake?.();
+    wake = undefined;
   };
+  incoming.on('data', (chunk: Buffer) => {
+    queue.push(chunk);
+    woken();
+  });
+  incoming.once('end', () => {
+    ended = true;
+    woken();
+  });
+  incoming.once('error', (error) => {
+    failure = error;
+    woken();
+  });
+  // Closed before its end (the connection broke): the body is incomplete.
+  incoming.once('close', () => {
+    if (!incoming.complete) failure ??= new Error('the answer was cut off before its end');
+    woken();
+  });
+  return {
+    async next() {
+      while (queue.length === 0 && !ended && failure === undefined) await new Promise<void>((resolve) => (wake = resolve));
+      const chunk = queue.shift();
+      if (chunk) return { done: false, value: chunk };
+      if (failure) throw failure;
+      return { done: true, value: undefined };
+    },
+    async return() {
+      incoming.destroy();
+      return { done: true, value: undefined };
+    },
+  };
+}
+
+/** The gateway lane's POST (client/src/gateway/upstream.ts) over node:http, without web objects; a redirect is handed back, never followed. */
+export function nodePost(options: { maxSockets?: number } = {}): LanePost {
+  const agents = keepAliveAgents(options.maxSockets);
+  return (url, init) => {
+    const agent = url.protocol === 'https:' ? agents['https:'] : url.protocol === 'http:' ? agents['http:'] : undefined;
+    if (!agent) return { answer: Promise.reject(new TypeError(`unsupported protocol ${url.protocol}`)), cancel: () => undefined };
+    let outgoing: http.ClientRequest | undefined;
+    const answer = new Promise<PostAnswer>((resolve, reject) => {
+      outgoing = (url.protocol === 'https:' ? https : http).request(url, { method: 'POST', headers: init.headers, agent }, (incoming) => {
+        resolve({ status: incoming.statusCode ?? 502, contentType: incoming.headers['content-type'] ?? null, chunks: chunksOfIncoming(incoming) });
+      });
+      outgoing.on('error', reject);
+      outgoing.end(init.body);
+    });
+    return { answer, cancel: () => outgoing?.destroy(Object.assign(new Error('cancelled'), { name: 'AbortError' })) };
+  };
+}
+
+export function nodeFetch(options: { maxSockets?: number } = {}): typeof fetch {
+  const agents = keepAliveAgents(options.maxSockets);
   return (input, init) => {
     const request = input instanceof Request ? input : undefined;
     const url = new URL(request ? request.url : String(input));

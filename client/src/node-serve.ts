@@ -6,6 +6,7 @@
  */
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Answer, PlainAnswer } from './light-http.ts';
 
 export interface Served {
   url: string;
@@ -65,10 +66,58 @@ export function requestOf(req: IncomingMessage, base: string, body: Uint8Array<A
   return new Request(new URL(req.url ?? '/', base), { method: req.method ?? 'GET', headers: headersOf(req.headers), ...(signal ? { signal } : {}), ...(body ? { body } : {}) });
 }
 
-async function toRequest(req: IncomingMessage, base: string, signal: AbortSignal, limit: number): Promise<Request> {
+/**
+ * A Node request as a LightRequest (light-http.ts): headers read from Node's object, the body
+ * as read, the web Request made only when asked. Its signal (made when first asked for) aborts
+ * when the client leaves before the answer's end.
+ */
+export class NodeRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: { get(name: string): string | null };
+  private made: Request | undefined;
+  private controller: AbortController | undefined;
+
+  constructor(
+    private readonly incoming: IncomingMessage,
+    base: string,
+    private readonly body: Buffer | undefined,
+  ) {
+    this.method = incoming.method ?? 'GET';
+    this.url = new URL(incoming.url ?? '/', base).href;
+    const raw = incoming.headers;
+    this.headers = {
+      get(name) {
+        const value = raw[name.toLowerCase()];
+        return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value;
+      },
+    };
+  }
+
+  get signal(): AbortSignal {
+    this.controller ??= new AbortController();
+    return this.controller.signal;
+  }
+
+  /** The client left before the answer's end. */
+  abort(): void {
+    this.controller?.abort();
+  }
+
+  text(): Promise<string> {
+    return Promise.resolve(this.body ? this.body.toString('utf8') : '');
+  }
+
+  request(): Request {
+    this.made ??= requestOf(this.incoming, this.url, this.body ? new Uint8Array(this.body) : undefined, this.signal);
+    return this.made;
+  }
+}
+
+async function toRequest(req: IncomingMessage, base: string, limit: number): Promise<NodeRequest> {
   const method = req.method ?? 'GET';
   const hasBody = method !== 'GET' && method !== 'HEAD';
-  return requestOf(req, base, hasBody ? new Uint8Array(await readBody(req, limit)) : undefined, signal);
+  return new NodeRequest(req, base, hasBody ? await readBody(req, limit) : undefined);
 }
 
 /**
@@ -78,6 +127,12 @@ async function toRequest(req: IncomingMessage, base: string, signal: AbortSignal
  * end) leave in one write; a stream that waits (an SSE stream between events) is flushed at the
  * end of each turn, headers first, so nothing waits on the hold.
  */
+/** Writes a PlainAnswer: headers and body in one write. */
+export function sendPlain(res: ServerResponse, answer: PlainAnswer): void {
+  res.writeHead(answer.status, answer.headers);
+  res.end(answer.body);
+}
+
 export async function sendResponse(res: ServerResponse, response: Response, signal: AbortSignal): Promise<void> {
   res.statusCode = response.status;
   response.headers.forEach((value, name) => res.setHeader(name, value));
@@ -121,17 +176,26 @@ export interface ServeOptions {
   maxBodyBytes?: number;
 }
 
-export async function serveFetch(handler: (req: Request) => Promise<Response>, options: ServeOptions = {}): Promise<Served> {
+export function serveFetch(handler: (req: Request) => Promise<Response>, options: ServeOptions = {}): Promise<Served> {
+  return serveLight((req) => handler(req.request()), options);
+}
+
+/** serveFetch for a handler that takes a LightRequest and may give a PlainAnswer (light-http.ts). */
+export async function serveLight(handler: (req: NodeRequest) => Promise<Answer>, options: ServeOptions = {}): Promise<Served> {
   const host = options.host ?? '127.0.0.1';
   const server = http.createServer((req, res) => {
-    const aborted = new AbortController();
+    let request: NodeRequest | undefined;
     // Only a client that leaves before the answer's end aborts (an abort builds an error: none per finished request).
     res.on('close', () => {
-      if (!res.writableFinished) aborted.abort();
+      if (!res.writableFinished) request?.abort();
     });
-    toRequest(req, `http://${req.headers.host ?? host}`, aborted.signal, options.maxBodyBytes ?? MAX_BODY_BYTES)
-      .then((request) => handler(request))
-      .then((response) => sendResponse(res, response, aborted.signal))
+    toRequest(req, `http://${req.headers.host ?? host}`, options.maxBodyBytes ?? MAX_BODY_BYTES)
+      .then((made) => {
+        request = made;
+        if (res.destroyed && !res.writableFinished) made.abort();
+        return handler(made);
+      })
+      .then((response) => (response instanceof Response ? sendResponse(res, response, (request as NodeRequest).signal) : sendPlain(res, response)))
       .catch((error: unknown) => {
         if (error instanceof BodyTooLarge) {
           res.writeHead(413, { 'content-type': 'application/json', connection: 'close' });

@@ -152,7 +152,7 @@ export interface AgentSession {
   /** Answers a plain call; false when the SDK's server must take it (nothing was done then). */
   plain(request: PlainCall, reply: LaneReply, signal?: AbortSignal): Promise<boolean>;
   /** A client's notifications/cancelled for a call of the lane. */
-  cancel(requestId: RequestId): void;
+  cancel(requestId: RequestId, reason?: string): void;
 }
 
 export function agentServer(options: AgentServerOptions): AgentSession {
@@ -335,8 +335,8 @@ export function agentServer(options: AgentServerOptions): AgentSession {
     }
   });
 
-  /** The lane's calls in flight, by the id their client gave them: a cancellation aborts one. */
-  const inFlight = new Map<RequestId, AbortController>();
+  /** The lane's calls in flight, by the id their client gave them: a cancellation ends one. */
+  const inFlight = new Map<RequestId, (reason: string) => void>();
 
   /**
    * A plain call (lane.ts) answered here: decided and logged as above, relayed with
@@ -356,28 +356,41 @@ export function agentServer(options: AgentServerOptions): AgentSession {
     }
     if (call.presented.execution?.taskSupport === 'required') return false;
     const { upstream } = call;
-    const aborted = new AbortController();
-    const abort = (): void => aborted.abort();
-    signal?.addEventListener('abort', abort, { once: true });
-    inFlight.set(request.id, aborted);
+    let cancel: ((reason: string) => void) | undefined;
+    let cancelledBecause: string | undefined;
+    const cancelled = (reason: string): void => {
+      cancelledBecause ??= reason;
+      cancel?.(reason);
+    };
+    const left = (): void => cancelled('the client went away');
+    signal?.addEventListener('abort', left, { once: true });
+    inFlight.set(request.id, cancelled);
     const sink: LogSink = (params) => {
       if (level !== undefined && LEVELS.indexOf(params.level) < LEVELS.indexOf(level)) return;
       reply.send({ jsonrpc: '2.0', method: 'notifications/message', params });
     };
     const started = performance.now();
     try {
-      const answer = await relay(upstream, sink, () =>
-        upstream.exchange('tools/call', { name: call.name, arguments: request.arguments }, { timeoutMs: options.callTimeoutMs ?? 60_000, signal: aborted.signal }),
-      );
+      const answer = await relay(upstream, sink, () => {
+        const exchange = upstream.exchange('tools/call', { name: call.name, arguments: request.arguments }, { timeoutMs: options.callTimeoutMs ?? 60_000 });
+        cancel = exchange.cancel;
+        if (signal?.aborted) left();
+        else if (cancelledBecause !== undefined) cancel(cancelledBecause);
+        return exchange.answer;
+      });
       if ('error' in answer) throw new McpError(answer.error.code, answer.error.message, answer.error.data);
       const result = checkedResult(call.name, call.presented, answer.result);
       logged(call, started, { result });
       reply.end({ jsonrpc: '2.0', id: request.id, result });
     } catch (error) {
-      fail(logged(call, started, { error }) as RelayedError);
+      if (cancelledBecause === undefined) fail(logged(call, started, { error }) as RelayedError);
+      else {
+        log.add(agentId, { ...call.entry, outcome: 'error', duration_ms: Math.round(performance.now() - started), error: `cancelled: ${cancelledBecause}` });
+        reply.end();
+      }
     } finally {
-      signal?.removeEventListener('abort', abort);
-      if (inFlight.get(request.id) === aborted) inFlight.delete(request.id);
+      signal?.removeEventListener('abort', left);
+      if (inFlight.get(request.id) === cancelled) inFlight.delete(request.id);
     }
     return true;
   }
@@ -500,5 +513,5 @@ export function agentServer(options: AgentServerOptions): AgentSession {
     return {};
   });
 
-  return { server, plain, cancel: (requestId) => inFlight.get(requestId)?.abort() };
+  return { server, plain, cancel: (requestId, reason) => inFlight.get(requestId)?.(reason ?? 'cancelled by the client') };
 }

@@ -20,13 +20,14 @@ import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/
 import { isInitializeRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { McpControlPlaneError } from '../errors.ts';
 import { rememberingJwtVerifier, type JwtKeyInput } from '../jwt.ts';
+import { asRequest, asResponse, type Answer, type LightRequest } from '../light-http.ts';
 import { collapseAnswer } from '../sse-fetch.ts';
 import { agentServer, type AgentSession } from './agent-server.ts';
 import { gatewayCache, type ChangeListener } from './cache.ts';
 import { interactionLog, type InteractionLog } from './interaction-log.ts';
-import { cancelledIds, laneReply, plainCall, plainHeaders } from './lane.ts';
+import { cancellations, laneReply, plainCall, plainHeaders } from './lane.ts';
 import type { GatewayCredential, GatewayPrincipal, GatewayStore } from './store.ts';
-import { upstreamPool, type UpstreamPool } from './upstream.ts';
+import { upstreamPool, type LanePost, type UpstreamPool } from './upstream.ts';
 
 export interface GatewayOptions {
   /** The database, as the platform (gatewayStore over a service_role transport). */
@@ -49,6 +50,8 @@ export interface GatewayOptions {
   changes?: ChangeListener;
   /** fetch used for the upstream MCP endpoints. */
   fetch?: typeof fetch;
+  /** How the call lane posts its requests upstream (upstream.ts; default: over `fetch`). */
+  post?: LanePost;
   /** Interaction log batching (interaction-log.ts). */
   logFlushMs?: number;
   /** Upstream timeout of one tool call, reset by progress. */
@@ -60,6 +63,8 @@ export interface GatewayOptions {
 
 export interface Gateway {
   handle(req: Request): Promise<Response>;
+  /** handle for a LightRequest, whose answer may be a PlainAnswer (light-http.ts): the Node entry's way, without web streams. */
+  serve(req: LightRequest): Promise<Answer>;
   /** Open downstream sessions. */
   sessionCount(): number;
   /** Writes the pending interaction log now. */
@@ -99,7 +104,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     ...(options.logFlushMs !== undefined ? { flushMs: options.logFlushMs } : {}),
     onError: (error) => options.onError?.(error),
   });
-  const pool: UpstreamPool = upstreamPool({ store: options.store, ...(options.fetch ? { fetch: options.fetch } : {}) });
+  const pool: UpstreamPool = upstreamPool({ store: options.store, ...(options.fetch ? { fetch: options.fetch } : {}), ...(options.post ? { post: options.post } : {}) });
   const cache = gatewayCache(options.changes);
   // Every request of a session presents the same token: its signature is checked once (and again
   // after at most a minute), its expiry on every request.
@@ -125,7 +130,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     return new Refusal(jsonRpcError(401, -32001, message, { 'www-authenticate': challenge }));
   }
 
-  function checkHostAndOrigin(req: Request, url: URL): void {
+  function checkHostAndOrigin(req: LightRequest, url: URL): void {
     const host = req.headers.get('host') ?? url.host;
     if (options.allowedHosts && !options.allowedHosts.includes(host)) {
       throw new Refusal(jsonRpcError(403, -32000, `host not allowed: ${host}`));
@@ -139,7 +144,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
   }
 
-  async function authenticate(req: Request, url: URL, prefix: string, agentId: string | undefined): Promise<GatewayPrincipal> {
+  async function authenticate(req: LightRequest, url: URL, prefix: string, agentId: string | undefined): Promise<GatewayPrincipal> {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(req.headers.get('authorization') ?? '');
     if (!match?.[1]) throw unauthorized(url, prefix, agentId, 'authentication required: an agent API key or a user access token');
     const token = match[1];
@@ -178,7 +183,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     }
   }
 
-  async function openSession(agentId: string, req: Request, body: unknown): Promise<Response> {
+  async function openSession(agentId: string, req: LightRequest, body: unknown): Promise<Answer> {
     const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => crypto.randomUUID(),
       onsessioninitialized: (id) => {
@@ -201,7 +206,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       ...(options.onError ? { onError: options.onError } : {}),
     });
     await agent.server.connect(transport);
-    return answer(req, await transport.handleRequest(req, { parsedBody: body }));
+    return answer(req, await transport.handleRequest(asRequest(req), { parsedBody: body }));
   }
 
   /**
@@ -209,7 +214,7 @@ export function createGateway(options: GatewayOptions): Gateway {
    * progress, no log before it): the same message, which the client reads without an SSE parser
    * (a Streamable HTTP client accepts either). Any other stream goes out as it is (sse-fetch.ts).
    */
-  function answer(req: Request, response: Response): Promise<Response> | Response {
+  function answer(req: LightRequest, response: Response): Promise<Response> | Response {
     return collapseAnswer(req.method, response, 20);
   }
 
@@ -218,7 +223,7 @@ export function createGateway(options: GatewayOptions): Gateway {
    * is answered by the lane (lane.ts); anything else goes to the transport with the body read
    * here. A cancellation of a lane's call aborts it.
    */
-  async function viaLane(session: DownstreamSession, sessionId: string, req: Request): Promise<Response> {
+  async function viaLane(session: DownstreamSession, sessionId: string, req: LightRequest): Promise<Answer> {
     let body: unknown;
     try {
       body = JSON.parse(await req.text());
@@ -239,12 +244,12 @@ export function createGateway(options: GatewayOptions): Gateway {
       const answered = await Promise.race([reply.response, taken]);
       if (answered) return answered;
     } else {
-      for (const id of cancelledIds(body)) session.agent.cancel(id);
+      for (const { requestId, reason } of cancellations(body)) session.agent.cancel(requestId, reason);
     }
-    return answer(req, await session.transport.handleRequest(req, { parsedBody: body }));
+    return answer(req, await session.transport.handleRequest(asRequest(req), { parsedBody: body }));
   }
 
-  async function mcp(req: Request, url: URL, prefix: string, pathAgentId: string | undefined): Promise<Response> {
+  async function mcp(req: LightRequest, url: URL, prefix: string, pathAgentId: string | undefined): Promise<Answer> {
     const principal = await authenticate(req, url, prefix, pathAgentId);
     const sessionId = req.headers.get('mcp-session-id');
     if (sessionId) {
@@ -253,12 +258,12 @@ export function createGateway(options: GatewayOptions): Gateway {
       if (!session || session.agentId !== principal.agent_id) return jsonRpcError(404, -32001, 'session not found');
       session.lastSeen = Date.now();
       if (req.method === 'POST' && plainHeaders(req.headers)) return viaLane(session, sessionId, req);
-      return answer(req, await session.transport.handleRequest(req));
+      return answer(req, await session.transport.handleRequest(asRequest(req)));
     }
     if (req.method !== 'POST') return jsonRpcError(400, -32000, 'no session: send initialize first');
     let body: unknown;
     try {
-      body = await req.json();
+      body = JSON.parse(await req.text());
     } catch {
       return jsonRpcError(400, -32700, 'parse error: the body is not JSON');
     }
@@ -280,23 +285,26 @@ export function createGateway(options: GatewayOptions): Gateway {
     );
   }
 
+  async function serve(req: LightRequest): Promise<Answer> {
+    const url = new URL(req.url);
+    const path = url.pathname.replace(/\/+$/, '');
+    try {
+      checkHostAndOrigin(req, url);
+      const metadata = METADATA_PATH.exec(path);
+      if (metadata && req.method === 'GET') return resourceMetadata(url, metadata[1] ?? '', metadata[2]);
+      const route = MCP_PATH.exec(path);
+      if (route) return await mcp(req, url, route[1] ?? '', route[2]);
+      return jsonRpcError(404, -32601, `no MCP endpoint at ${path}: use /agents/<agent id>/mcp`);
+    } catch (error) {
+      if (error instanceof Refusal) return error.response;
+      options.onError?.(error);
+      return jsonRpcError(500, -32603, 'internal error');
+    }
+  }
+
   return {
-    async handle(req) {
-      const url = new URL(req.url);
-      const path = url.pathname.replace(/\/+$/, '');
-      try {
-        checkHostAndOrigin(req, url);
-        const metadata = METADATA_PATH.exec(path);
-        if (metadata && req.method === 'GET') return resourceMetadata(url, metadata[1] ?? '', metadata[2]);
-        const route = MCP_PATH.exec(path);
-        if (route) return await mcp(req, url, route[1] ?? '', route[2]);
-        return jsonRpcError(404, -32601, `no MCP endpoint at ${path}: use /agents/<agent id>/mcp`);
-      } catch (error) {
-        if (error instanceof Refusal) return error.response;
-        options.onError?.(error);
-        return jsonRpcError(500, -32603, 'internal error');
-      }
-    },
+    handle: (req) => serve(req).then(asResponse),
+    serve,
     sessionCount: () => sessions.size,
     flushLog: () => log.flush(),
     async close() {

@@ -18,6 +18,7 @@
  */
 import { isJsonContentType } from '@modelcontextprotocol/sdk/shared/mediaType.js';
 import { SUPPORTED_PROTOCOL_VERSIONS, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
+import type { Answer } from '../light-http.ts';
 
 /** A tools/call the lane may take: its id, the namespaced name and the arguments. */
 export interface PlainCall {
@@ -29,7 +30,7 @@ export interface PlainCall {
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** Whether the headers are those the SDK's transport accepts for a POST without a word. */
-export function plainHeaders(headers: Headers): boolean {
+export function plainHeaders(headers: { get(name: string): string | null }): boolean {
   const accept = headers.get('accept');
   const version = headers.get('mcp-protocol-version');
   return (
@@ -54,30 +55,35 @@ export function plainCall(body: unknown): PlainCall | undefined {
   return { id: id as RequestId, name, arguments: args ?? {} };
 }
 
-/** The request ids a POSTed body cancels (its notifications/cancelled). */
-export function cancelledIds(body: unknown): RequestId[] {
+/** The requests a POSTed body cancels (its notifications/cancelled), with the reasons given. */
+export function cancellations(body: unknown): { requestId: RequestId; reason: string }[] {
   return (Array.isArray(body) ? body : [body]).flatMap((message: unknown) => {
     if (!isObject(message) || message.method !== 'notifications/cancelled' || !isObject(message.params)) return [];
-    const id = message.params.requestId;
-    return typeof id === 'string' || Number.isInteger(id) ? [id as RequestId] : [];
+    const { requestId, reason } = message.params;
+    if (typeof requestId !== 'string' && !Number.isInteger(requestId)) return [];
+    return [{ requestId: requestId as RequestId, reason: typeof reason === 'string' ? reason.slice(0, 500) : 'cancelled by the client' }];
   });
 }
 
-/** Where the lane's answer goes: messages before the response (log messages), then the response. */
+/**
+ * Where the lane's answer goes: messages before the response (log messages), then the
+ * response; or, for a call its client cancelled, no response (MCP: none is sent for it).
+ */
 export interface LaneReply {
   send(message: JSONRPCMessage): void;
-  end(message: JSONRPCMessage): void;
+  end(message?: JSONRPCMessage): void;
 }
 
 const sseEvent = (message: JSONRPCMessage): string => `event: message\ndata: ${JSON.stringify(message)}\n\n`;
 
 /**
- * The HTTP answer of one lane call (its `response` settles with the first message): JSON when
- * the response is the first message, else an SSE stream carrying every message as it comes.
+ * The HTTP answer of one lane call (its `response` settles with the first message): JSON (a
+ * PlainAnswer) when the response is the first message, else an SSE stream carrying every
+ * message as it comes.
  */
-export function laneReply(sessionId: string): LaneReply & { response: Promise<Response> } {
-  let answer!: (response: Response) => void;
-  const response = new Promise<Response>((resolve) => {
+export function laneReply(sessionId: string): LaneReply & { response: Promise<Answer> } {
+  let answer!: (response: Answer) => void;
+  const response = new Promise<Answer>((resolve) => {
     answer = resolve;
   });
   let stream: ReadableStreamDefaultController<Uint8Array> | undefined;
@@ -108,10 +114,12 @@ export function laneReply(sessionId: string): LaneReply & { response: Promise<Re
       if (ended) return;
       ended = true;
       if (!stream) {
-        answer(new Response(JSON.stringify(message), { status: 200, headers: { 'content-type': 'application/json', 'mcp-session-id': sessionId } }));
+        // No response: an SSE stream without events, as the SDK's transport ends it.
+        if (!message) answer({ status: 200, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'mcp-session-id': sessionId }, body: '' });
+        else answer({ status: 200, headers: { 'content-type': 'application/json', 'mcp-session-id': sessionId }, body: JSON.stringify(message) });
         return;
       }
-      write(message);
+      if (message) write(message);
       try {
         stream.close();
       } catch {

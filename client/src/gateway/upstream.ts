@@ -12,10 +12,12 @@
  * session (to that call's client); otherwise it is dropped rather than shown to another agent.
  *
  * `exchange` sends a request on the same session past the SDK's protocol layer (the call lane,
- * lane.ts): through the SDK's own transport (its headers, session, redirect rule and SSE
- * reading), with an id of the gateway's own (`gateway-<n>`, never a number the SDK's client
- * uses), its response taken off the transport before the client sees it. Every other message
- * of the session (a log, a notification, a server's request) still reaches the SDK's client.
+ * lane.ts): a POST with the session's headers (its id, protocol version and credential) and an
+ * id of the gateway's own (`gateway-<n>`, never a number the SDK's client uses), whose answer
+ * (JSON or SSE) is read here: the response goes back to the caller, every other message of
+ * the answer (a log, a notification, a server's request) to the SDK's client, as its transport
+ * would have handed it over. A redirect is never followed (the SDK's transport follows
+ * same-origin ones); an HTTP error or an answer without the response fails the session.
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -34,7 +36,8 @@ import {
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
 import { sharedValidator } from '../chat/validator.ts';
-import { collapsingFetch } from '../sse-fetch.ts';
+import { createParser } from 'eventsource-parser';
+import { chunksOf, collapsingFetch } from '../sse-fetch.ts';
 import type { GatewayStore } from './store.ts';
 
 export type LogSink = (notification: LoggingMessageNotification['params']) => void;
@@ -54,13 +57,18 @@ export interface Upstream {
   subscribe(uri: string, listener: () => void): Promise<void>;
   unsubscribe(uri: string, listener: () => void): Promise<void>;
   /**
-   * Sends one request past the SDK's protocol layer and resolves with its response message as
-   * the server sent it (a result or an error). Rejects when the transport fails (a transport
-   * failure: isTransportFailure), after `timeoutMs` (McpError RequestTimeout, the SDK's own) or
-   * when `signal` aborts (an AbortError); either of the last two tells the server with
-   * `notifications/cancelled`, as the SDK's client does.
+   * Sends one request past the SDK's protocol layer; `answer` resolves with its response message
+   * as the server sent it (a result or an error). It rejects when the transport fails (a
+   * transport failure: isTransportFailure), after `timeoutMs` (McpError RequestTimeout, the
+   * SDK's own) or once `cancel` is called (an AbortError); either of the last two tells the
+   * server with `notifications/cancelled`, as the SDK's client does.
    */
-  exchange(method: string, params: Record<string, unknown>, options: { timeoutMs: number; signal?: AbortSignal }): Promise<UpstreamAnswer>;
+  exchange(method: string, params: Record<string, unknown>, options: { timeoutMs: number }): Exchange;
+}
+
+export interface Exchange {
+  answer: Promise<UpstreamAnswer>;
+  cancel(reason: string): void;
 }
 
 export type UpstreamAnswer = JSONRPCResultResponse | JSONRPCErrorResponse;
@@ -76,6 +84,8 @@ export interface UpstreamPoolOptions {
   store: Pick<GatewayStore, 'upstream'>;
   clientInfo?: { name: string; version: string };
   fetch?: typeof fetch;
+  /** How the lane posts its requests (default: over `fetch`). */
+  post?: LanePost;
   toolsTtlMs?: number;
 }
 
@@ -98,14 +108,42 @@ export function isTransportFailure(error: unknown): boolean {
   return !(error instanceof McpError) && !(error instanceof Error && error.name === 'AbortError');
 }
 
+/** The answer to a lane POST: its status, content type and body. */
+export interface PostAnswer {
+  status: number;
+  contentType: string | null;
+  chunks: AsyncIterator<Uint8Array>;
+}
+
+/**
+ * How the lane POSTs a request upstream (Upstream.exchange): never following a redirect, the
+ * body read as it comes; `cancel` ends the request. By default over fetch (`redirect:
+ * 'manual'`); the gateway's Node entry posts over node:http (node-fetch.ts: nodePost), without
+ * web streams.
+ */
+export type LanePost = (url: URL, init: { headers: Record<string, string>; body: string }) => { answer: Promise<PostAnswer>; cancel(): void };
+
+export function fetchPost(fetchImpl: typeof fetch = fetch): LanePost {
+  return (url, init) => {
+    const controller = new AbortController();
+    const answer = fetchImpl(url, { method: 'POST', ...init, redirect: 'manual', signal: controller.signal }).then((response): PostAnswer => {
+      const chunks: AsyncIterator<Uint8Array> = response.body ? chunksOf(response.body) : { next: async () => ({ done: true, value: undefined }) };
+      return { status: response.status, contentType: response.headers.get('content-type'), chunks };
+    });
+    return { answer, cancel: () => controller.abort() };
+  };
+}
+
 export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
   const sessions = new Map<string, Promise<Upstream>>();
+  const post = options.post ?? fetchPost(options.fetch ?? ((input, init) => fetch(input, init)));
   const ttl = options.toolsTtlMs ?? 5_000;
 
   async function open(serverId: string): Promise<Upstream> {
     const target = await options.store.upstream(serverId);
     const headers: Record<string, string> = target.bearer_token ? { authorization: `Bearer ${target.bearer_token}` } : {};
-    const transport = new StreamableHTTPClientTransport(new URL(target.endpoint_url), {
+    const url = new URL(target.endpoint_url);
+    const transport = new StreamableHTTPClientTransport(url, {
       requestInit: { headers },
       // An answer holding only the response is read as JSON, without the SDK's stream stages.
       fetch: collapsingFetch(options.fetch ?? ((input, init) => fetch(input, init))),
@@ -125,52 +163,99 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
     });
     await client.connect(transport);
     // The lane's responses are taken off the transport; everything else goes on to the client.
-    const answers = new Map<string, (answer: UpstreamAnswer) => void>();
     const toClient = transport.onmessage;
-    transport.onmessage = (message: JSONRPCMessage) => {
-      const id = 'id' in message && !('method' in message) ? message.id : undefined;
-      const waiting = typeof id === 'string' ? answers.get(id) : undefined;
-      if (waiting) waiting(message as UpstreamAnswer);
-      else toClient?.(message);
-    };
     let exchanged = 0;
     const capabilities = client.getServerCapabilities() ?? {};
     // Every level upstream: each agent's session filters by the level its client set.
     if (capabilities.logging) await client.setLoggingLevel('debug').catch(() => undefined);
-    const exchange: Upstream['exchange'] = (method, params, { timeoutMs, signal }) => {
+    const exchange: Upstream['exchange'] = (method, params, { timeoutMs }) => {
       const id = `gateway-${++exchanged}`;
-      return new Promise<UpstreamAnswer>((resolve, reject) => {
-        let timer: ReturnType<typeof setTimeout> | undefined;
-        const done = (): void => {
-          answers.delete(id);
+      let giveUp: (reason: string, error: unknown) => void = () => undefined;
+      const answer = new Promise<UpstreamAnswer>((resolve, reject) => {
+        let settled = false;
+        const settle = (): boolean => {
+          if (settled) return false;
+          settled = true;
           clearTimeout(timer);
-          signal?.removeEventListener('abort', aborted);
+          return true;
         };
-        const cancel = (reason: string): void => {
+        // Given up on (a timeout, a cancellation): the server is told, as the SDK's client tells it.
+        giveUp = (reason, error) => {
+          if (!settle()) return;
+          posted.cancel();
           void transport.send({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason } }).catch(() => undefined);
-        };
-        const aborted = (): void => {
-          done();
-          cancel(String(signal?.reason ?? 'aborted'));
-          reject(signal?.reason instanceof Error ? signal.reason : Object.assign(new Error('This operation was aborted'), { name: 'AbortError' }));
-        };
-        if (signal?.aborted) return aborted();
-        signal?.addEventListener('abort', aborted, { once: true });
-        timer = setTimeout(() => {
-          done();
-          cancel('Request timed out');
-          reject(new McpError(ErrorCode.RequestTimeout, 'Request timed out', { timeout: timeoutMs }));
-        }, timeoutMs);
-        answers.set(id, (answer) => {
-          done();
-          resolve(answer);
-        });
-        transport.send({ jsonrpc: '2.0', id, method, params }).catch((error: unknown) => {
-          done();
           reject(error);
-        });
+        };
+        const timer = setTimeout(() => giveUp('Request timed out', new McpError(ErrorCode.RequestTimeout, 'Request timed out', { timeout: timeoutMs })), timeoutMs);
+        const laneHeaders: Record<string, string> = { ...headers, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+        if (transport.sessionId) laneHeaders['mcp-session-id'] = transport.sessionId;
+        if (transport.protocolVersion) laneHeaders['mcp-protocol-version'] = transport.protocolVersion;
+        const posted = post(url, { headers: laneHeaders, body: JSON.stringify({ jsonrpc: '2.0', id, method, params }) });
+        posted.answer
+          .then((answer) =>
+            readAnswer(answer, id, (message) => {
+              if (settle()) resolve(message);
+            }),
+          )
+          .then(() => {
+            if (settle()) reject(new Error('the upstream answered without a response to the request'));
+          })
+          .catch((error: unknown) => {
+            if (settle()) reject(error);
+          });
       });
+      return { answer, cancel: (reason) => giveUp(reason, Object.assign(new Error(`cancelled: ${reason}`), { name: 'AbortError' })) };
     };
+
+    /**
+     * Reads the answer to a lane request: its response goes to `respond`; every other message
+     * (a log, a notification, a request of the server) to the SDK's client, as its transport
+     * would have delivered it. An SSE answer is read to its end (the connection is kept).
+     */
+    async function readAnswer(answer: PostAnswer, id: string, respond: (message: UpstreamAnswer) => void): Promise<void> {
+      if (answer.status !== 200) {
+        await answer.chunks.return?.();
+        throw new Error(`the upstream answered HTTP ${answer.status}${answer.status >= 300 && answer.status < 400 ? ' (a redirect: not followed)' : ''}`);
+      }
+      const deliver = (data: string): void => {
+        const parsed: unknown = JSON.parse(data);
+        for (const message of (Array.isArray(parsed) ? parsed : [parsed]) as JSONRPCMessage[]) {
+          if (typeof message !== 'object' || message === null || (message as { jsonrpc?: unknown }).jsonrpc !== '2.0') throw new Error('the upstream sent something that is not a JSON-RPC message');
+          if ('id' in message && message.id === id && !('method' in message)) respond(message as UpstreamAnswer);
+          else toClient?.(message);
+        }
+      };
+      const decoder = new TextDecoder();
+      if (/^\s*application\/json/i.test(answer.contentType ?? '')) {
+        let text = '';
+        for (let next = await answer.chunks.next(); !next.done; next = await answer.chunks.next()) text += decoder.decode(next.value, { stream: true });
+        deliver(text + decoder.decode());
+        return;
+      }
+      if (!/^\s*text\/event-stream/i.test(answer.contentType ?? '')) {
+        await answer.chunks.return?.();
+        throw new Error(`the upstream answered with content type ${answer.contentType}`);
+      }
+      let failure: unknown;
+      const parser = createParser({
+        onEvent: (event) => {
+          if (failure !== undefined || event.data === '' || (event.event !== undefined && event.event !== 'message')) return;
+          try {
+            deliver(event.data);
+          } catch (error) {
+            failure = error;
+          }
+        },
+      });
+      for (let next = await answer.chunks.next(); !next.done; next = await answer.chunks.next()) {
+        parser.feed(decoder.decode(next.value, { stream: true }));
+        if (failure !== undefined) {
+          await answer.chunks.return?.();
+          throw failure;
+        }
+      }
+    }
+
     const upstream: Upstream = {
       serverId,
       client,
