@@ -108,6 +108,9 @@ export function isTransportFailure(error: unknown): boolean {
   return !(error instanceof McpError) && !(error instanceof Error && error.name === 'AbortError');
 }
 
+/** The most the lane reads of one upstream answer (a result of images in base64 is large; no answer is endless). */
+export const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+
 /** The answer to a lane POST: its status, content type and body. */
 export interface PostAnswer {
   status: number;
@@ -226,9 +229,16 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
         }
       };
       const decoder = new TextDecoder();
+      let read = 0;
+      const counted = async (chunk: Uint8Array): Promise<Uint8Array> => {
+        read += chunk.length;
+        if (read <= MAX_ANSWER_BYTES) return chunk;
+        await answer.chunks.return?.();
+        throw new Error(`the upstream's answer is larger than ${MAX_ANSWER_BYTES} bytes`);
+      };
       if (/^\s*application\/json/i.test(answer.contentType ?? '')) {
         let text = '';
-        for (let next = await answer.chunks.next(); !next.done; next = await answer.chunks.next()) text += decoder.decode(next.value, { stream: true });
+        for (let next = await answer.chunks.next(); !next.done; next = await answer.chunks.next()) text += decoder.decode(await counted(next.value), { stream: true });
         deliver(text + decoder.decode());
         return;
       }
@@ -248,7 +258,7 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
         },
       });
       for (let next = await answer.chunks.next(); !next.done; next = await answer.chunks.next()) {
-        parser.feed(decoder.decode(next.value, { stream: true }));
+        parser.feed(decoder.decode(await counted(next.value), { stream: true }));
         if (failure !== undefined) {
           await answer.chunks.return?.();
           throw failure;
