@@ -4,7 +4,7 @@
  * clients (each its own MCP session), then how long a revoke takes to be enforced.
  *
  *   npm start            # or any stack: DATABASE_URL, DTMA_URL and DTMA_TOKEN
- *   npx tsx scripts/bench/gateway.ts [--seconds 3] [--clients 1,10,50] [--revokes 50] [--cache on|off]
+ *   npx tsx scripts/bench/gateway.ts [--seconds 3] [--warmup 1] [--clients 1,10,50] [--revokes 50] [--cache on|off]
  *
  * Beside them, a bare HTTP relay (bytes forwarded, nothing read) between the same clients and the
  * same upstream: what one more HTTP hop costs on this machine, the floor of any gateway.
@@ -29,12 +29,13 @@ import { createAgent, userTransport, waitForStatus } from '../../test/support/st
 import { startListening, stopStarted } from '../../test/support/process.ts';
 
 const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '3' }, clients: { type: 'string', default: '1,10,50' }, revokes: { type: 'string', default: '50' }, cache: { type: 'string', default: 'on' } },
+  options: { seconds: { type: 'string', default: '3' }, warmup: { type: 'string', default: '1' }, clients: { type: 'string', default: '1,10,50' }, revokes: { type: 'string', default: '50' }, cache: { type: 'string', default: 'on' } },
 });
 process.env.DATABASE_URL ??= 'postgresql://postgres:postgres@127.0.0.1:54322/postgres';
 process.env.DTMA_URL ??= `http://127.0.0.1:${process.env.DTMA_PORT ?? 30000}`;
 process.env.DTMA_TOKEN ??= readFileSync('.local/dtma-token', 'utf8').trim();
 const seconds = Number(values.seconds);
+const warmup = Number(values.warmup);
 
 const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const f = (n: number): string => n.toFixed(2);
@@ -91,8 +92,16 @@ async function measure(path: 'direct' | 'relay' | 'gateway', clients: number): P
   const open = { direct: () => client(endpoint, process.env.DTMA_TOKEN as string), relay: () => client(relayUrl, process.env.DTMA_TOKEN as string), gateway: () => client(gatewayUrl, apiKey) }[path];
   const sessions = await Promise.all(Array.from({ length: clients }, open));
   const name = path === 'gateway' ? tool : 'read_graph';
-  // Warm: one call per session, all at once (so the pools have opened their connections).
+  // Warm, the same for every path: one call per session, all at once (so the pools have opened
+  // their connections), then the measured loop unmeasured for --warmup seconds (so each
+  // process's hot code is compiled: a process just started runs it in V8's interpreter first).
   await Promise.all(sessions.map((s) => s.callTool({ name, arguments: {} })));
+  const warm = performance.now() + warmup * 1000;
+  await Promise.all(
+    sessions.map(async (s) => {
+      while (performance.now() < warm) await s.callTool({ name, arguments: {} });
+    }),
+  );
   const latencies: number[] = [];
   // The CPU of the hop in its own process (the gateway, or the bare relay) per measured call.
   const hop = { direct: undefined, relay: relayProcess.child.pid, gateway: gatewayProcess.child.pid }[path];
@@ -112,7 +121,7 @@ async function measure(path: 'direct' | 'relay' | 'gateway', clients: number): P
   return { latencies: latencies.sort((a, b) => a - b), perSecond: latencies.length / seconds, cpuPerCall };
 }
 
-console.log(`gateway benchmark: tools/call read_graph (server-memory behind the local DTMA), ${seconds} s per cell, gateway cache ${values.cache === 'off' ? 'off' : 'on'}\n`);
+console.log(`gateway benchmark: tools/call read_graph (server-memory behind the local DTMA), ${seconds} s per cell after ${warmup} s of warm-up, gateway cache ${values.cache === 'off' ? 'off' : 'on'}\n`);
 console.log('| clients | direct p50 / p99 ms | bare relay: added p50 / p99 ms, calls/s | gateway p50 / p99 ms | gateway: added p50 / p99 ms | direct calls/s | gateway calls/s | gateway throughput / direct | gateway throughput / bare relay | CPU ms per call: bare relay / gateway |');
 console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const clients of values.clients.split(',').map(Number)) {
