@@ -11,7 +11,7 @@
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { NotAllowedError, NotFoundError, SdkErrorCode, UpstreamError } from '../errors.ts';
-import { GatewayErrorCode, SERVER_META_KEY, isMcpError } from '../gateway/agent-server.ts';
+import { GatewayErrorCode, SERVER_META_KEY, isMcpError } from '../gateway/relayed.ts';
 import { createRpc } from '../rpc.ts';
 import { gatewaySessionFetch } from './gateway-fetch.ts';
 import { serverTargets } from './context.ts';

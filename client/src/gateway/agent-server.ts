@@ -10,10 +10,8 @@
  *                   (gateway_authorize_call, or what it allowed before while it holds: cache.ts),
  *                   then the call, with progress and cancellation relayed; logged with outcome
  *                   and duration
- *   resources/*, prompts/*   only on servers whose grant reads (read_only, full_access), decided
- *                   again on every read or get; resources/subscribe and unsubscribe likewise
- *                   decided, relayed on the shared upstream session (one subscription per URI),
- *                   and the server's notifications/resources/updated sent to each subscriber
+ *                   (a plain call takes the lane past the SDK's protocol layer: lane.ts, plain)
+ *   resources/*, prompts/*   reads.ts
  *   logging/setLevel         this session's level; upstream log messages are filtered by it
  *   ping            answered here
  */
@@ -23,22 +21,11 @@ import {
   CallToolRequestSchema,
   CallToolResultSchema,
   ErrorCode,
-  GetPromptRequestSchema,
-  ListPromptsRequestSchema,
-  ListResourceTemplatesRequestSchema,
-  ListResourcesRequestSchema,
   ListToolsRequestSchema,
   McpError,
-  ReadResourceRequestSchema,
   SetLevelRequestSchema,
-  SubscribeRequestSchema,
-  UnsubscribeRequestSchema,
   type CallToolResult,
-  type ListPromptsResult,
-  type ListResourceTemplatesResult,
-  type ListResourcesResult,
   type LoggingLevel,
-  type ReadResourceResult,
   type RequestId,
   type ServerNotification,
   type ServerRequest,
@@ -52,55 +39,10 @@ import type { InteractionLog } from './interaction-log.ts';
 import type { LaneReply, PlainCall } from './lane.ts';
 import { namespaces, qualify, unqualify } from './namespace.ts';
 import type { GatewayServer, GatewayStore } from './store.ts';
+import { serveReads } from './reads.ts';
+import { GatewayErrorCode, RelayedError, relayed, tagged } from './relayed.ts';
 import { isTransportFailure, type LogSink, type Upstream, type UpstreamPool } from './upstream.ts';
 
-/** The `_meta` key on every listed tool, resource, template and prompt: the id of the server it comes from. */
-export const SERVER_META_KEY = 'mcp-control-plane/server_instance_id';
-
-function tagged<T extends { _meta?: Record<string, unknown> | undefined }>(item: T, serverId: string): T {
-  return { ...item, _meta: { ...(item._meta ?? {}), [SERVER_META_KEY]: serverId } };
-}
-
-/** JSON-RPC error codes of the gateway (server-defined range). */
-export const GatewayErrorCode = {
-  /** The database refused the call; data.reason says why (gateway_filter_tools' reasons). */
-  denied: -32003,
-  /** The upstream server could not be reached. */
-  unavailable: -32004,
-} as const;
-
-/**
- * An error relayed as is: its message goes on the wire without the SDK's `MCP error <code>: `
- * prefix (McpError adds one per hop; an upstream message that already carries copies of it is
- * given back as its server wrote it).
- */
-export class RelayedError extends Error {
-  constructor(
-    readonly code: number,
-    message: string,
-    readonly data?: unknown,
-  ) {
-    super(message);
-    this.name = 'RelayedError';
-  }
-}
-
-/** An MCP error from the SDK, narrowed by a guard so that the type holds wherever the SDK's declarations resolve. */
-export function isMcpError(error: unknown): error is { code: number; message: string; data?: unknown } {
-  return error instanceof McpError;
-}
-
-export function relayed(error: unknown): RelayedError {
-  if (error instanceof RelayedError) return error;
-  if (isMcpError(error)) {
-    let message = error.message;
-    const prefix = `MCP error ${error.code}: `;
-    while (message.startsWith(prefix)) message = message.slice(prefix.length);
-    return new RelayedError(error.code, message, error.data);
-  }
-  const message = error instanceof Error ? error.message : String(error);
-  return new RelayedError(GatewayErrorCode.unavailable, `upstream unavailable: ${message}`);
-}
 
 export interface AgentServerOptions {
   agentId: string;
@@ -395,118 +337,7 @@ export function agentServer(options: AgentServerOptions): AgentSession {
     return true;
   }
 
-  /** Servers whose grant reads and which offer the capability, decided now. */
-  async function readable(capability: 'resources' | 'prompts'): Promise<[string, GatewayServer, Upstream][]> {
-    const found = await Promise.all(
-      [...(await servers())]
-        .filter(([, s]) => s.reads_allowed)
-        .map(async ([namespace, s]): Promise<[string, GatewayServer, Upstream] | null> => {
-          try {
-            const upstream = await pool.get(s.server_instance_id);
-            return upstream.capabilities[capability] ? [namespace, s, upstream] : null;
-          } catch (error) {
-            options.onError?.(error);
-            return null;
-          }
-        }),
-    );
-    return found.filter((x): x is [string, GatewayServer, Upstream] => x !== null);
-  }
-
-  async function readTarget(qualified: string, capability: 'resources' | 'prompts'): Promise<{ name: string; upstream: Upstream }> {
-    const { name, server: target } = await route(qualified, true);
-    if (!target.reads_allowed) throw new RelayedError(GatewayErrorCode.denied, `${qualified} denied by the control plane: the ${target.permission_scope} scope does not read ${capability}`, { reason: 'scope_does_not_read' });
-    const upstream = await upstreamOf(target.server_instance_id);
-    if (!upstream.capabilities[capability]) throw new RelayedError(ErrorCode.MethodNotFound, `the server offers no ${capability}`);
-    return { name, upstream };
-  }
-
-  const settle = <T>(work: Promise<T[]>[]): Promise<T[]> =>
-    Promise.allSettled(work).then((all) =>
-      all.flatMap((r) => {
-        if (r.status === 'fulfilled') return r.value;
-        options.onError?.(r.reason);
-        return [];
-      }),
-    );
-
-  server.setRequestHandler(ListResourcesRequestSchema, async (_request, extra) => ({
-    resources: await settle(
-      (await readable('resources')).map(async ([namespace, s, upstream]) =>
-        (await relay<ListResourcesResult>(upstream, undefined, () => upstream.client.listResources(undefined, { signal: extra.signal }))).resources.map((r) =>
-          tagged({ ...r, uri: qualify(namespace, r.uri) }, s.server_instance_id),
-        ),
-      ),
-    ),
-  }));
-
-  server.setRequestHandler(ListResourceTemplatesRequestSchema, async (_request, extra) => ({
-    resourceTemplates: await settle(
-      (await readable('resources')).map(async ([namespace, s, upstream]) =>
-        (await relay<ListResourceTemplatesResult>(upstream, undefined, () => upstream.client.listResourceTemplates(undefined, { signal: extra.signal }))).resourceTemplates.map((t) =>
-          tagged({ ...t, uriTemplate: qualify(namespace, t.uriTemplate) }, s.server_instance_id),
-        ),
-      ),
-    ),
-  }));
-
-  server.setRequestHandler(ReadResourceRequestSchema, async (request, extra) => {
-    const { name, upstream } = await readTarget(request.params.uri, 'resources');
-    const namespace = unqualify(request.params.uri)?.namespace ?? '';
-    const result = await relay<ReadResourceResult>(upstream, logSink(extra), () => upstream.client.readResource({ ...request.params, uri: name }, { signal: extra.signal }));
-    return { ...result, contents: result.contents.map((c) => ({ ...c, uri: qualify(namespace, c.uri) })) };
-  });
-
-  /** This session's subscriptions: the namespaced URI, its upstream and the listener there. */
-  const subscriptions = new Map<string, { upstream: Upstream; name: string; listener: () => void }>();
-
-  server.setRequestHandler(SubscribeRequestSchema, async (request) => {
-    const { uri } = request.params;
-    if (subscriptions.has(uri)) return {};
-    const { name, upstream } = await readTarget(uri, 'resources');
-    if (!upstream.capabilities.resources?.subscribe) throw new RelayedError(ErrorCode.MethodNotFound, 'the server offers no resource subscriptions');
-    const listener = (): void => void server.sendResourceUpdated({ uri }).catch(() => undefined);
-    subscriptions.set(uri, { upstream, name, listener });
-    try {
-      await relay(upstream, undefined, () => upstream.subscribe(name, listener));
-    } catch (error) {
-      subscriptions.delete(uri);
-      throw error;
-    }
-    return {};
-  });
-
-  async function unsubscribe(uri: string): Promise<void> {
-    const subscription = subscriptions.get(uri);
-    if (!subscription) return;
-    subscriptions.delete(uri);
-    await relay(subscription.upstream, undefined, () => subscription.upstream.unsubscribe(subscription.name, subscription.listener));
-  }
-
-  server.setRequestHandler(UnsubscribeRequestSchema, async (request) => {
-    await unsubscribe(request.params.uri);
-    return {};
-  });
-
-  // A session that ends leaves its subscriptions.
-  server.onclose = () => {
-    for (const uri of [...subscriptions.keys()]) void unsubscribe(uri).catch((error: unknown) => options.onError?.(error));
-  };
-
-  server.setRequestHandler(ListPromptsRequestSchema, async (_request, extra) => ({
-    prompts: await settle(
-      (await readable('prompts')).map(async ([namespace, s, upstream]) =>
-        (await relay<ListPromptsResult>(upstream, undefined, () => upstream.client.listPrompts(undefined, { signal: extra.signal }))).prompts.map((p) =>
-          tagged({ ...p, name: qualify(namespace, p.name) }, s.server_instance_id),
-        ),
-      ),
-    ),
-  }));
-
-  server.setRequestHandler(GetPromptRequestSchema, async (request, extra) => {
-    const { name, upstream } = await readTarget(request.params.name, 'prompts');
-    return relay(upstream, logSink(extra), () => upstream.client.getPrompt({ ...request.params, name }, { signal: extra.signal }));
-  });
+  serveReads({ server, pool, servers, route, upstreamOf, relay, logSink, ...(options.onError ? { onError: options.onError } : {}) });
 
   server.setRequestHandler(SetLevelRequestSchema, async (request) => {
     level = request.params.level;
