@@ -17,6 +17,7 @@
  * `allowedOrigins` are refused with 403.
  */
 import { WebStandardStreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js';
+import { DEFAULT_MAX_REQUEST_BODY_SIZE, readRequestBody, requestBodyTooLargeMessage } from '@modelcontextprotocol/sdk/server/requestBody.js';
 import { isInitializeRequest, type JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { McpControlPlaneError } from '../errors.ts';
 import { rememberingJwtVerifier, type JwtKeyInput } from '../jwt.ts';
@@ -90,6 +91,22 @@ export function jsonRpcError(status: number, code: number, message: string, head
     status,
     headers: { 'content-type': 'application/json', ...headers },
   });
+}
+
+/**
+ * A request's body, read up to the SDK transport's limit (4 MiB), or undefined past it. The Node
+ * entry's light request was read within the same limit already (node-serve.ts); a web Request
+ * (Deno) is read here as the SDK's transport reads one.
+ */
+async function bodyText(req: LightRequest): Promise<string | undefined> {
+  if (!(req instanceof Request)) return req.text();
+  const read = await readRequestBody(req, DEFAULT_MAX_REQUEST_BODY_SIZE);
+  return read.tooLarge ? undefined : read.text;
+}
+
+/** The SDK transport's answer to a body over its limit. */
+function tooLarge(): Response {
+  return jsonRpcError(413, -32000, requestBodyTooLargeMessage(DEFAULT_MAX_REQUEST_BODY_SIZE));
 }
 
 class Refusal extends Error {
@@ -224,9 +241,11 @@ export function createGateway(options: GatewayOptions): Gateway {
    * here. A cancellation of a lane's call aborts it.
    */
   async function viaLane(session: DownstreamSession, sessionId: string, req: LightRequest): Promise<Answer> {
+    const text = await bodyText(req);
+    if (text === undefined) return tooLarge();
     let body: unknown;
     try {
-      body = JSON.parse(await req.text());
+      body = JSON.parse(text);
     } catch {
       return jsonRpcError(400, -32700, 'Parse error: Invalid JSON'); // the SDK transport's own answer
     }
@@ -261,9 +280,11 @@ export function createGateway(options: GatewayOptions): Gateway {
       return answer(req, await session.transport.handleRequest(asRequest(req)));
     }
     if (req.method !== 'POST') return jsonRpcError(400, -32000, 'no session: send initialize first');
+    const text = await bodyText(req);
+    if (text === undefined) return tooLarge();
     let body: unknown;
     try {
-      body = JSON.parse(await req.text());
+      body = JSON.parse(text);
     } catch {
       return jsonRpcError(400, -32700, 'parse error: the body is not JSON');
     }

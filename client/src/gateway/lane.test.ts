@@ -272,6 +272,28 @@ describe('the lane', () => {
     await client.close();
   });
 
+  it('reads a web Request’s body (the Deno entry’s) only up to the SDK transport’s 4 MiB, on a session and before one', async () => {
+    const { client, names } = await session();
+    const transport = client.transport as StreamableHTTPClientTransport;
+    const big = JSON.stringify(call(1, names.echo as string, { text: 'x'.repeat(5 * 1024 * 1024) }));
+    const headers = { authorization: `Bearer ${apiKey}`, accept: 'application/json, text/event-stream', 'content-type': 'application/json' };
+    // A streamed body (no Content-Length to refuse it by): the read stops past the limit.
+    const streamed = (): ReadableStream<Uint8Array> => new Blob([big]).stream();
+    const onSession = await gateway.handle(
+      new Request(`${served.url}/mcp`, {
+        method: 'POST',
+        headers: { ...headers, 'mcp-session-id': String(transport.sessionId), 'mcp-protocol-version': String(transport.protocolVersion) },
+        body: streamed(),
+        duplex: 'half',
+      } as RequestInit),
+    );
+    expect(onSession.status).toBe(413);
+    expect(await onSession.json()).toMatchObject({ error: { code: -32000, message: expect.stringContaining('Payload Too Large') } });
+    const beforeSession = await gateway.handle(new Request(`${served.url}/mcp`, { method: 'POST', headers, body: streamed(), duplex: 'half' } as RequestInit));
+    expect(beforeSession.status).toBe(413);
+    await client.close();
+  });
+
   it('leaves every other request to the SDK’s transport, which answers or refuses it as before', async () => {
     const { client, post, names } = await session();
     const echo = names.echo as string;
