@@ -26,6 +26,7 @@ const TOOLS: Tool[] = [
   { name: 'echo', description: 'Echoes its text.', inputSchema: { type: 'object', properties: { text: { type: 'string' } } } },
   { name: 'noisy', description: 'Logs at info, then answers.', inputSchema: { type: 'object', properties: {} } },
   { name: 'slow', description: 'Answers after 10 s, or never when cancelled.', inputSchema: { type: 'object', properties: {} } },
+  { name: 'malformed', description: 'Answered with an error that has no code (by the test server, not the SDK).', inputSchema: { type: 'object', properties: {} } },
   {
     name: 'misshapen',
     description: 'Promises a number, gives a string.',
@@ -40,6 +41,12 @@ async function upstreamServer(): Promise<{ served: Served; called: string[]; can
   const cancelled: string[] = [];
   const sessions = new Map<string, WebStandardStreamableHTTPServerTransport>();
   const served = await serveFetch(async (req) => {
+    // A call of `malformed` is answered here with what no SDK would send: an error without a code.
+    const body = req.method === 'POST' ? await req.clone().text() : '';
+    if (body.includes('"name":"malformed"')) {
+      const { id } = JSON.parse(body) as { id: string };
+      return Response.json({ jsonrpc: '2.0', id, error: { message: 'no code' } });
+    }
     const known = sessions.get(req.headers.get('mcp-session-id') ?? '');
     if (known) return known.handleRequest(req);
     const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
@@ -216,6 +223,17 @@ describe('the lane', () => {
     expect(answer?.error).toMatchObject({ code: viaSdk.code, message: expect.stringContaining('Structured content does not match the tool\'s output schema') });
     expect(viaSdk.message).toBe(`MCP error ${viaSdk.code}: ${(answer?.error as { message: string }).message}`);
     expect(await lastLogged()).toMatchObject({ tool_name: 'misshapen', outcome: 'error' });
+    await client.close();
+  });
+
+  it('holds an upstream’s answer to the JSON-RPC schema, as the SDK’s transport does: a malformed one fails as unavailable', async () => {
+    const { client, post, names } = await session();
+    const [answer] = await messages(await post(call(1, names.malformed as string)));
+    expect(answer?.error).toMatchObject({ code: GatewayErrorCode.unavailable, message: expect.stringContaining('upstream unavailable') });
+    expect(await lastLogged()).toMatchObject({ tool_name: 'malformed', outcome: 'error' });
+    // The session was dropped and opens again: the next call goes through.
+    const [echo] = await messages(await post(call(2, names.echo as string, { text: 'again' })));
+    expect(echo).toMatchObject({ id: 2, result: { content: [{ type: 'text', text: 'again' }] } });
     await client.close();
   });
 

@@ -28,8 +28,8 @@ import {
   ResourceUpdatedNotificationSchema,
   McpError,
   ToolListChangedNotificationSchema,
+  JSONRPCMessageSchema,
   type JSONRPCErrorResponse,
-  type JSONRPCMessage,
   type JSONRPCResultResponse,
   type LoggingMessageNotification,
   type ServerCapabilities,
@@ -165,7 +165,7 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
       if (sinks.size === 1) for (const sink of sinks) sink(notification.params);
     });
     await client.connect(transport);
-    // The lane's responses are taken off the transport; everything else goes on to the client.
+    // Where a lane answer's other messages go: to the client, as its transport hands them over.
     const toClient = transport.onmessage;
     let exchanged = 0;
     const capabilities = client.getServerCapabilities() ?? {};
@@ -222,8 +222,9 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
       }
       const deliver = (data: string): void => {
         const parsed: unknown = JSON.parse(data);
-        for (const message of (Array.isArray(parsed) ? parsed : [parsed]) as JSONRPCMessage[]) {
-          if (typeof message !== 'object' || message === null || (message as { jsonrpc?: unknown }).jsonrpc !== '2.0') throw new Error('the upstream sent something that is not a JSON-RPC message');
+        for (const raw of Array.isArray(parsed) ? parsed : [parsed]) {
+          // Held to the schema the SDK's transport holds every message to (it fails the same way).
+          const message = JSONRPCMessageSchema.parse(raw);
           if ('id' in message && message.id === id && !('method' in message)) respond(message as UpstreamAnswer);
           else toClient?.(message);
         }
