@@ -5,7 +5,7 @@
  * and a request's signal aborts when its client leaves before the answer's end, never after it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { serveFetch, type Served } from './node-serve.ts';
+import { serveFetch, serveLight, type Served } from './node-serve.ts';
 
 let served: Served;
 let handled = 0;
@@ -101,5 +101,32 @@ describe('node-serve', () => {
     leaving.abort();
     await expect.poll(() => signals.get('left')?.aborted, { timeout: 5_000 }).toBe(true);
     expect(signals.get('finished')?.aborted).toBe(false);
+  });
+
+  it('a light request whose client left before its handler first read the signal has it aborted (serveLight)', async () => {
+    let left: () => void = () => undefined;
+    const clientLeft = new Promise<void>((resolve) => {
+      left = resolve;
+    });
+    let seen: AbortSignal | undefined;
+    const light = await serveLight(async (req) => {
+      // The handler works (authentication, the database) before it first asks for the signal.
+      await clientLeft;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      seen = req.signal;
+      return { status: 200, headers: { 'content-type': 'application/json' }, body: '{}' };
+    });
+    try {
+      const leaving = new AbortController();
+      const pending = fetch(`${light.url}/call`, { method: 'POST', body: '{}', signal: leaving.signal }).catch(() => undefined);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      leaving.abort();
+      await pending;
+      left();
+      await expect.poll(() => seen, { timeout: 5_000 }).toBeDefined();
+      expect(seen?.aborted).toBe(true);
+    } finally {
+      await light.close();
+    }
   });
 });

@@ -99,9 +99,9 @@ export class NodeRequest {
     return this.controller.signal;
   }
 
-  /** The client left before the answer's end. */
+  /** The client left before the answer's end (the signal, made now if it was not yet, stays aborted). */
   abort(): void {
-    this.controller?.abort();
+    (this.controller ??= new AbortController()).abort();
   }
 
   text(): Promise<string> {
