@@ -236,9 +236,16 @@ export function agentServer(options: AgentServerOptions): AgentSession {
     return { qualified, name, upstream, presented, entry };
   }
 
-  /** Logs how a call ended: its result (an error result too) or its failure, which is given back as relayed. */
-  function logged(call: Call, started: number, outcome: { result: CallToolResult } | { error: unknown }): RelayedError | undefined {
+  /**
+   * Logs how a call ended: its result (an error result too), its client's cancellation (with the
+   * reason given), or its failure, which is given back as relayed.
+   */
+  function logged(call: Call, started: number, outcome: { result: CallToolResult } | { cancelled: string } | { error: unknown }): RelayedError | undefined {
     const duration_ms = Math.round(performance.now() - started);
+    if ('cancelled' in outcome) {
+      log.add(agentId, { ...call.entry, outcome: 'error', duration_ms, error: `cancelled: ${outcome.cancelled}` });
+      return undefined;
+    }
     if ('result' in outcome) {
       const isError = outcome.result.isError === true;
       log.add(agentId, { ...call.entry, outcome: isError ? 'error' : 'success', duration_ms, ...(isError ? { error: 'the tool reported an error' } : {}) });
@@ -273,6 +280,12 @@ export function agentServer(options: AgentServerOptions): AgentSession {
       logged(call, started, { result: result as CallToolResult });
       return result;
     } catch (error) {
+      // Cancelled by its client (the SDK's client then fails the call as a timeout with the reason): logged as the lane logs it.
+      if (extra.signal.aborted) {
+        const reason: unknown = extra.signal.reason;
+        logged(call, started, { cancelled: typeof reason === 'string' ? reason.slice(0, 500) : 'cancelled by the client' });
+        throw relayed(error);
+      }
       throw logged(call, started, { error });
     }
   });
@@ -327,7 +340,7 @@ export function agentServer(options: AgentServerOptions): AgentSession {
     } catch (error) {
       if (cancelledBecause === undefined) fail(logged(call, started, { error }) as RelayedError);
       else {
-        log.add(agentId, { ...call.entry, outcome: 'error', duration_ms: Math.round(performance.now() - started), error: `cancelled: ${cancelledBecause}` });
+        logged(call, started, { cancelled: cancelledBecause });
         reply.end();
       }
     } finally {

@@ -253,6 +253,21 @@ describe('the lane', () => {
     await client.close();
   });
 
+  it('a cancellation on the SDK’s path is logged as the lane logs it: cancelled with its reason, not a timeout', async () => {
+    const { client, post, names } = await session();
+    const before = upstream.cancelled.length;
+    const leaving = new AbortController();
+    // Progress asked: the SDK's path.
+    const pending = post(call('sdk-slow', names.slow as string, {}, { _meta: { progressToken: 1 } }), {}, leaving.signal).catch(() => undefined);
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await post({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: 'sdk-slow', reason: 'changed my mind' } })).status).toBe(202);
+    expect(await cancelledUpstream(before)).toBe(before + 1);
+    await expect.poll(lastLogged, { timeout: 3_000 }).toMatchObject({ tool_name: 'slow', outcome: 'error', error_message: 'cancelled: changed my mind' });
+    leaving.abort();
+    await pending;
+    await client.close();
+  });
+
   it('a client that leaves (its connection closed) cancels its call upstream', async () => {
     const { client, post, names } = await session();
     const before = upstream.cancelled.length;
