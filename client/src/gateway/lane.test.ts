@@ -52,6 +52,8 @@ async function upstreamServer(): Promise<{ served: Served; called: string[]; can
     const transport: WebStandardStreamableHTTPServerTransport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => crypto.randomUUID(),
       onsessioninitialized: (id) => void sessions.set(id, transport),
+      // As many servers from npm limit a body (express.json: 100 kB): a larger call is answered 413.
+      maxRequestBodySize: 64 * 1024,
     });
     const server = new Server({ name: 'lane-upstream', version: '1.0.0' }, { capabilities: { tools: {}, logging: {} } });
     server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: TOOLS }));
@@ -235,6 +237,26 @@ describe('the lane', () => {
     const [echo] = await messages(await post(call(2, names.echo as string, { text: 'again' })));
     expect(echo).toMatchObject({ id: 2, result: { content: [{ type: 'text', text: 'again' }] } });
     await client.close();
+  });
+
+  it('a call the upstream refuses for its size (HTTP 413) fails alone: the shared upstream session, and another session’s call on it, go on', async () => {
+    const first = await session();
+    const second = await session();
+    const before = upstream.cancelled.length;
+    // The other session's call, on the SDK's path (progress asked), waits upstream on the one session of the server.
+    const other = mcpRefusal(first.client.callTool({ name: first.names.slow as string, arguments: {} }, undefined, { onprogress: () => undefined }));
+    await new Promise((r) => setTimeout(r, 200));
+    const big = { text: 'x'.repeat(100_000) };
+    // The lane, then the SDK's path: each refused, with the upstream's word.
+    for (const extra of [{}, { _meta: { progressToken: 1 } }]) {
+      const [answer] = await messages(await second.post(call(1, second.names.echo as string, big, extra)));
+      expect(answer?.error).toMatchObject({ code: GatewayErrorCode.unavailable, message: expect.stringMatching(/413|Payload Too Large/) });
+    }
+    // Not closed under it: it ends at its timeout, and the server is told.
+    expect((await other).code).toBe(-32001);
+    expect(await cancelledUpstream(before)).toBe(before + 1);
+    await first.client.close();
+    await second.client.close();
   });
 
   it('a cancellation ends the answer without a response, tells the server, and is logged', async () => {

@@ -17,10 +17,11 @@
  * (JSON or SSE) is read here: the response goes back to the caller, every other message of
  * the answer (a log, a notification, a server's request) to the SDK's client, as its transport
  * would have handed it over. A redirect is never followed (the SDK's transport follows
- * same-origin ones); an HTTP error or an answer without the response fails the session.
+ * same-origin ones); an HTTP error (but 413, which refuses that request alone) or an answer
+ * without the response fails the session.
  */
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { StreamableHTTPClientTransport, StreamableHTTPError } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { RequestOptions } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import {
   ErrorCode,
@@ -105,6 +106,8 @@ async function allTools(client: Client, options?: RequestOptions): Promise<Tool[
 
 /** Whether an error says the session itself is gone (transport, HTTP), not a refusal of one request. */
 export function isTransportFailure(error: unknown): boolean {
+  // 413 refuses that one request (its body, which a caller chooses): the session, shared by every agent, stays.
+  if (error instanceof StreamableHTTPError && (error as { code?: unknown }).code === 413) return false;
   return !(error instanceof McpError) && !(error instanceof Error && error.name === 'AbortError');
 }
 
@@ -218,7 +221,7 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
     async function readAnswer(answer: PostAnswer, id: string, respond: (message: UpstreamAnswer) => void): Promise<void> {
       if (answer.status !== 200) {
         await answer.chunks.return?.();
-        throw new Error(`the upstream answered HTTP ${answer.status}${answer.status >= 300 && answer.status < 400 ? ' (a redirect: not followed)' : ''}`);
+        throw new StreamableHTTPError(answer.status, `the upstream answered HTTP ${answer.status}${answer.status >= 300 && answer.status < 400 ? ' (a redirect: not followed)' : ''}`);
       }
       const deliver = (data: string): void => {
         const parsed: unknown = JSON.parse(data);
