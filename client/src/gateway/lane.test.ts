@@ -303,6 +303,26 @@ describe('the lane', () => {
     await client.close();
   });
 
+  it('a call in flight when the gateway closes ends at once with Connection closed, and is logged before the log closes', async () => {
+    const closing = createGateway({ store: sqlGatewayStore(servicePool), logFlushMs: 20 });
+    const closingServed = await serveLight((req) => closing.serve(req));
+    try {
+      const client = new Client({ name: 'closing', version: '1.0.0' });
+      await client.connect(new StreamableHTTPClientTransport(new URL(`${closingServed.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${apiKey}` } } }));
+      const slow = (await client.listTools()).tools.find((t) => t.name.endsWith('__slow'))?.name as string;
+      const started = performance.now();
+      const refused = mcpRefusal(client.callTool({ name: slow, arguments: {} }));
+      await new Promise((r) => setTimeout(r, 300));
+      await closing.close();
+      expect((await refused).code).toBe(-32000);
+      expect(performance.now() - started).toBeLessThan(5_000);
+      expect(await lastLogged()).toMatchObject({ tool_name: 'slow', outcome: 'error', error_message: expect.stringContaining('Connection closed') });
+      await client.close().catch(() => undefined);
+    } finally {
+      await closingServed.close();
+    }
+  });
+
   it('a call past its timeout is refused with the SDK’s RequestTimeout, logged as a timeout, and the server is told', async () => {
     const { client, names } = await session();
     const before = upstream.cancelled.length;

@@ -57,6 +57,8 @@ export interface Upstream {
    */
   subscribe(uri: string, listener: () => void): Promise<void>;
   unsubscribe(uri: string, listener: () => void): Promise<void>;
+  /** Fails the lane's requests in flight with Connection closed (the SDK's client fails its own so when it closes). */
+  abandon(): void;
   /**
    * Sends one request past the SDK's protocol layer; `answer` resolves with its response message
    * as the server sent it (a result or an error). It rejects when the transport fails (a
@@ -171,6 +173,8 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
     // Where a lane answer's other messages go: to the client, as its transport hands them over.
     const toClient = transport.onmessage;
     let exchanged = 0;
+    /** The lane's requests in flight: when the session closes they fail at once, as the SDK's client fails its own. */
+    const inFlight = new Set<(error: unknown) => void>();
     const capabilities = client.getServerCapabilities() ?? {};
     // Every level upstream: each agent's session filters by the level its client set.
     if (capabilities.logging) await client.setLoggingLevel('debug').catch(() => undefined);
@@ -183,8 +187,15 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
           if (settled) return false;
           settled = true;
           clearTimeout(timer);
+          inFlight.delete(closed);
           return true;
         };
+        const closed = (error: unknown): void => {
+          if (!settle()) return;
+          posted.cancel();
+          reject(error);
+        };
+        inFlight.add(closed);
         // Given up on (a timeout, a cancellation): the server is told, as the SDK's client tells it.
         giveUp = (reason, error) => {
           if (!settle()) return;
@@ -323,8 +334,14 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
         await client.unsubscribeResource({ uri });
       },
       exchange,
+      abandon() {
+        for (const fail of [...inFlight]) fail(new McpError(ErrorCode.ConnectionClosed, 'Connection closed'));
+      },
     };
-    client.onclose = () => pool.drop(serverId, upstream);
+    client.onclose = () => {
+      upstream.abandon();
+      pool.drop(serverId, upstream);
+    };
     return upstream;
   }
 
@@ -358,6 +375,8 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
       await Promise.allSettled(
         all.map(async (session) => {
           const upstream = await session;
+          // The lane's calls in flight end first (the session's end would otherwise cut their streams short).
+          upstream.abandon();
           const transport = upstream.client.transport;
           if (transport instanceof StreamableHTTPClientTransport && transport.sessionId) await transport.terminateSession().catch(() => undefined);
           await upstream.client.close();
