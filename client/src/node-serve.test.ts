@@ -103,6 +103,22 @@ describe('node-serve', () => {
     expect(signals.get('finished')?.aborted).toBe(false);
   });
 
+  it('a light request’s text is a web Request’s: UTF-8 with a leading byte order mark dropped, an invalid byte replaced', async () => {
+    const body = new Uint8Array([0xef, 0xbb, 0xbf, ...new TextEncoder().encode('{"é":1}'), 0xff]);
+    const texts: string[] = [];
+    const light = await serveLight(async (req) => {
+      texts.push(await req.text(), await req.request().text());
+      return { status: 200, headers: { 'content-type': 'application/json' }, body: '{}' };
+    });
+    try {
+      expect((await fetch(`${light.url}/x`, { method: 'POST', body })).status).toBe(200);
+      expect(texts[0]).toBe(texts[1]);
+      expect(texts[0]).toBe('{"é":1}\ufffd');
+    } finally {
+      await light.close();
+    }
+  });
+
   it('a light request whose client left before its handler first read the signal has it aborted (serveLight)', async () => {
     let left: () => void = () => undefined;
     const clientLeft = new Promise<void>((resolve) => {

@@ -71,6 +71,8 @@ export function requestOf(req: IncomingMessage, base: string, body: Uint8Array<A
  * as read, the web Request made only when asked. Its signal (made when first asked for) aborts
  * when the client leaves before the answer's end.
  */
+const utf8 = new TextDecoder();
+
 export class NodeRequest {
   readonly method: string;
   readonly url: string;
@@ -104,8 +106,9 @@ export class NodeRequest {
     (this.controller ??= new AbortController()).abort();
   }
 
+  /** The body decoded as a web Request's text() decodes it (UTF-8, a leading byte order mark dropped). */
   text(): Promise<string> {
-    return Promise.resolve(this.body ? this.body.toString('utf8') : '');
+    return Promise.resolve(this.body ? utf8.decode(this.body) : '');
   }
 
   request(): Request {
