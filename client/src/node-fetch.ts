@@ -15,8 +15,17 @@ import type { LanePost, PostAnswer } from './gateway/upstream.ts';
 import { headersOf } from './node-serve.ts';
 import { collapseSse, collapsible, methodOf } from './sse-fetch.ts';
 
-function keepAliveAgents(maxSockets = 256): { 'http:': http.Agent; 'https:': https.Agent } {
-  return { 'http:': new http.Agent({ keepAlive: true, maxSockets }), 'https:': new https.Agent({ keepAlive: true, maxSockets }) };
+type Send = (url: URL, options: http.RequestOptions, onAnswer: (incoming: http.IncomingMessage) => void) => http.ClientRequest | undefined;
+
+/** Requests over keep-alive agents, one per protocol; undefined for a protocol other than http and https. */
+function keepAliveRequests(maxSockets = 256): Send {
+  const httpAgent = new http.Agent({ keepAlive: true, maxSockets });
+  const httpsAgent = new https.Agent({ keepAlive: true, maxSockets });
+  return (url, options, onAnswer) => {
+    if (url.protocol === 'http:') return http.request(url, { ...options, agent: httpAgent }, onAnswer);
+    if (url.protocol === 'https:') return https.request(url, { ...options, agent: httpsAgent }, onAnswer);
+    return undefined;
+  };
 }
 
 /**
@@ -66,15 +75,14 @@ function chunksOfIncoming(incoming: http.IncomingMessage): AsyncIterator<Uint8Ar
 
 /** The gateway lane's POST (client/src/gateway/upstream.ts) over node:http, without web objects; a redirect is handed back, never followed. */
 export function nodePost(options: { maxSockets?: number } = {}): LanePost {
-  const agents = keepAliveAgents(options.maxSockets);
+  const send = keepAliveRequests(options.maxSockets);
   return (url, init) => {
-    const agent = url.protocol === 'https:' ? agents['https:'] : url.protocol === 'http:' ? agents['http:'] : undefined;
-    if (!agent) return { answer: Promise.reject(new TypeError(`unsupported protocol ${url.protocol}`)), cancel: () => undefined };
     let outgoing: http.ClientRequest | undefined;
     const answer = new Promise<PostAnswer>((resolve, reject) => {
-      outgoing = (url.protocol === 'https:' ? https : http).request(url, { method: 'POST', headers: init.headers, agent }, (incoming) => {
+      outgoing = send(url, { method: 'POST', headers: init.headers }, (incoming) => {
         resolve({ status: incoming.statusCode ?? 502, contentType: incoming.headers['content-type'] ?? null, chunks: chunksOfIncoming(incoming) });
       });
+      if (!outgoing) return reject(new TypeError(`unsupported protocol ${url.protocol}`));
       outgoing.on('error', reject);
       outgoing.end(init.body);
     });
@@ -83,12 +91,10 @@ export function nodePost(options: { maxSockets?: number } = {}): LanePost {
 }
 
 export function nodeFetch(options: { maxSockets?: number } = {}): typeof fetch {
-  const agents = keepAliveAgents(options.maxSockets);
+  const send = keepAliveRequests(options.maxSockets);
   return (input, init) => {
     const request = input instanceof Request ? input : undefined;
     const url = new URL(request ? request.url : String(input));
-    const agent = url.protocol === 'https:' ? agents['https:'] : url.protocol === 'http:' ? agents['http:'] : undefined;
-    if (!agent) return Promise.reject(new TypeError(`fetch: unsupported protocol ${url.protocol}`));
     const method = methodOf(input, init);
     const headers: Record<string, string> = {};
     new Headers(init?.headers ?? request?.headers).forEach((value, name) => {
@@ -101,17 +107,18 @@ export function nodeFetch(options: { maxSockets?: number } = {}): typeof fetch {
       // The SDK's transport gives every request of a session the same signal: one listener per
       // request in flight (each removed when its request ends), so no count is a leak here.
       if (signal) setMaxListeners(0, signal);
-      const outgoing = (url.protocol === 'https:' ? https : http).request(url, { method, headers, agent, ...(signal ? { signal } : {}) }, (incoming) => {
+      const outgoing = send(url, { method, headers, ...(signal ? { signal } : {}) }, (incoming) => {
         const status = incoming.statusCode ?? 502;
         const empty = method === 'HEAD' || status === 204 || status === 304;
         if (empty) incoming.resume();
         // An SSE answer holding only the response is read straight from the socket (sse-fetch.ts).
         if (collapsible(method, status, incoming.headers['content-type'] ?? null)) {
-          resolve(collapseSse(incoming[Symbol.asyncIterator](), { status, statusText: incoming.statusMessage ?? '', headers: headersOf(incoming.headers) }));
+          resolve(collapseSse(chunksOfIncoming(incoming), { status, statusText: incoming.statusMessage ?? '', headers: headersOf(incoming.headers) }));
           return;
         }
         resolve(new Response(empty ? null : (Readable.toWeb(incoming) as ReadableStream<Uint8Array>), { status, statusText: incoming.statusMessage ?? '', headers: headersOf(incoming.headers) }));
       });
+      if (!outgoing) return reject(new TypeError(`fetch: unsupported protocol ${url.protocol}`));
       outgoing.on('error', reject);
       outgoing.end(body ?? undefined);
     });

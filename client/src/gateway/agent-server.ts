@@ -26,6 +26,7 @@ import {
   SetLevelRequestSchema,
   type CallToolResult,
   type LoggingLevel,
+  type LoggingMessageNotification,
   type RequestId,
   type ServerNotification,
   type ServerRequest,
@@ -141,11 +142,17 @@ export function agentServer(options: AgentServerOptions): AgentSession {
     }
   }
 
-  function logSink(extra: Extra): LogSink {
+  /** Upstream log messages at or above this session's level, each sent on with `send`. */
+  function levelled(send: (notification: { method: 'notifications/message'; params: LoggingMessageNotification['params'] }) => void): LogSink {
     return (params) => {
       if (level !== undefined && LEVELS.indexOf(params.level) < LEVELS.indexOf(level)) return;
-      void extra.sendNotification({ method: 'notifications/message', params }).catch(() => undefined);
+      send({ method: 'notifications/message', params });
     };
+  }
+
+  /** The log sink of a request on the SDK's path: its messages go on the request's stream. */
+  function logSink(extra: Extra): LogSink {
+    return levelled((notification) => void extra.sendNotification(notification).catch(() => undefined));
   }
 
   /**
@@ -209,7 +216,6 @@ export function agentServer(options: AgentServerOptions): AgentSession {
 
   /** A call on its way: its upstream, the definition presented to the database, its log entry. */
   interface Call {
-    qualified: string;
     name: string;
     upstream: Upstream;
     presented: Tool;
@@ -233,7 +239,7 @@ export function agentServer(options: AgentServerOptions): AgentSession {
       await log.flush();
       throw new RelayedError(GatewayErrorCode.denied, `${qualified} denied by the control plane: ${reason}`, { reason });
     }
-    return { qualified, name, upstream, presented, entry };
+    return { name, upstream, presented, entry };
   }
 
   /**
@@ -320,17 +326,13 @@ export function agentServer(options: AgentServerOptions): AgentSession {
     const left = (): void => cancelled('the client went away');
     signal?.addEventListener('abort', left, { once: true });
     inFlight.set(request.id, cancelled);
-    const sink: LogSink = (params) => {
-      if (level !== undefined && LEVELS.indexOf(params.level) < LEVELS.indexOf(level)) return;
-      reply.send({ jsonrpc: '2.0', method: 'notifications/message', params });
-    };
+    const sink = levelled((notification) => reply.send({ jsonrpc: '2.0', ...notification }));
     const started = performance.now();
     try {
       const answer = await relay(upstream, sink, () => {
         const exchange = upstream.exchange('tools/call', { name: call.name, arguments: request.arguments }, { timeoutMs: options.callTimeoutMs ?? 60_000 });
         cancel = exchange.cancel;
         if (signal?.aborted) left();
-        else if (cancelledBecause !== undefined) cancel(cancelledBecause);
         return exchange.answer;
       });
       if ('error' in answer) throw new McpError(answer.error.code, answer.error.message, answer.error.data);

@@ -94,19 +94,25 @@ export function jsonRpcError(status: number, code: number, message: string, head
 }
 
 /**
- * A request's body, read up to the SDK transport's limit (4 MiB), or undefined past it. The Node
- * entry's light request was read within the same limit already (node-serve.ts); a web Request
- * (Deno) is read here as the SDK's transport reads one.
+ * A request's JSON body, read up to the SDK transport's limit (4 MiB; past it, the transport's
+ * own 413), or the refusal of a body that is not JSON. The Node entry's light request was read
+ * within the same limit already (node-serve.ts); a web Request (Deno) is read here as the SDK's
+ * transport reads one.
  */
-async function bodyText(req: LightRequest): Promise<string | undefined> {
-  if (!(req instanceof Request)) return req.text();
-  const read = await readRequestBody(req, DEFAULT_MAX_REQUEST_BODY_SIZE);
-  return read.tooLarge ? undefined : read.text;
-}
-
-/** The SDK transport's answer to a body over its limit. */
-function tooLarge(): Response {
-  return jsonRpcError(413, -32000, requestBodyTooLargeMessage(DEFAULT_MAX_REQUEST_BODY_SIZE));
+async function jsonBody(req: LightRequest, notJson: string): Promise<{ ok: true; body: unknown } | { ok: false; refusal: Response }> {
+  let text: string;
+  if (req instanceof Request) {
+    const read = await readRequestBody(req, DEFAULT_MAX_REQUEST_BODY_SIZE);
+    if (read.tooLarge) return { ok: false, refusal: jsonRpcError(413, -32000, requestBodyTooLargeMessage(DEFAULT_MAX_REQUEST_BODY_SIZE)) };
+    text = read.text;
+  } else {
+    text = await req.text();
+  }
+  try {
+    return { ok: true, body: JSON.parse(text) };
+  } catch {
+    return { ok: false, refusal: jsonRpcError(400, -32700, notJson) };
+  }
 }
 
 class Refusal extends Error {
@@ -241,14 +247,9 @@ export function createGateway(options: GatewayOptions): Gateway {
    * here. A cancellation of a lane's call aborts it.
    */
   async function viaLane(session: DownstreamSession, sessionId: string, req: LightRequest): Promise<Answer> {
-    const text = await bodyText(req);
-    if (text === undefined) return tooLarge();
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      return jsonRpcError(400, -32700, 'Parse error: Invalid JSON'); // the SDK transport's own answer
-    }
+    const read = await jsonBody(req, 'Parse error: Invalid JSON'); // the SDK transport's own answer
+    if (!read.ok) return read.refusal;
+    const { body } = read;
     const call = plainCall(body);
     if (call) {
       const reply = laneReply(sessionId);
@@ -280,14 +281,9 @@ export function createGateway(options: GatewayOptions): Gateway {
       return answer(req, await session.transport.handleRequest(asRequest(req)));
     }
     if (req.method !== 'POST') return jsonRpcError(400, -32000, 'no session: send initialize first');
-    const text = await bodyText(req);
-    if (text === undefined) return tooLarge();
-    let body: unknown;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      return jsonRpcError(400, -32700, 'parse error: the body is not JSON');
-    }
+    const read = await jsonBody(req, 'parse error: the body is not JSON');
+    if (!read.ok) return read.refusal;
+    const { body } = read;
     const messages = (Array.isArray(body) ? body : [body]) as JSONRPCMessage[];
     if (!messages.some((m) => isInitializeRequest(m))) return jsonRpcError(400, -32000, 'no session: send initialize first');
     return openSession(principal.agent_id, req, body);

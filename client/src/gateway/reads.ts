@@ -17,9 +17,6 @@ import {
   ReadResourceRequestSchema,
   SubscribeRequestSchema,
   UnsubscribeRequestSchema,
-  type ListPromptsResult,
-  type ListResourceTemplatesResult,
-  type ListResourcesResult,
   type ReadResourceResult,
   type ServerNotification,
   type ServerRequest,
@@ -73,32 +70,40 @@ export function serveReads(context: ReadContext): void {
     return { name, upstream };
   }
 
-  const settle = <T>(work: Promise<T[]>[]): Promise<T[]> =>
-    Promise.allSettled(work).then((all) =>
-      all.flatMap((r) => {
-        if (r.status === 'fulfilled') return r.value;
-        onError?.(r.reason);
-        return [];
-      }),
+  /**
+   * One listing over every readable server offering the capability: each server's items, renamed
+   * into its namespace and tagged with its id; a server that fails is left out alone.
+   */
+  async function gathered<T extends { _meta?: Record<string, unknown> | undefined }>(
+    capability: 'resources' | 'prompts',
+    list: (upstream: Upstream) => Promise<T[]>,
+    rename: (item: T, namespace: string) => T,
+  ): Promise<T[]> {
+    const all = await Promise.allSettled(
+      (await readable(capability)).map(async ([namespace, s, upstream]) =>
+        (await relay(upstream, undefined, () => list(upstream))).map((item) => tagged(rename(item, namespace), s.server_instance_id)),
+      ),
     );
+    return all.flatMap((r) => {
+      if (r.status === 'fulfilled') return r.value;
+      onError?.(r.reason);
+      return [];
+    });
+  }
 
   server.setRequestHandler(ListResourcesRequestSchema, async (_request, extra) => ({
-    resources: await settle(
-      (await readable('resources')).map(async ([namespace, s, upstream]) =>
-        (await relay<ListResourcesResult>(upstream, undefined, () => upstream.client.listResources(undefined, { signal: extra.signal }))).resources.map((r) =>
-          tagged({ ...r, uri: qualify(namespace, r.uri) }, s.server_instance_id),
-        ),
-      ),
+    resources: await gathered(
+      'resources',
+      async (upstream) => (await upstream.client.listResources(undefined, { signal: extra.signal })).resources,
+      (r, namespace) => ({ ...r, uri: qualify(namespace, r.uri) }),
     ),
   }));
 
   server.setRequestHandler(ListResourceTemplatesRequestSchema, async (_request, extra) => ({
-    resourceTemplates: await settle(
-      (await readable('resources')).map(async ([namespace, s, upstream]) =>
-        (await relay<ListResourceTemplatesResult>(upstream, undefined, () => upstream.client.listResourceTemplates(undefined, { signal: extra.signal }))).resourceTemplates.map((t) =>
-          tagged({ ...t, uriTemplate: qualify(namespace, t.uriTemplate) }, s.server_instance_id),
-        ),
-      ),
+    resourceTemplates: await gathered(
+      'resources',
+      async (upstream) => (await upstream.client.listResourceTemplates(undefined, { signal: extra.signal })).resourceTemplates,
+      (t, namespace) => ({ ...t, uriTemplate: qualify(namespace, t.uriTemplate) }),
     ),
   }));
 
@@ -146,12 +151,10 @@ export function serveReads(context: ReadContext): void {
   };
 
   server.setRequestHandler(ListPromptsRequestSchema, async (_request, extra) => ({
-    prompts: await settle(
-      (await readable('prompts')).map(async ([namespace, s, upstream]) =>
-        (await relay<ListPromptsResult>(upstream, undefined, () => upstream.client.listPrompts(undefined, { signal: extra.signal }))).prompts.map((p) =>
-          tagged({ ...p, name: qualify(namespace, p.name) }, s.server_instance_id),
-        ),
-      ),
+    prompts: await gathered(
+      'prompts',
+      async (upstream) => (await upstream.client.listPrompts(undefined, { signal: extra.signal })).prompts,
+      (p, namespace) => ({ ...p, name: qualify(namespace, p.name) }),
     ),
   }));
 

@@ -174,7 +174,7 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
     const toClient = transport.onmessage;
     let exchanged = 0;
     /** The lane's requests in flight: when the session closes they fail at once, as the SDK's client fails its own. */
-    const inFlight = new Set<(error: unknown) => void>();
+    const inFlight = new Set<(error: unknown) => boolean>();
     const capabilities = client.getServerCapabilities() ?? {};
     // Every level upstream: each agent's session filters by the level its client set.
     if (capabilities.logging) await client.setLoggingLevel('debug').catch(() => undefined);
@@ -190,18 +190,17 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
           inFlight.delete(closed);
           return true;
         };
-        const closed = (error: unknown): void => {
-          if (!settle()) return;
+        // Ended here (the session closed, a timeout, a cancellation): the request is cut off.
+        const closed = (error: unknown): boolean => {
+          if (!settle()) return false;
           posted.cancel();
           reject(error);
+          return true;
         };
         inFlight.add(closed);
-        // Given up on (a timeout, a cancellation): the server is told, as the SDK's client tells it.
+        // Given up on (a timeout, a cancellation): the server is told too, as the SDK's client tells it.
         giveUp = (reason, error) => {
-          if (!settle()) return;
-          posted.cancel();
-          void transport.send({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason } }).catch(() => undefined);
-          reject(error);
+          if (closed(error)) void transport.send({ jsonrpc: '2.0', method: 'notifications/cancelled', params: { requestId: id, reason } }).catch(() => undefined);
         };
         const timer = setTimeout(() => giveUp('Request timed out', new McpError(ErrorCode.RequestTimeout, 'Request timed out', { timeout: timeoutMs })), timeoutMs);
         const laneHeaders: Record<string, string> = { ...headers, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
