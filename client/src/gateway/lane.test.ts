@@ -18,7 +18,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { databaseUrl } from '../../../test/support/db.ts';
 import { mcpRefusal } from '../../../test/support/gateway-dtma.ts';
-import { createAgent, createOrganization, deployServer, removeServers, testPool, type Organization } from '../../../test/support/stack.ts';
+import { JWT_SECRET, createAgent, createOrganization, createUser, deployServer, removeServers, testPool, userJwt, type Organization } from '../../../test/support/stack.ts';
+import { signJwt } from '../jwt.ts';
 import { serveFetch, serveLight, type Served } from '../node-serve.ts';
 import { GatewayErrorCode, SERVICE_ROLE_OPTIONS, createAgentApiKey, createGateway, sqlGatewayStore, type Gateway } from './index.ts';
 
@@ -118,7 +119,7 @@ beforeAll(async () => {
   await org.owner.grant_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: instance, p_permission_scope: 'full_access' });
   apiKey = (await createAgentApiKey(org.ownerTransport, agentId, 'lane')).api_key;
   servicePool = new pg.Pool({ connectionString: databaseUrl(), max: 10, options: SERVICE_ROLE_OPTIONS });
-  gateway = createGateway({ store: sqlGatewayStore(servicePool), logFlushMs: 20, callTimeoutMs: 1_500 });
+  gateway = createGateway({ store: sqlGatewayStore(servicePool), jwtKeys: JWT_SECRET, logFlushMs: 20, callTimeoutMs: 1_500 });
   served = await serveLight((req) => gateway.serve(req));
 }, 90_000);
 
@@ -366,6 +367,41 @@ describe('the lane', () => {
     expect(await onSession.json()).toMatchObject({ error: { code: -32000, message: expect.stringContaining('Payload Too Large') } });
     const beforeSession = await gateway.handle(new Request(`${served.url}/mcp`, { method: 'POST', headers, body: streamed(), duplex: 'half' } as RequestInit));
     expect(beforeSession.status).toBe(413);
+    await client.close();
+  });
+
+  it('refuses a plain call on a live session from a stranger, a forged key or JWT, a user who may not act for the agent, and another organization’s agent, before the lane', async () => {
+    const { client, post, names } = await session();
+    const echo = call(1, names.echo as string, { text: 'x' });
+    const calls = upstream.called.length;
+    const stranger = await post(echo, { authorization: '' });
+    expect(stranger.status).toBe(401);
+    expect(stranger.headers.get('www-authenticate')).toContain('resource_metadata=');
+    expect(await stranger.json()).toMatchObject({ jsonrpc: '2.0', error: { code: -32001 } });
+    const forgedKey = await post(echo, { authorization: 'Bearer mcpk_000000000000_notakeynotakeynotakeynotakeynotakeynotakeyxx' });
+    expect(forgedKey.status).toBe(401);
+    expect(forgedKey.headers.get('www-authenticate')).toContain('error="invalid_token"');
+    // A user's JWT acts for the agent named in the path: one signed with another secret, and one of a user who may not manage the agent.
+    const asUser = (token: string): Promise<Response> =>
+      fetch(`${served.url}/agents/${agentId}/mcp`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'mcp-session-id': String((client.transport as StreamableHTTPClientTransport).sessionId), accept: 'application/json, text/event-stream', 'content-type': 'application/json' },
+        body: JSON.stringify(echo),
+      });
+    const forgedJwt = await asUser(await signJwt({ sub: org.ownerId, role: 'authenticated' }, 'a-foreign-secret-of-at-least-32-characters'));
+    expect(forgedJwt.status).toBe(401);
+    expect(forgedJwt.headers.get('www-authenticate')).toContain('error="invalid_token"');
+    const outsider = await asUser(await userJwt(await createUser(pool, 'lane-outsider')));
+    expect(outsider.status).toBe(403);
+    expect(await outsider.json()).toMatchObject({ error: { code: -32003 } });
+    // Another organization's agent, with a key of its own, on this session: an unknown session.
+    const other = await createOrganization(pool);
+    const otherAgent = await createAgent(pool, other.organizationId, other.ownerId, 'lane-other-org');
+    const otherKey = (await createAgentApiKey(other.ownerTransport, otherAgent, 'other')).api_key;
+    const crossed = await post(echo, { authorization: `Bearer ${otherKey}` });
+    expect(crossed.status).toBe(404);
+    expect(await crossed.json()).toMatchObject({ error: { code: -32001, message: 'session not found' } });
+    expect(upstream.called.length).toBe(calls);
     await client.close();
   });
 
