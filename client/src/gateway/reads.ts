@@ -17,7 +17,10 @@ import {
   ReadResourceRequestSchema,
   SubscribeRequestSchema,
   UnsubscribeRequestSchema,
+  type Prompt,
   type ReadResourceResult,
+  type Resource,
+  type ResourceTemplate,
   type ServerNotification,
   type ServerRequest,
 } from '@modelcontextprotocol/sdk/types.js';
@@ -92,7 +95,7 @@ export function serveReads(context: ReadContext): void {
   }
 
   server.setRequestHandler(ListResourcesRequestSchema, async (_request, extra) => ({
-    resources: await gathered(
+    resources: await gathered<Resource>(
       'resources',
       async (upstream) => (await upstream.client.listResources(undefined, { signal: extra.signal })).resources,
       (r, namespace) => ({ ...r, uri: qualify(namespace, r.uri) }),
@@ -100,7 +103,7 @@ export function serveReads(context: ReadContext): void {
   }));
 
   server.setRequestHandler(ListResourceTemplatesRequestSchema, async (_request, extra) => ({
-    resourceTemplates: await gathered(
+    resourceTemplates: await gathered<ResourceTemplate>(
       'resources',
       async (upstream) => (await upstream.client.listResourceTemplates(undefined, { signal: extra.signal })).resourceTemplates,
       (t, namespace) => ({ ...t, uriTemplate: qualify(namespace, t.uriTemplate) }),
@@ -151,7 +154,7 @@ export function serveReads(context: ReadContext): void {
   };
 
   server.setRequestHandler(ListPromptsRequestSchema, async (_request, extra) => ({
-    prompts: await gathered(
+    prompts: await gathered<Prompt>(
       'prompts',
       async (upstream) => (await upstream.client.listPrompts(undefined, { signal: extra.signal })).prompts,
       (p, namespace) => ({ ...p, name: qualify(namespace, p.name) }),
