@@ -11,7 +11,6 @@ import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
-import type { LanePost, PostAnswer } from './gateway/upstream.ts';
 import { headersOf } from './node-serve.ts';
 import { collapseSse, collapsible, methodOf } from './sse-fetch.ts';
 
@@ -70,23 +69,6 @@ function chunksOfIncoming(incoming: http.IncomingMessage): AsyncIterator<Uint8Ar
       incoming.destroy();
       return { done: true, value: undefined };
     },
-  };
-}
-
-/** The gateway lane's POST (client/src/gateway/upstream.ts) over node:http, without web objects; a redirect is handed back, never followed. */
-export function nodePost(options: { maxSockets?: number } = {}): LanePost {
-  const send = keepAliveRequests(options.maxSockets);
-  return (url, init) => {
-    let outgoing: http.ClientRequest | undefined;
-    const answer = new Promise<PostAnswer>((resolve, reject) => {
-      outgoing = send(url, { method: 'POST', headers: init.headers }, (incoming) => {
-        resolve({ status: incoming.statusCode ?? 502, contentType: incoming.headers['content-type'] ?? null, chunks: chunksOfIncoming(incoming) });
-      });
-      if (!outgoing) return reject(new TypeError(`unsupported protocol ${url.protocol}`));
-      outgoing.on('error', reject);
-      outgoing.end(init.body);
-    });
-    return { answer, cancel: () => outgoing?.destroy(Object.assign(new Error('cancelled'), { name: 'AbortError' })) };
   };
 }
 

@@ -1,0 +1,440 @@
+/**
+ * The call lane's POST (gateway/upstream.ts: LanePost) written straight on Node's net and tls
+ * sockets, for the gateway's Node entry: the request leaves in one write, and its answer is read
+ * by a small parser of HTTP/1.1 response framing (status line, headers, then a body delimited by
+ * Content-Length, by chunks, or by the connection's end). Connections are kept alive and reused
+ * per origin. On the lane's path node:http's request and response objects cost more CPU than
+ * the rest of a call (README, Performance); this costs a few string operations.
+ *
+ * Only what the lane needs: a POST of a string body over HTTP/1.1, with or without TLS. A
+ * redirect is handed back as it came (never followed), no proxy, no HTTP/2, no retry (a POST is
+ * not repeated: a connection that breaks fails its request). A malformed answer (bad framing,
+ * headers over `maxHeaderBytes`, a body cut off) fails the request and closes the connection.
+ * Node-only; not exported by index.ts.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import type { LanePost, PostAnswer } from './gateway/upstream.ts';
+
+export interface SocketPostOptions {
+  /** Connections per origin at most (default 256); requests beyond wait for one to be free. */
+  maxSockets?: number;
+  /** An idle connection is closed after this long (default 4 s, under the 5 s Node's servers keep one open). */
+  idleMs?: number;
+  /** The most bytes an answer's status line and headers (or its trailers) may have (default 64 KiB). */
+  maxHeaderBytes?: number;
+  /** Certificates trusted for https instead of the system's (tests with a certificate of their own). */
+  ca?: string | Buffer;
+}
+
+/** A malformed answer, or a connection that ended before its answer did. */
+export class AnswerFramingError extends Error {
+  override name = 'AnswerFramingError';
+}
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const FIELD_VALUE = /^[\t\x20-\x7e]*$/;
+const STATUS_LINE = /^HTTP\/1\.([01]) (\d{3})(?: [^\r\n]*)?$/;
+const FIELD_LINE = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*(.*?)[ \t]*$/;
+const CHUNK_SIZE = /^([0-9A-Fa-f]{1,8})[ \t]*(?:;.*)?$/;
+/** Framing headers are this module's to write. */
+const OWN_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection']);
+const CRLF = Buffer.from('\r\n');
+/** Bytes on a connection no request is waiting for: it is out of step, and closed. */
+function unexpected(this: net.Socket): void {
+  this.destroy();
+}
+const HEAD_END = Buffer.from('\r\n\r\n');
+
+interface ParserEvents {
+  head(status: number, contentType: string | null): void;
+  body(chunk: Buffer): void;
+  done(): void;
+}
+
+/**
+ * Reads one answer from the bytes of a connection: its final head (a 1xx is skipped), then its
+ * body. `reusable` says whether the connection may carry another request after it.
+ */
+export class AnswerParser {
+  reusable = true;
+  private buffer: Buffer = Buffer.alloc(0);
+  private state: 'head' | 'length' | 'size' | 'data' | 'data-end' | 'trailers' | 'until-close' | 'done' = 'head';
+  private left = 0;
+  private trailerBytes = 0;
+
+  constructor(
+    private readonly events: ParserEvents,
+    private readonly maxHeaderBytes = 64 * 1024,
+  ) {}
+
+  get finished(): boolean {
+    return this.state === 'done';
+  }
+
+  /** Reads what came; throws AnswerFramingError on a malformed answer. */
+  feed(data: Buffer): void {
+    if (this.state === 'done') {
+      // Bytes after the answer: the connection is not in a state to be reused.
+      if (data.length > 0) this.reusable = false;
+      return;
+    }
+    this.buffer = this.buffer.length === 0 ? data : Buffer.concat([this.buffer, data]);
+    while (this.step());
+  }
+
+  /** The connection ended: the end of a body delimited by it, else an answer cut off. */
+  closed(): void {
+    if (this.state === 'done') return;
+    if (this.state === 'until-close') {
+      this.state = 'done';
+      this.events.done();
+      return;
+    }
+    throw new AnswerFramingError('the connection ended before the answer did');
+  }
+
+  /** Takes one step; false when it needs more bytes (or is done). */
+  private step(): boolean {
+    switch (this.state) {
+      case 'head':
+        return this.head();
+      case 'length': {
+        if (this.buffer.length === 0) return false;
+        const take = Math.min(this.left, this.buffer.length);
+        this.emit(take);
+        this.left -= take;
+        if (this.left === 0) this.finish();
+        return !this.finished;
+      }
+      case 'until-close':
+        if (this.buffer.length > 0) this.emit(this.buffer.length);
+        return false;
+      case 'size': {
+        const line = this.line(4096, 'a chunk size line');
+        if (line === undefined) return false;
+        const size = CHUNK_SIZE.exec(line);
+        if (!size) throw new AnswerFramingError(`a malformed chunk size: ${JSON.stringify(line.slice(0, 40))}`);
+        this.left = Number.parseInt(size[1] as string, 16);
+        this.state = this.left === 0 ? 'trailers' : 'data';
+        return true;
+      }
+      case 'data': {
+        if (this.buffer.length === 0) return false;
+        const take = Math.min(this.left, this.buffer.length);
+        this.emit(take);
+        this.left -= take;
+        if (this.left === 0) this.state = 'data-end';
+        return true;
+      }
+      case 'data-end': {
+        if (this.buffer.length < 2) return false;
+        if (this.buffer[0] !== 13 || this.buffer[1] !== 10) throw new AnswerFramingError('a chunk not followed by CRLF');
+        this.buffer = this.buffer.subarray(2);
+        this.state = 'size';
+        return true;
+      }
+      case 'trailers': {
+        const line = this.line(this.maxHeaderBytes - this.trailerBytes, 'trailers');
+        if (line === undefined) return false;
+        this.trailerBytes += line.length + 2;
+        if (line === '') this.finish();
+        return !this.finished;
+      }
+      default:
+        return false;
+    }
+  }
+
+  private emit(length: number): void {
+    const chunk = this.buffer.subarray(0, length);
+    this.buffer = this.buffer.subarray(length);
+    this.events.body(chunk);
+  }
+
+  private finish(): void {
+    this.state = 'done';
+    if (this.buffer.length > 0) this.reusable = false;
+    this.buffer = Buffer.alloc(0);
+    this.events.done();
+  }
+
+  /** The next CRLF-ended line (latin1), or undefined until it has come; one longer than `limit` throws. */
+  private line(limit: number, what: string): string | undefined {
+    const end = this.buffer.indexOf(CRLF);
+    if (end === -1) {
+      if (this.buffer.length > limit) throw new AnswerFramingError(`${what} longer than ${limit} bytes`);
+      return undefined;
+    }
+    if (end > limit) throw new AnswerFramingError(`${what} longer than ${limit} bytes`);
+    const text = this.buffer.toString('latin1', 0, end);
+    this.buffer = this.buffer.subarray(end + 2);
+    return text;
+  }
+
+  private head(): boolean {
+    const end = this.buffer.indexOf(HEAD_END);
+    if (end === -1 || end + 4 > this.maxHeaderBytes) {
+      if (this.buffer.length > this.maxHeaderBytes || end !== -1) throw new AnswerFramingError(`an answer head longer than ${this.maxHeaderBytes} bytes`);
+      return false;
+    }
+    const lines = this.buffer.toString('latin1', 0, end).split('\r\n');
+    this.buffer = this.buffer.subarray(end + 4);
+    const statusLine = STATUS_LINE.exec(lines[0] as string);
+    if (!statusLine) throw new AnswerFramingError(`not an HTTP/1.1 status line: ${JSON.stringify((lines[0] as string).slice(0, 40))}`);
+    const status = Number(statusLine[2]);
+    let contentType: string | null = null;
+    let length: string | undefined;
+    let codings: string[] | undefined;
+    let close = statusLine[1] === '0';
+    for (const line of lines.slice(1)) {
+      const field = FIELD_LINE.exec(line);
+      if (!field) throw new AnswerFramingError(`a malformed header line: ${JSON.stringify(line.slice(0, 40))}`);
+      const name = (field[1] as string).toLowerCase();
+      const value = field[2] as string;
+      if (name === 'content-type') contentType = value;
+      else if (name === 'content-length') {
+        // Repeated (or listed) lengths must agree (RFC 9110, 8.6).
+        for (const each of value.split(',').map((v) => v.trim())) {
+          if (!/^\d{1,15}$/.test(each) || (length !== undefined && length !== each)) throw new AnswerFramingError(`an invalid Content-Length: ${JSON.stringify(value.slice(0, 40))}`);
+          length = each;
+        }
+      } else if (name === 'transfer-encoding') codings = [...(codings ?? []), ...value.toLowerCase().split(',').map((v) => v.trim()).filter(Boolean)];
+      else if (name === 'connection' && value.toLowerCase().split(',').some((v) => v.trim() === 'close')) close = true;
+    }
+    if (status >= 100 && status < 200) {
+      if (status === 101) throw new AnswerFramingError('the upstream switched protocols');
+      return true; // informational: the final answer follows
+    }
+    if (close) this.reusable = false;
+    this.events.head(status, contentType);
+    if (status === 204 || status === 304) {
+      this.finish();
+      return false;
+    }
+    if (codings !== undefined) {
+      if (codings[codings.length - 1] !== 'chunked' || codings.length > 1) throw new AnswerFramingError(`an unsupported Transfer-Encoding: ${codings.join(', ')}`);
+      // Both framings: the chunks count, and the connection is not reused (RFC 9112, 6.3).
+      if (length !== undefined) this.reusable = false;
+      this.state = 'size';
+    } else if (length !== undefined) {
+      this.left = Number(length);
+      this.state = 'length';
+      if (this.left === 0) this.finish();
+    } else {
+      this.reusable = false;
+      this.state = 'until-close';
+    }
+    return !this.finished;
+  }
+}
+
+/** A body's chunks for the lane's reader; `stop` ends the request under it (the connection is closed). */
+class ChunkQueue implements AsyncIterator<Uint8Array> {
+  private readonly queue: Uint8Array[] = [];
+  private ended = false;
+  private failure: unknown;
+  private wake: (() => void) | undefined;
+
+  constructor(private readonly stop: () => void) {}
+
+  push(chunk: Uint8Array): void {
+    this.queue.push(chunk);
+    this.woken();
+  }
+
+  end(): void {
+    this.ended = true;
+    this.woken();
+  }
+
+  fail(error: unknown): void {
+    this.failure ??= error;
+    this.woken();
+  }
+
+  async next(): Promise<IteratorResult<Uint8Array>> {
+    while (this.queue.length === 0 && !this.ended && this.failure === undefined) await new Promise<void>((resolve) => (this.wake = resolve));
+    const chunk = this.queue.shift();
+    if (chunk) return { done: false, value: chunk };
+    if (this.failure !== undefined) throw this.failure;
+    return { done: true, value: undefined };
+  }
+
+  async return(): Promise<IteratorResult<Uint8Array>> {
+    if (!this.ended) this.stop();
+    this.ended = true;
+    return { done: true, value: undefined };
+  }
+
+  private woken(): void {
+    this.wake?.();
+    this.wake = undefined;
+  }
+}
+
+interface Origin {
+  idle: net.Socket[];
+  open: number;
+  waiting: ((socket: net.Socket | undefined) => void)[];
+}
+
+/** The request's head: the lane's headers (validated: no CR, LF or other control byte), then Host and Content-Length. */
+function requestHead(url: URL, headers: Record<string, string>, length: number): string {
+  let head = `POST ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
+  for (const [name, value] of Object.entries(headers)) {
+    if (!TOKEN.test(name) || !FIELD_VALUE.test(value)) throw new TypeError(`socketPost: an invalid header ${JSON.stringify(name)}`);
+    if (OWN_HEADERS.has(name.toLowerCase())) continue;
+    head += `${name}: ${value}\r\n`;
+  }
+  return `${head}content-length: ${length}\r\n\r\n`;
+}
+
+export function socketPost(options: SocketPostOptions = {}): LanePost {
+  const maxSockets = options.maxSockets ?? 256;
+  const idleMs = options.idleMs ?? 4_000;
+  const maxHeaderBytes = options.maxHeaderBytes ?? 64 * 1024;
+  const origins = new Map<string, Origin>();
+
+  function connect(url: URL): net.Socket {
+    const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
+    const secure = url.protocol === 'https:';
+    const port = Number(url.port || (secure ? 443 : 80));
+    const socket = secure
+      ? tls.connect({ host, port, ...(net.isIP(host) ? {} : { servername: host }), ALPNProtocols: ['http/1.1'], ...(options.ca ? { ca: options.ca } : {}) })
+      : net.connect({ host, port });
+    socket.setNoDelay(true);
+    return socket;
+  }
+
+  /** A connection to the origin: an idle one, a new one, or the next one freed (when maxSockets are open). */
+  function acquire(key: string, url: URL): Promise<net.Socket> {
+    let origin = origins.get(key);
+    if (!origin) {
+      origin = { idle: [], open: 0, waiting: [] };
+      origins.set(key, origin);
+    }
+    const pool = origin;
+    for (let socket = pool.idle.pop(); socket; socket = pool.idle.pop()) {
+      if (!socket.destroyed) {
+        socket.setTimeout(0);
+        socket.off('data', unexpected);
+        return Promise.resolve(socket);
+      }
+    }
+    const fresh = (): net.Socket => {
+      const socket = connect(url);
+      pool.open++;
+      // An idle connection's error is its close; a busy one's is its request's.
+      socket.on('error', () => undefined);
+      socket.once('close', () => {
+        pool.open--;
+        const at = pool.idle.indexOf(socket);
+        if (at !== -1) pool.idle.splice(at, 1);
+        // A slot is free: the next waiting request opens a connection of its own.
+        pool.waiting.shift()?.(undefined);
+      });
+      socket.on('timeout', () => socket.destroy());
+      return socket;
+    };
+    if (pool.open < maxSockets) return Promise.resolve(fresh());
+    return new Promise((resolve) => pool.waiting.push((socket) => resolve(socket ?? fresh())));
+  }
+
+  function release(key: string, socket: net.Socket, reusable: boolean): void {
+    const pool = origins.get(key);
+    if (!pool || !reusable || socket.destroyed) {
+      socket.destroy();
+      return;
+    }
+    const next = pool.waiting.shift();
+    if (next) return next(socket);
+    socket.setTimeout(idleMs);
+    socket.on('data', unexpected);
+    pool.idle.push(socket);
+  }
+
+  return (url, init) => {
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') return { answer: Promise.reject(new TypeError(`socketPost: unsupported protocol ${url.protocol}`)), cancel: () => undefined };
+    let head: string;
+    try {
+      head = requestHead(url, init.headers, Buffer.byteLength(init.body, 'utf8'));
+    } catch (error) {
+      return { answer: Promise.reject(error), cancel: () => undefined };
+    }
+    const key = `${url.protocol}//${url.host}`;
+    let socket: net.Socket | undefined;
+    let settled = false;
+    let cancelled = false;
+    let fail: (error: unknown) => void = () => undefined;
+    const chunks = new ChunkQueue(() => fail(Object.assign(new Error('the answer was left unread'), { name: 'AbortError' })));
+    const answer = new Promise<PostAnswer>((resolve, reject) => {
+      acquire(key, url).then((acquired) => {
+        if (cancelled) {
+          release(key, acquired, true);
+          return;
+        }
+        const held = acquired;
+        socket = held;
+        let answered = false;
+        const detach = (): void => {
+          held.off('data', onData);
+          held.off('error', onError);
+          held.off('close', onClose);
+        };
+        fail = (error) => {
+          if (settled) return;
+          settled = true;
+          detach();
+          held.destroy();
+          if (answered) chunks.fail(error);
+          else reject(error);
+        };
+        const parser = new AnswerParser(
+          {
+            head(status, contentType) {
+              answered = true;
+              resolve({ status, contentType, chunks });
+            },
+            body: (chunk) => chunks.push(chunk),
+            done() {
+              settled = true;
+              detach();
+              chunks.end();
+              // Released once the parser is back from its step (it may still judge the bytes after the answer).
+              queueMicrotask(() => release(key, held, parser.reusable));
+            },
+          },
+          maxHeaderBytes,
+        );
+        const onData = (data: Buffer): void => {
+          try {
+            parser.feed(data);
+          } catch (error) {
+            fail(error);
+          }
+        };
+        const onError = (error: Error): void => fail(error);
+        const onClose = (): void => {
+          try {
+            parser.closed();
+          } catch (error) {
+            fail(error);
+          }
+        };
+        held.on('data', onData);
+        held.on('error', onError);
+        held.once('close', onClose);
+        // One write: the head is ASCII (checked), the body UTF-8.
+        held.write(head + init.body, 'utf8');
+      }, reject);
+    });
+    return {
+      answer,
+      cancel() {
+        cancelled = true;
+        if (socket) fail(Object.assign(new Error('cancelled'), { name: 'AbortError' }));
+      },
+    };
+  };
+}
