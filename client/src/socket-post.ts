@@ -363,19 +363,22 @@ export function socketPost(options: SocketPostOptions = {}): LanePost {
       return { answer: Promise.reject(error), cancel: () => undefined };
     }
     const key = `${url.protocol}//${url.host}`;
-    let socket: net.Socket | undefined;
     let settled = false;
     let cancelled = false;
     let fail: (error: unknown) => void = () => undefined;
     const chunks = new ChunkQueue(() => fail(Object.assign(new Error('the answer was left unread'), { name: 'AbortError' })));
     const answer = new Promise<PostAnswer>((resolve, reject) => {
+      // Cancelled before it has a connection (one may be opening, or none free): it fails at once.
+      fail = (error) => {
+        settled = true;
+        reject(error);
+      };
       acquire(key, url).then((acquired) => {
         if (cancelled) {
           release(key, acquired, true);
           return;
         }
         const held = acquired;
-        socket = held;
         let answered = false;
         const detach = (): void => {
           held.off('data', onData);
@@ -433,7 +436,7 @@ export function socketPost(options: SocketPostOptions = {}): LanePost {
       answer,
       cancel() {
         cancelled = true;
-        if (socket) fail(Object.assign(new Error('cancelled'), { name: 'AbortError' }));
+        fail(Object.assign(new Error('cancelled'), { name: 'AbortError' }));
       },
     };
   };
