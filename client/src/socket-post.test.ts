@@ -142,6 +142,13 @@ async function failure(posted: Posted): Promise<{ stage: 'answer' | 'chunks'; er
   return undefined;
 }
 
+/** The first connection closes (`closing` says why) and the next request arrives on a second one, answered `next`. */
+async function notReused(post: LanePost, url: URL, seen: Seen, next: string, closing: string): Promise<void> {
+  await within(seen.closed[0] as Promise<void>, closing);
+  expect((await whole(post(url, { headers: {}, body: 'next' }))).body).toBe(next);
+  expect(seen.connections).toBe(2);
+}
+
 /** A promise that must settle soon: a hang fails the test with a message instead of its timeout. */
 function within<T>(promise: Promise<T>, what: string, ms = 3_000): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -317,9 +324,7 @@ describe('socketPost: keep-alive', () => {
     const { url, seen } = await rawServer(({ socket, connection }) => void socket.write(connection === 1 ? bytes : ok(`fresh on ${connection}`)));
     const post = socketPost();
     expect(await whole(post(url, { headers: {}, body: 'x' }))).toMatchObject({ status: 200, body });
-    await within(seen.closed[0] as Promise<void>, 'the client closing the connection');
-    expect((await whole(post(url, { headers: {}, body: 'y' }))).body).toBe('fresh on 2');
-    expect(seen.connections).toBe(2);
+    await notReused(post, url, seen, 'fresh on 2', 'the client closing the connection');
   });
 
   it('reads an answer delimited by the connection end, and opens a new connection for the next', async () => {
@@ -345,18 +350,14 @@ describe('socketPost: keep-alive', () => {
     );
     const post = socketPost();
     expect((await whole(post(url, { headers: {}, body: 'x' }))).body).toBe('on 1');
-    await within(seen.closed[0] as Promise<void>, 'the server closing the idle connection');
-    expect((await whole(post(url, { headers: {}, body: 'y' }))).body).toBe('on 2');
-    expect(seen.connections).toBe(2);
+    await notReused(post, url, seen, 'on 2', 'the server closing the idle connection');
   });
 
   it('does not reuse a connection a server ended after answering (no Connection: close said)', async () => {
     const { url, seen } = await rawServer(({ socket, connection }) => void socket.end(ok(`on ${connection}`)));
     const post = socketPost();
     expect((await whole(post(url, { headers: {}, body: 'x' }))).body).toBe('on 1');
-    await within(seen.closed[0] as Promise<void>, 'the connection closing');
-    expect((await whole(post(url, { headers: {}, body: 'y' }))).body).toBe('on 2');
-    expect(seen.connections).toBe(2);
+    await notReused(post, url, seen, 'on 2', 'the connection closing');
   });
 
   it('closes a kept-alive connection once it was idle for idleMs', async () => {
@@ -364,9 +365,7 @@ describe('socketPost: keep-alive', () => {
     const post = socketPost({ idleMs: 50 });
     expect((await whole(post(url, { headers: {}, body: 'x' }))).body).toBe('idle next');
     // The server never closes: the close it sees is the client's.
-    await within(seen.closed[0] as Promise<void>, 'the client closing the idle connection');
-    expect((await whole(post(url, { headers: {}, body: 'y' }))).body).toBe('idle next');
-    expect(seen.connections).toBe(2);
+    await notReused(post, url, seen, 'idle next', 'the client closing the idle connection');
   });
 
   it('closes an idle kept-alive connection on which bytes arrive, and does not reuse it', async () => {
@@ -379,9 +378,7 @@ describe('socketPost: keep-alive', () => {
     });
     const post = socketPost();
     expect((await whole(post(url, { headers: {}, body: 'x' }))).body).toBe('on 1');
-    await within(seen.closed[0] as Promise<void>, 'the client closing the out-of-step connection');
-    expect((await whole(post(url, { headers: {}, body: 'y' }))).body).toBe('on 2');
-    expect(seen.connections).toBe(2);
+    await notReused(post, url, seen, 'on 2', 'the client closing the out-of-step connection');
   });
 });
 
@@ -444,6 +441,7 @@ describe('socketPost: malformed answers', () => {
     ['a Transfer-Encoding other than chunked', ['HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok'], 'chunks', {}],
     ['a Transfer-Encoding of gzip then chunked', ['HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n'], 'chunks', {}],
     ['a bad chunk size', ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\nok\r\n0\r\n\r\n'], 'chunks', {}],
+    ['a chunk size of more than 8 hex digits', ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n100000000\r\nok\r\n0\r\n\r\n'], 'chunks', {}],
     ['a chunk not followed by CRLF', ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXY0\r\n\r\n'], 'chunks', {}],
     ['headers larger than maxHeaderBytes', [`HTTP/1.1 200 OK\r\n${big}Content-Length: 2\r\n\r\nok`], 'answer', { maxHeaderBytes: 1024 }],
     ['headers larger than maxHeaderBytes, their end not yet come', [`HTTP/1.1 200 OK\r\n${big}`], 'answer', { maxHeaderBytes: 1024 }],
@@ -466,9 +464,7 @@ describe('socketPost: malformed answers', () => {
     expect(failed?.stage).toBe(stage);
     expect(failed?.error).toBeInstanceOf(AnswerFramingError);
     // The server leaves the connection open (unless it ended it): the close it sees is the client's.
-    await within(seen.closed[0] as Promise<void>, 'the connection closing');
-    expect((await whole(post(url, { headers: {}, body: 'y' }))).body).toBe('fresh on 2');
-    expect(seen.connections).toBe(2);
+    await notReused(post, url, seen, 'fresh on 2', 'the connection closing');
   });
 
   it('holds the head to maxHeaderBytes exactly: a head of that size passes, one byte more fails', async () => {
@@ -599,9 +595,7 @@ describe('socketPost: cancel', () => {
     const answer = await within(post(url, { headers: {}, body: 'x' }).answer, 'the answer');
     expect(Buffer.from((await within(answer.chunks.next(), 'the first chunk')).value as Uint8Array).toString()).toBe('only part');
     expect(await answer.chunks.return?.()).toEqual({ done: true, value: undefined });
-    await within(seen.closed[0] as Promise<void>, 'the server seeing its connection closed');
-    expect((await whole(post(url, { headers: {}, body: 'y' }))).body).toBe('fresh');
-    expect(seen.connections).toBe(2);
+    await notReused(post, url, seen, 'fresh', 'the server seeing its connection closed');
   });
 });
 
