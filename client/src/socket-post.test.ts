@@ -438,8 +438,8 @@ describe('socketPost: malformed answers', () => {
     ['a Content-Length listing differing values', ['HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nok'], 'answer', {}],
     ['a Content-Length that is not a number', ['HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nok'], 'answer', {}],
     // The head is handed back before its body's framing is judged: these fail on the first read.
-    ['a Transfer-Encoding other than chunked', ['HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok'], 'chunks', {}],
-    ['a Transfer-Encoding of gzip then chunked', ['HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n'], 'chunks', {}],
+    ['a Transfer-Encoding other than chunked', ['HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok'], 'answer', {}],
+    ['a Transfer-Encoding of gzip then chunked', ['HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n'], 'answer', {}],
     ['a bad chunk size', ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\nok\r\n0\r\n\r\n'], 'chunks', {}],
     ['a chunk size of more than 8 hex digits', ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n100000000\r\nok\r\n0\r\n\r\n'], 'chunks', {}],
     ['a chunk not followed by CRLF', ['HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXY0\r\n\r\n'], 'chunks', {}],

@@ -207,13 +207,15 @@ export class AnswerParser {
       return true; // informational: the final answer follows
     }
     if (close) this.reusable = false;
+    const bodiless = status === 204 || status === 304;
+    // Judged before the head is told: an answer whose body cannot be read fails whole.
+    if (!bodiless && codings !== undefined && (codings.length > 1 || codings[0] !== 'chunked')) throw new AnswerFramingError(`an unsupported Transfer-Encoding: ${codings.join(', ')}`);
     this.events.head(status, contentType);
-    if (status === 204 || status === 304) {
+    if (bodiless) {
       this.finish();
       return false;
     }
     if (codings !== undefined) {
-      if (codings[codings.length - 1] !== 'chunked' || codings.length > 1) throw new AnswerFramingError(`an unsupported Transfer-Encoding: ${codings.join(', ')}`);
       // Both framings: the chunks count, and the connection is not reused (RFC 9112, 6.3).
       if (length !== undefined) this.reusable = false;
       this.state = 'size';
