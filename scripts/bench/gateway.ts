@@ -4,7 +4,7 @@
  * clients (each its own MCP session), then how long a revoke takes to be enforced.
  *
  *   npm start            # or any stack: DATABASE_URL, DTMA_URL and DTMA_TOKEN
- *   npx tsx scripts/bench/gateway.ts [--seconds 3] [--warmup 1] [--clients 1,10,50] [--revokes 50] [--cache on|off]
+ *   npx tsx scripts/bench/gateway.ts [--seconds 3] [--rounds 6] [--warmup 1] [--clients 1,10,50] [--revokes 50] [--cache on|off]
  *
  * Beside them, a bare HTTP relay (bytes forwarded, nothing read) between the same clients and the
  * same upstream: what one more HTTP hop costs on this machine, the floor of any gateway.
@@ -29,13 +29,14 @@ import { createAgent, userTransport, waitForStatus } from '../../test/support/st
 import { startListening, stopStarted } from '../../test/support/process.ts';
 
 const { values } = parseArgs({
-  options: { seconds: { type: 'string', default: '3' }, warmup: { type: 'string', default: '1' }, clients: { type: 'string', default: '1,10,50' }, revokes: { type: 'string', default: '50' }, cache: { type: 'string', default: 'on' } },
+  options: { seconds: { type: 'string', default: '3' }, rounds: { type: 'string', default: '6' }, warmup: { type: 'string', default: '1' }, clients: { type: 'string', default: '1,10,50' }, revokes: { type: 'string', default: '50' }, cache: { type: 'string', default: 'on' } },
 });
 process.env.DATABASE_URL ??= 'postgresql://postgres:postgres@127.0.0.1:54322/postgres';
 process.env.DTMA_URL ??= `http://127.0.0.1:${process.env.DTMA_PORT ?? 30000}`;
 process.env.DTMA_TOKEN ??= readFileSync('.local/dtma-token', 'utf8').trim();
 const seconds = Number(values.seconds);
 const warmup = Number(values.warmup);
+const rounds = Math.max(1, Number(values.rounds));
 
 const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 const f = (n: number): string => n.toFixed(2);
@@ -88,46 +89,73 @@ function cpuMs(pid: number | undefined): number {
   return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
-async function measure(path: 'direct' | 'relay' | 'gateway', clients: number): Promise<{ latencies: number[]; perSecond: number; cpuPerCall: number }> {
-  const open = { direct: () => client(endpoint, process.env.DTMA_TOKEN as string), relay: () => client(relayUrl, process.env.DTMA_TOKEN as string), gateway: () => client(gatewayUrl, apiKey) }[path];
-  const sessions = await Promise.all(Array.from({ length: clients }, open));
-  const name = path === 'gateway' ? tool : 'read_graph';
-  // Warm, the same for every path: one call per session, all at once (so the pools have opened
-  // their connections), then the measured loop unmeasured for --warmup seconds (so each
-  // process's hot code is compiled: a process just started runs it in V8's interpreter first).
-  await Promise.all(sessions.map((s) => s.callTool({ name, arguments: {} })));
-  const warm = performance.now() + warmup * 1000;
-  await Promise.all(
-    sessions.map(async (s) => {
-      while (performance.now() < warm) await s.callTool({ name, arguments: {} });
-    }),
-  );
-  const latencies: number[] = [];
-  // The CPU of the hop in its own process (the gateway, or the bare relay) per measured call.
-  const hop = { direct: undefined, relay: relayProcess.child.pid, gateway: gatewayProcess.child.pid }[path];
-  const cpuBefore = hop ? cpuMs(hop) : 0;
-  const end = performance.now() + seconds * 1000;
-  await Promise.all(
-    sessions.map(async (s) => {
-      while (performance.now() < end) {
-        const t = performance.now();
-        await s.callTool({ name, arguments: {} });
-        latencies.push(performance.now() - t);
-      }
-    }),
-  );
-  const cpuPerCall = hop ? (cpuMs(hop) - cpuBefore) / latencies.length : NaN;
-  await Promise.all(sessions.map((s) => s.close()));
-  return { latencies: latencies.sort((a, b) => a - b), perSecond: latencies.length / seconds, cpuPerCall };
+type Path = 'direct' | 'relay' | 'gateway';
+interface Measured {
+  latencies: number[];
+  perSecond: number;
+  cpuPerCall: number;
 }
 
-console.log(`gateway benchmark: tools/call read_graph (server-memory behind the local DTMA), ${seconds} s per cell after ${warmup} s of warm-up, gateway cache ${values.cache === 'off' ? 'off' : 'on'}\n`);
+/**
+ * One cell: `clients` sessions per path, each path warmed, then the measured loops taken in
+ * turns (direct, bare relay, gateway, again, --rounds times, --seconds in all per path), so that
+ * a change in the machine's speed during the cell (a busy neighbour on a shared host) weighs on
+ * every path alike rather than on whichever ran then.
+ */
+async function measure(clients: number): Promise<Record<Path, Measured>> {
+  const paths: Path[] = ['direct', 'relay', 'gateway'];
+  const open = { direct: () => client(endpoint, process.env.DTMA_TOKEN as string), relay: () => client(relayUrl, process.env.DTMA_TOKEN as string), gateway: () => client(gatewayUrl, apiKey) };
+  const name = { direct: 'read_graph', relay: 'read_graph', gateway: tool };
+  // The CPU of the hop in its own process (the gateway, or the bare relay) per measured call.
+  const hop = { direct: undefined, relay: relayProcess.child.pid, gateway: gatewayProcess.child.pid };
+  const sessions = {} as Record<Path, Client[]>;
+  for (const path of paths) sessions[path] = await Promise.all(Array.from({ length: clients }, open[path]));
+  const loop = (path: Path, ms: number, latencies?: number[]): Promise<unknown> => {
+    const end = performance.now() + ms;
+    return Promise.all(
+      sessions[path].map(async (s) => {
+        while (performance.now() < end) {
+          const t = performance.now();
+          await s.callTool({ name: name[path], arguments: {} });
+          latencies?.push(performance.now() - t);
+        }
+      }),
+    );
+  };
+  // Warm, the same for every path: one call per session, all at once (so the pools have opened
+  // their connections), then the loop unmeasured for --warmup seconds (so each process's hot
+  // code is compiled: a process just started runs it in V8's interpreter first).
+  for (const path of paths) {
+    await Promise.all(sessions[path].map((s) => s.callTool({ name: name[path], arguments: {} })));
+    await loop(path, warmup * 1000);
+  }
+  const result = {} as Record<Path, Measured & { cpu: number }>;
+  for (const path of paths) result[path] = { latencies: [], perSecond: 0, cpuPerCall: NaN, cpu: 0 };
+  for (let round = 0; round < rounds; round++) {
+    for (const path of paths) {
+      const pid = hop[path];
+      const cpuBefore = pid ? cpuMs(pid) : 0;
+      await loop(path, (seconds * 1000) / rounds, result[path].latencies);
+      if (pid) result[path].cpu += cpuMs(pid) - cpuBefore;
+    }
+  }
+  for (const path of paths) {
+    const r = result[path];
+    r.latencies.sort((a, b) => a - b);
+    r.perSecond = r.latencies.length / seconds;
+    r.cpuPerCall = hop[path] ? r.cpu / r.latencies.length : NaN;
+    await Promise.all(sessions[path].map((s) => s.close()));
+  }
+  return result;
+}
+
+console.log(
+  `gateway benchmark: tools/call read_graph (server-memory behind the local DTMA), ${seconds} s per path and cell in ${rounds} turns after ${warmup} s of warm-up, gateway cache ${values.cache === 'off' ? 'off' : 'on'}\n`,
+);
 console.log('| clients | direct p50 / p99 ms | bare relay: added p50 / p99 ms, calls/s | gateway p50 / p99 ms | gateway: added p50 / p99 ms | direct calls/s | gateway calls/s | gateway throughput / direct | gateway throughput / bare relay | CPU ms per call: bare relay / gateway |');
 console.log('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
 for (const clients of values.clients.split(',').map(Number)) {
-  const direct = await measure('direct', clients);
-  const bare = await measure('relay', clients);
-  const viaGateway = await measure('gateway', clients);
+  const { direct, relay: bare, gateway: viaGateway } = await measure(clients);
   const [d50, d99, r50, r99, g50, g99] = [pct(direct.latencies, 50), pct(direct.latencies, 99), pct(bare.latencies, 50), pct(bare.latencies, 99), pct(viaGateway.latencies, 50), pct(viaGateway.latencies, 99)];
   const ratio = (a: number, b: number): string => `${((100 * a) / b).toFixed(0)}%`;
   console.log(
