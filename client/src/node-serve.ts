@@ -6,7 +6,7 @@
  */
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Answer, PlainAnswer } from './light-http.ts';
+import { isStreamed, type Answer, type PlainAnswer, type StreamedAnswer } from './light-http.ts';
 
 export interface Served {
   url: string;
@@ -136,6 +136,29 @@ export function sendPlain(res: ServerResponse, answer: PlainAnswer): void {
   res.end(answer.body);
 }
 
+/**
+ * Writes a StreamedAnswer: the headers at once (with what the answer already holds, in one
+ * write), then each chunk as it comes; the last chunk and the body's end leave together. A
+ * client that went away is written nothing more.
+ */
+export function sendStreamed(res: ServerResponse, answer: StreamedAnswer): void {
+  // writeHead only stores the headers (headersSent is true from then on): they leave with the first write, or flushHeaders.
+  res.writeHead(answer.status, answer.headers);
+  const gone = (): boolean => res.writableEnded || res.destroyed;
+  let written = false;
+  answer.open({
+    write(chunk) {
+      written = true;
+      if (!gone()) res.write(chunk);
+    },
+    end(last) {
+      written = true;
+      if (!gone()) res.end(last);
+    },
+  });
+  if (!written && !gone()) res.flushHeaders();
+}
+
 export async function sendResponse(res: ServerResponse, response: Response, signal: AbortSignal): Promise<void> {
   res.statusCode = response.status;
   response.headers.forEach((value, name) => res.setHeader(name, value));
@@ -183,7 +206,7 @@ export function serveFetch(handler: (req: Request) => Promise<Response>, options
   return serveLight((req) => handler(req.request()), options);
 }
 
-/** serveFetch for a handler that takes a LightRequest and may give a PlainAnswer (light-http.ts). */
+/** serveFetch for a handler that takes a LightRequest and may give a PlainAnswer or a StreamedAnswer (light-http.ts). */
 export async function serveLight(handler: (req: NodeRequest) => Promise<Answer>, options: ServeOptions = {}): Promise<Served> {
   const host = options.host ?? '127.0.0.1';
   const server = http.createServer((req, res) => {
@@ -198,7 +221,11 @@ export async function serveLight(handler: (req: NodeRequest) => Promise<Answer>,
         if (res.destroyed && !res.writableFinished) made.abort();
         return handler(made);
       })
-      .then((response) => (response instanceof Response ? sendResponse(res, response, (request as NodeRequest).signal) : sendPlain(res, response)))
+      .then((response) => {
+        if (response instanceof Response) return sendResponse(res, response, (request as NodeRequest).signal);
+        if (isStreamed(response)) return sendStreamed(res, response);
+        return sendPlain(res, response);
+      })
       .catch((error: unknown) => {
         if (error instanceof BodyTooLarge) {
           res.writeHead(413, { 'content-type': 'application/json', connection: 'close' });

@@ -330,7 +330,7 @@ export function agentServer(options: AgentServerOptions): AgentSession {
     const started = performance.now();
     try {
       const answer = await relay(upstream, sink, () => {
-        const exchange = upstream.exchange('tools/call', { name: call.name, arguments: request.arguments }, { timeoutMs: options.callTimeoutMs ?? 60_000 });
+        const exchange = upstream.exchange('tools/call', { name: call.name, arguments: request.arguments }, { timeoutMs: options.callTimeoutMs ?? 60_000, onStream: () => reply.streaming() });
         cancel = exchange.cancel;
         if (signal?.aborted) left();
         return exchange.answer;

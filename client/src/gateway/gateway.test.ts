@@ -385,7 +385,7 @@ describe('relay', () => {
     await client.close();
   });
 
-  it('answers a call whose stream would hold only the result as JSON, and streams one with progress', async () => {
+  it('answers a plain call as JSON, or as a stream begun before its result when the upstream’s stream holds the result back; one with progress streams', async () => {
     const { key } = await agentWithKey(acme, [[everything, 'full_access']]);
     const answered: string[] = [];
     const client = new Client({ name: 'content-types', version: '1.0.0' });
@@ -406,7 +406,9 @@ describe('relay', () => {
     const long = names.find((n) => n.endsWith('__trigger-long-running-operation')) as string;
     await client.callTool({ name: long, arguments: { duration: 1, steps: 3 } }, undefined, { onprogress: (p) => progress.push(p.progress) });
     expect(progress.length).toBeGreaterThanOrEqual(2);
-    expect(answered).toEqual(['application/json', 'text/event-stream']);
+    // Which of the two a plain call gets depends on when its result comes (the lane's rule, lane.test.ts proves each).
+    expect(answered[0]).toMatch(/^(application\/json|text\/event-stream)$/);
+    expect(answered[1]).toBe('text/event-stream');
     await client.close();
   });
 

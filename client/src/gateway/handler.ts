@@ -257,10 +257,12 @@ export function createGateway(options: GatewayOptions): Gateway {
         (took) => (took ? reply.response : undefined),
         (error: unknown) => {
           options.onError?.(error);
-          return jsonRpcError(500, -32603, 'internal error');
+          // The call's answer, begun or not, ends with the error.
+          reply.end({ jsonrpc: '2.0', id: call.id, error: { code: -32603, message: 'internal error' } });
+          return reply.response;
         },
       );
-      // The answer starts with the call's response, or a log message before it.
+      // The answer starts with the call's response, a log message before it, or its stream.
       const answered = await Promise.race([reply.response, taken]);
       if (answered) return answered;
     } else {

@@ -21,12 +21,14 @@ import { mcpRefusal } from '../../../test/support/gateway-dtma.ts';
 import { JWT_SECRET, createAgent, createOrganization, createUser, deployServer, removeServers, testPool, userJwt, type Organization } from '../../../test/support/stack.ts';
 import { signJwt } from '../jwt.ts';
 import { serveFetch, serveLight, type Served } from '../node-serve.ts';
+import { socketPost } from '../socket-post.ts';
 import { GatewayErrorCode, SERVICE_ROLE_OPTIONS, createAgentApiKey, createGateway, sqlGatewayStore, type Gateway } from './index.ts';
 
 const TOOLS: Tool[] = [
   { name: 'echo', description: 'Echoes its text.', inputSchema: { type: 'object', properties: { text: { type: 'string' } } } },
   { name: 'noisy', description: 'Logs at info, then answers.', inputSchema: { type: 'object', properties: {} } },
   { name: 'slow', description: 'Answers after 10 s, or never when cancelled.', inputSchema: { type: 'object', properties: {} } },
+  { name: 'gated', description: 'Answers once the test lets it.', inputSchema: { type: 'object', properties: {} } },
   { name: 'malformed', description: 'Answered with an error that has no code (by the test server, not the SDK).', inputSchema: { type: 'object', properties: {} } },
   {
     name: 'misshapen',
@@ -36,10 +38,15 @@ const TOOLS: Tool[] = [
   },
 ];
 
-/** The upstream: one SDK Server per session; the ids of the calls it got, and of those it was told were cancelled. */
-async function upstreamServer(): Promise<{ served: Served; called: string[]; cancelled: string[] }> {
+/**
+ * The upstream: one SDK Server per session; the ids of the calls it got, and of those it was
+ * told were cancelled; `open` lets the calls of `gated` waiting answer.
+ */
+async function upstreamServer(): Promise<{ served: Served; called: string[]; cancelled: string[]; open(): void }> {
   const called: string[] = [];
   const cancelled: string[] = [];
+  let opened: () => void = () => undefined;
+  let gate = new Promise<void>((resolve) => (opened = resolve));
   const sessions = new Map<string, WebStandardStreamableHTTPServerTransport>();
   const served = await serveFetch(async (req) => {
     // A call of `malformed` is answered here with what no SDK would send: an error without a code.
@@ -63,6 +70,9 @@ async function upstreamServer(): Promise<{ served: Served; called: string[]; can
       switch (request.params.name) {
         case 'echo':
           return { content: [{ type: 'text', text: String(request.params.arguments?.text) }] };
+        case 'gated':
+          await gate;
+          return { content: [{ type: 'text', text: 'let through' }] };
         case 'noisy':
           await extra.sendNotification({ method: 'notifications/message', params: { level: 'info', data: 'working on it' } });
           return { content: [{ type: 'text', text: 'done' }] };
@@ -83,7 +93,15 @@ async function upstreamServer(): Promise<{ served: Served; called: string[]; can
     await server.connect(transport);
     return transport.handleRequest(req);
   });
-  return { served, called, cancelled };
+  return {
+    served,
+    called,
+    cancelled,
+    open() {
+      opened();
+      gate = new Promise<void>((resolve) => (opened = resolve));
+    },
+  };
 }
 
 let pool: pg.Pool;
@@ -119,7 +137,8 @@ beforeAll(async () => {
   await org.owner.grant_agent_mcp_access({ p_agent_id: agentId, p_server_instance_id: instance, p_permission_scope: 'full_access' });
   apiKey = (await createAgentApiKey(org.ownerTransport, agentId, 'lane')).api_key;
   servicePool = new pg.Pool({ connectionString: databaseUrl(), max: 10, options: SERVICE_ROLE_OPTIONS });
-  gateway = createGateway({ store: sqlGatewayStore(servicePool), jwtKeys: JWT_SECRET, logFlushMs: 20, callTimeoutMs: 1_500 });
+  // Posting upstream as the Node entry does (socket-post.ts); gateway.test.ts's gateway posts over fetch.
+  gateway = createGateway({ store: sqlGatewayStore(servicePool), jwtKeys: JWT_SECRET, logFlushMs: 20, callTimeoutMs: 1_500, post: socketPost() });
   served = await serveLight((req) => gateway.serve(req));
 }, 90_000);
 
@@ -216,6 +235,25 @@ describe('the lane', () => {
     const quiet = await post(call(2, names.noisy as string));
     expect(quiet.headers.get('content-type')).toBe('application/json');
     expect(await messages(quiet)).toEqual([{ jsonrpc: '2.0', id: 2, result: { content: [{ type: 'text', text: 'done' }] } }]);
+    await client.close();
+  });
+
+  it('streams the answer when the upstream’s streams and its response is still to come: the headers leave first, the response when it comes', async () => {
+    const { client, post, names } = await session();
+    const before = upstream.called.length;
+    const gated = post(call(1, names.gated as string));
+    try {
+      // The answer's headers arrive while the tool is still held at the gate (only the test opens it).
+      const answer = await Promise.race([gated, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('no headers before the response')), 5_000))]);
+      expect(upstream.called.length).toBe(before + 1);
+      expect(answer.status).toBe(200);
+      expect(answer.headers.get('content-type')).toBe('text/event-stream');
+      upstream.open();
+      expect(await messages(answer)).toEqual([{ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'let through' }] } }]);
+    } finally {
+      upstream.open();
+    }
+    expect(await lastLogged()).toMatchObject({ tool_name: 'gated', outcome: 'success' });
     await client.close();
   });
 

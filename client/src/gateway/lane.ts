@@ -12,13 +12,13 @@
  * other request (a batch, a notification, progress asked, a task, anything unusual) goes to the
  * SDK's transport as before, which answers it or refuses it as the SDK does.
  *
- * The answer is JSON when the call's response comes alone, as the SDK's answer collapsed to
- * JSON (handler.ts) is; when a log message of the call comes first, the answer becomes an SSE
- * stream from that message on, as the SDK's would have been.
+ * The answer is JSON when the call's response comes alone and at once, as the SDK's answer
+ * collapsed to JSON (handler.ts) is; when a log message of the call comes first, or the
+ * upstream's answer is a stream whose response is still to come, it is an SSE stream (laneReply).
  */
 import { isJsonContentType } from '@modelcontextprotocol/sdk/shared/mediaType.js';
 import { SUPPORTED_PROTOCOL_VERSIONS, type JSONRPCMessage, type RequestId } from '@modelcontextprotocol/sdk/types.js';
-import type { Answer } from '../light-http.ts';
+import type { Answer, ChunkSink } from '../light-http.ts';
 
 /** A tools/call the lane may take: its id, the namespaced name and the arguments. */
 export interface PlainCall {
@@ -68,63 +68,83 @@ export function cancellations(body: unknown): { requestId: RequestId; reason: st
 /**
  * Where the lane's answer goes: messages before the response (log messages), then the
  * response; or, for a call its client cancelled, no response (MCP: none is sent for it).
+ * `streaming` says the upstream's answer is a stream (its response may take a while).
  */
 export interface LaneReply {
   send(message: JSONRPCMessage): void;
   end(message?: JSONRPCMessage): void;
+  streaming(): void;
 }
 
 const sseEvent = (message: JSONRPCMessage): string => `event: message\ndata: ${JSON.stringify(message)}\n\n`;
 
+/** Runs `task` once the event loop has handled what is ready now (its I/O too). */
+const afterThisTurn: (task: () => void) => void =
+  typeof globalThis.setImmediate === 'function' ? (task) => void globalThis.setImmediate(task) : (task) => void setTimeout(task, 0);
+
 /**
- * The HTTP answer of one lane call (its `response` settles with the first message): JSON (a
- * PlainAnswer) when the response is the first message, else an SSE stream carrying every
- * message as it comes.
+ * The HTTP answer of one lane call (its `response` settles once its form is known):
+ * - JSON (a PlainAnswer) when the call's response is the first message and comes in time;
+ * - an SSE stream (a StreamedAnswer) from the first log message on, or from the end of the
+ *   event loop's turn in which the upstream's answer turned out to be a stream without the
+ *   response in what came with it. Its headers then leave at once, so that the client sets up
+ *   its side of the stream while the server works rather than after (the SDK's transport starts
+ *   every answer so); the response follows when it comes.
  */
 export function laneReply(sessionId: string): LaneReply & { response: Promise<Answer> } {
   let answer!: (response: Answer) => void;
   const response = new Promise<Answer>((resolve) => {
     answer = resolve;
   });
-  let stream: ReadableStreamDefaultController<Uint8Array> | undefined;
+  const sse = { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'mcp-session-id': sessionId };
+  let streamed = false;
+  let waiting = false;
   let ended = false;
-  const encoder = new TextEncoder();
-  const write = (message: JSONRPCMessage): void => {
-    try {
-      stream?.enqueue(encoder.encode(sseEvent(message)));
-    } catch {
-      // the client went away: nothing more to say
-    }
+  let sink: ChunkSink | undefined;
+  // What was said before the server opened the stream: written with its headers.
+  let held = '';
+  const stream = (): void => {
+    if (streamed) return;
+    streamed = true;
+    answer({
+      status: 200,
+      headers: sse,
+      open(opened) {
+        sink = opened;
+        const said = held;
+        held = '';
+        if (ended) opened.end(said);
+        else if (said) opened.write(said);
+      },
+    });
   };
   return {
     response,
     send(message) {
       if (ended) return;
-      if (!stream) {
-        const body = new ReadableStream<Uint8Array>({
-          start(controller) {
-            stream = controller;
-          },
-        });
-        answer(new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'mcp-session-id': sessionId } }));
-      }
-      write(message);
+      stream();
+      if (sink) sink.write(sseEvent(message));
+      else held += sseEvent(message);
     },
     end(message) {
       if (ended) return;
       ended = true;
-      if (!stream) {
-        // No response: an SSE stream without events, as the SDK's transport ends it.
-        if (!message) answer({ status: 200, headers: { 'content-type': 'text/event-stream', 'cache-control': 'no-cache, no-transform', 'mcp-session-id': sessionId }, body: '' });
-        else answer({ status: 200, headers: { 'content-type': 'application/json', 'mcp-session-id': sessionId }, body: JSON.stringify(message) });
+      if (streamed) {
+        const last = message ? sseEvent(message) : '';
+        if (sink) sink.end(last);
+        else held += last;
         return;
       }
-      if (message) write(message);
-      try {
-        stream.close();
-      } catch {
-        // already cancelled by the client
-      }
+      // No response: an SSE stream without events, as the SDK's transport ends it.
+      if (!message) answer({ status: 200, headers: sse, body: '' });
+      else answer({ status: 200, headers: { 'content-type': 'application/json', 'mcp-session-id': sessionId }, body: JSON.stringify(message) });
+    },
+    streaming() {
+      if (streamed || waiting || ended) return;
+      waiting = true;
+      afterThisTurn(() => {
+        if (!ended) stream();
+      });
     },
   };
 }

@@ -64,9 +64,10 @@ export interface Upstream {
    * as the server sent it (a result or an error). It rejects when the transport fails (a
    * transport failure: isTransportFailure), after `timeoutMs` (McpError RequestTimeout, the
    * SDK's own) or once `cancel` is called (an AbortError); either of the last two tells the
-   * server with `notifications/cancelled`, as the SDK's client does.
+   * server with `notifications/cancelled`, as the SDK's client does. `onStream` is told when
+   * the answer turns out to be an SSE stream, before its first event is read.
    */
-  exchange(method: string, params: Record<string, unknown>, options: { timeoutMs: number }): Exchange;
+  exchange(method: string, params: Record<string, unknown>, options: { timeoutMs: number; onStream?: () => void }): Exchange;
 }
 
 export interface Exchange {
@@ -126,7 +127,7 @@ export interface PostAnswer {
 /**
  * How the lane POSTs a request upstream (Upstream.exchange): never following a redirect, the
  * body read as it comes; `cancel` ends the request. By default over fetch (`redirect:
- * 'manual'`); the gateway's Node entry posts over node:http (node-fetch.ts: nodePost), without
+ * 'manual'`); the gateway's Node entry posts on sockets (socket-post.ts), without
  * web streams.
  */
 export type LanePost = (url: URL, init: { headers: Record<string, string>; body: string }) => { answer: Promise<PostAnswer>; cancel(): void };
@@ -178,7 +179,7 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
     const capabilities = client.getServerCapabilities() ?? {};
     // Every level upstream: each agent's session filters by the level its client set.
     if (capabilities.logging) await client.setLoggingLevel('debug').catch(() => undefined);
-    const exchange: Upstream['exchange'] = (method, params, { timeoutMs }) => {
+    const exchange: Upstream['exchange'] = (method, params, { timeoutMs, onStream }) => {
       const id = `gateway-${++exchanged}`;
       let giveUp: (reason: string, error: unknown) => void = () => undefined;
       const answer = new Promise<UpstreamAnswer>((resolve, reject) => {
@@ -209,9 +210,14 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
         const posted = post(url, { headers: laneHeaders, body: JSON.stringify({ jsonrpc: '2.0', id, method, params }) });
         posted.answer
           .then((answer) =>
-            readAnswer(answer, id, (message) => {
-              if (settle()) resolve(message);
-            }),
+            readAnswer(
+              answer,
+              id,
+              (message) => {
+                if (settle()) resolve(message);
+              },
+              onStream,
+            ),
           )
           .then(() => {
             if (settle()) reject(new Error('the upstream answered without a response to the request'));
@@ -228,7 +234,7 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
      * (a log, a notification, a request of the server) to the SDK's client, as its transport
      * would have delivered it. An SSE answer is read to its end (the connection is kept).
      */
-    async function readAnswer(answer: PostAnswer, id: string, respond: (message: UpstreamAnswer) => void): Promise<void> {
+    async function readAnswer(answer: PostAnswer, id: string, respond: (message: UpstreamAnswer) => void, onStream?: () => void): Promise<void> {
       if (answer.status !== 200) {
         await answer.chunks.return?.();
         throw new StreamableHTTPError(answer.status, `the upstream answered HTTP ${answer.status}${answer.status >= 300 && answer.status < 400 ? ' (a redirect: not followed)' : ''}`);
@@ -260,6 +266,7 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
         await answer.chunks.return?.();
         throw new Error(`the upstream answered with content type ${answer.contentType}`);
       }
+      onStream?.();
       let failure: unknown;
       const parser = createParser({
         onEvent: (event) => {
