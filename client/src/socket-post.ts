@@ -59,6 +59,10 @@ interface ParserEvents {
 export class AnswerParser {
   reusable = true;
   private buffer: Buffer = Buffer.alloc(0);
+  /** The buffer `buffer` lies in when it holds bytes kept across reads, with room after them. */
+  private store: Buffer | undefined;
+  /** How many unread bytes the last search for a delimiter saw without finding it. */
+  private scanned = 0;
   private state: 'head' | 'length' | 'size' | 'data' | 'data-end' | 'trailers' | 'until-close' | 'done' = 'head';
   private left = 0;
   private trailerBytes = 0;
@@ -79,8 +83,36 @@ export class AnswerParser {
       if (data.length > 0) this.reusable = false;
       return;
     }
-    this.buffer = this.buffer.length === 0 ? data : Buffer.concat([this.buffer, data]);
+    this.buffer = this.buffer.length === 0 ? data : this.appended(data);
     while (this.step());
+  }
+
+  /**
+   * The unread bytes followed by `data`, copied into room kept after them (which doubles when it
+   * runs out): a head or a line sent a byte at a time costs time in proportion to its length,
+   * not to its square. Nothing before the unread bytes (chunks already given out) is written.
+   */
+  private appended(data: Buffer): Buffer {
+    const kept = this.buffer;
+    const store = this.store;
+    const at = store && kept.buffer === store.buffer ? kept.byteOffset - store.byteOffset : -1;
+    const length = kept.length + data.length;
+    if (store && at >= 0 && at + length <= store.length) {
+      data.copy(store, at + kept.length);
+      return store.subarray(at, at + length);
+    }
+    const grown = Buffer.allocUnsafe(Math.max(2 * length, 4096));
+    kept.copy(grown, 0);
+    data.copy(grown, kept.length);
+    this.store = grown;
+    return grown.subarray(0, length);
+  }
+
+  /** Where `delimiter` starts in the unread bytes, searching only what the last search did not see. */
+  private find(delimiter: Buffer): number {
+    const end = this.buffer.indexOf(delimiter, Math.max(0, this.scanned - delimiter.length + 1));
+    this.scanned = end === -1 ? this.buffer.length : 0;
+    return end;
   }
 
   /** The connection ended: the end of a body delimited by it, else an answer cut off. */
@@ -161,7 +193,7 @@ export class AnswerParser {
 
   /** The next CRLF-ended line (latin1), or undefined until it has come; one longer than `limit` throws. */
   private line(limit: number, what: string): string | undefined {
-    const end = this.buffer.indexOf(CRLF);
+    const end = this.find(CRLF);
     if (end === -1) {
       if (this.buffer.length > limit) throw new AnswerFramingError(`${what} longer than ${limit} bytes`);
       return undefined;
@@ -173,7 +205,7 @@ export class AnswerParser {
   }
 
   private head(): boolean {
-    const end = this.buffer.indexOf(HEAD_END);
+    const end = this.find(HEAD_END);
     if (end === -1 || end + 4 > this.maxHeaderBytes) {
       if (this.buffer.length > this.maxHeaderBytes || end !== -1) throw new AnswerFramingError(`an answer head longer than ${this.maxHeaderBytes} bytes`);
       return false;
