@@ -7,7 +7,7 @@
  *   npx tsx scripts/bench/gateway.ts [--seconds 3] [--rounds 6] [--warmup 1] [--clients 1,10,50] [--revokes 50] [--cache on|off]
  *
  * Beside them, a bare HTTP relay (bytes forwarded, nothing read) between the same clients and the
- * same upstream: what one more HTTP hop costs on this machine, the floor of any gateway.
+ * same upstream: what one more HTTP hop parsed by node:http costs on this machine.
  *
  * It uses the demo of npm start (organization `demo`, its toolbox, the `demo-memory` server,
  * deployed if it is not running; one toolbox per DTMA, see the health sweep's known defect),
@@ -66,7 +66,7 @@ const tool = `${slug(String(rows[0]?.name))}__read_graph`;
 
 // The gateway as npm start runs it (scripts/gateway/main.ts, its own process), remembering
 // credentials and allowed calls until the database announces a change (--cache off: asking the
-// database on every request and call); and the bare relay (scripts/bench/relay.ts), the floor.
+// database on every request and call); and the bare relay (scripts/bench/relay.ts).
 const tsx = (script: string, ...args: string[]): [string, string[]] => [process.execPath, ['--import', 'tsx', script, ...args]];
 const gatewayProcess = await startListening(...tsx('scripts/gateway/main.ts'), {
   GATEWAY_PORT: '0',

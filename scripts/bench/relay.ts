@@ -1,7 +1,7 @@
 /**
  * A bare HTTP relay for the gateway benchmark: bytes in, bytes out, nothing read, no MCP, no
- * decision, in a process of its own. What it adds to a call is what one more HTTP hop costs on
- * the machine: the floor of any gateway.
+ * decision, in a process of its own, written with node:http. What it adds to a call is what one
+ * more HTTP hop costs on the machine when Node parses it both ways (requests and answers).
  *
  *   npx tsx scripts/bench/relay.ts <upstream URL>    # prints "relay listening on <URL>"
  */
