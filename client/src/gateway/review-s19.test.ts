@@ -2,8 +2,12 @@
  * Attacks on what the lane's POST on sockets (socket-post.ts) reads from a hostile upstream,
  * each answered by the product code (review of session 19).
  */
+import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { describe, expect, it } from 'vitest';
+import { asResponse, isStreamed } from '../light-http.ts';
+import { serveLight } from '../node-serve.ts';
 import { AnswerParser } from '../socket-post.ts';
+import { laneReply } from './lane.ts';
 
 function headOf(head: string, maxHeaderBytes: number): { status: number; type: string | null }[] {
   const heads: { status: number; type: string | null }[] = [];
@@ -25,5 +29,78 @@ describe('AnswerParser against a hostile upstream', () => {
   it('reads a header whose value holds a long run of whitespace in one pass (no backtracking)', () => {
     const pad = `x-pad: a${' \t'.repeat(64 * 1024)}b\r\n`;
     expect(headOf(`HTTP/1.1 200 OK\r\n${pad}content-type: application/json\r\ncontent-length: 0\r\n\r\n`, 256 * 1024)).toEqual([{ status: 200, type: 'application/json' }]);
+  });
+});
+
+describe('laneReply streamed: its lifecycle under serveLight and asResponse', () => {
+  const result = (id: number): JSONRPCMessage => ({ jsonrpc: '2.0', id, result: { content: [] } });
+  const log: JSONRPCMessage = { jsonrpc: '2.0', method: 'notifications/message', params: { level: 'info', data: 'x' } };
+  const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+  it('answers JSON when the response comes in the turn the upstream’s stream began; SSE from the next turn on, ended once', async () => {
+    const quick = laneReply('s');
+    quick.streaming();
+    quick.end(result(1));
+    await turn();
+    const plain = await quick.response;
+    expect(isStreamed(plain)).toBe(false);
+    expect(plain).toMatchObject({ status: 200, headers: { 'content-type': 'application/json' } });
+
+    const slow = laneReply('s');
+    slow.streaming();
+    await turn();
+    // Said before the server opened the stream, then a second end and a send after it: only the first end counts.
+    slow.send(log);
+    slow.end(result(2));
+    slow.end(result(3));
+    slow.send(log);
+    const streamed = await slow.response;
+    expect(isStreamed(streamed)).toBe(true);
+    const body = await asResponse(streamed).text();
+    expect(body).toBe(`event: message\ndata: ${JSON.stringify(log)}\n\nevent: message\ndata: ${JSON.stringify(result(2))}\n\n`);
+  });
+
+  it('drops what comes after the client cancelled the stream (Deno’s path), without throwing', async () => {
+    const reply = laneReply('s');
+    reply.send(log);
+    const response = asResponse(await reply.response);
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    expect(new TextDecoder().decode((await reader.read()).value)).toContain('notifications/message');
+    await reader.cancel();
+    expect(() => {
+      reply.send(log);
+      reply.end(result(1));
+    }).not.toThrow();
+  });
+
+  it('writes nothing after a client left mid-stream (serveLight), the request’s signal aborted, and the server serves on', async () => {
+    const replies: ReturnType<typeof laneReply>[] = [];
+    const aborted: boolean[] = [];
+    const served = await serveLight(async (req) => {
+      const reply = laneReply('s');
+      replies.push(reply);
+      req.signal.addEventListener('abort', () => aborted.push(true));
+      reply.streaming();
+      return reply.response;
+    });
+    try {
+      const controller = new AbortController();
+      const first = await fetch(served.url, { method: 'POST', body: '{}', signal: controller.signal });
+      expect(first.headers.get('content-type')).toBe('text/event-stream');
+      controller.abort();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(aborted).toEqual([true]);
+      expect(() => {
+        replies[0]?.send(log);
+        replies[0]?.end(result(1));
+      }).not.toThrow();
+      const second = fetch(served.url, { method: 'POST', body: '{}' });
+      const answered = await second;
+      await turn();
+      replies[1]?.end(result(2));
+      expect(await answered.text()).toBe(`event: message\ndata: ${JSON.stringify(result(2))}\n\n`);
+    } finally {
+      await served.close();
+    }
   });
 });
