@@ -628,19 +628,25 @@ describe('socketPost: https', () => {
   let cert = '';
   let key = '';
 
+  /** A self-signed certificate and its key, for `name` and the subject alternative names `san`. */
+  async function selfSigned(name: string, san: string): Promise<{ cert: string; key: string }> {
+    const [certFile, keyFile] = [path.join(directory, `${name}.pem`), path.join(directory, `${name}.key.pem`)];
+    await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', `/CN=${name}`, '-addext', `subjectAltName=${san}`, '-keyout', keyFile, '-out', certFile]);
+    const [certText, keyText] = await Promise.all([readFile(certFile, 'utf8'), readFile(keyFile, 'utf8')]);
+    return { cert: certText, key: keyText };
+  }
+
   beforeAll(async () => {
     directory = await mkdtemp(path.join(os.tmpdir(), 'socket-post-'));
-    const [certFile, keyFile] = [path.join(directory, 'cert.pem'), path.join(directory, 'key.pem')];
-    await promisify(execFile)('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', keyFile, '-out', certFile]);
-    [cert, key] = await Promise.all([readFile(certFile, 'utf8'), readFile(keyFile, 'utf8')]);
+    ({ cert, key } = await selfSigned('localhost', 'DNS:localhost,IP:127.0.0.1'));
   });
 
   afterAll(async () => {
     if (directory) await rm(directory, { recursive: true, force: true });
   });
 
-  async function httpsServer(): Promise<{ port: number; seen: Seen }> {
-    const server = https.createServer({ cert, key }, async (req, res) => {
+  async function httpsServer(credentials = { cert, key }): Promise<{ port: number; seen: Seen }> {
+    const server = https.createServer(credentials, async (req, res) => {
       const parts: Buffer[] = [];
       for await (const part of req) parts.push(part as Buffer);
       res.writeHead(200, { 'content-type': 'application/json' });
@@ -659,6 +665,17 @@ describe('socketPost: https', () => {
       expect((await whole(post(url, { headers: {}, body: 'again' }))).status).toBe(200);
     }
     // One connection per origin (localhost and 127.0.0.1 are two origins).
+    expect(seen.connections).toBe(2);
+  });
+
+  it('refuses a trusted certificate for another name, by name and by IP (no SNI for an IP), before any request is written', async () => {
+    const other = await selfSigned('other.example', 'DNS:other.example');
+    const { port, seen } = await httpsServer(other);
+    const post = socketPost({ ca: other.cert });
+    for (const host of ['localhost', '127.0.0.1']) {
+      await expect(within(post(new URL(`https://${host}:${port}/mcp`), { headers: { authorization: 'Bearer secret' }, body: 'x' }).answer, 'the answer')).rejects.toMatchObject({ code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
+    }
+    // The server saw the connections, never a request (it would have answered one).
     expect(seen.connections).toBe(2);
   });
 
