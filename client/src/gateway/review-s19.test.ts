@@ -6,7 +6,7 @@ import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { describe, expect, it } from 'vitest';
 import { asResponse, isStreamed } from '../light-http.ts';
 import { serveLight } from '../node-serve.ts';
-import { AnswerParser } from '../socket-post.ts';
+import { AnswerFramingError, AnswerParser } from '../socket-post.ts';
 import { laneReply } from './lane.ts';
 
 function headOf(head: string, maxHeaderBytes: number): { status: number; type: string | null }[] {
@@ -102,5 +102,26 @@ describe('laneReply streamed: its lifecycle under serveLight and asResponse', ()
     } finally {
       await served.close();
     }
+  });
+});
+
+describe('AnswerParser: what a hostile upstream may make it hold', () => {
+  const parserOf = (maxHeaderBytes: number): AnswerParser => new AnswerParser({ head: () => undefined, body: () => undefined, done: () => undefined }, maxHeaderBytes);
+
+  it('holds trailers sent as many short lines to maxHeaderBytes in all', () => {
+    const parser = parserOf(1024);
+    parser.feed(Buffer.from('HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n'));
+    expect(() => {
+      for (let i = 0; i < 1000; i++) parser.feed(Buffer.from('t: 1\r\n'));
+    }).toThrow(AnswerFramingError);
+  });
+
+  it('reads informational heads as they come, keeping none of them: the final answer follows a thousand', () => {
+    const heads: number[] = [];
+    const parser = new AnswerParser({ head: (status) => heads.push(status), body: () => undefined, done: () => undefined }, 1024);
+    for (let i = 0; i < 1000; i++) parser.feed(Buffer.from(`HTTP/1.1 103 Early Hints\r\nlink: <${'x'.repeat(900)}>\r\n\r\n`));
+    parser.feed(Buffer.from('HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n'));
+    expect(heads).toEqual([200]);
+    expect(parser.finished).toBe(true);
   });
 });
