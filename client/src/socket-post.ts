@@ -39,6 +39,7 @@ const CHUNK_SIZE = /^([0-9A-Fa-f]{1,8})[ \t]*(?:;.*)?$/;
 /** Framing headers are this module's to write. */
 const OWN_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection']);
 const CRLF = Buffer.from('\r\n');
+const BARE_CR_LF = /[\r\n]/;
 /** Bytes on a connection no request is waiting for: it is out of step, and closed. */
 function unexpected(this: net.Socket): void {
   this.destroy();
@@ -233,7 +234,8 @@ export class AnswerParser {
     let close = statusLine[1] === '0';
     for (const line of lines.slice(1)) {
       const colon = line.indexOf(':');
-      if (colon === -1 || !TOKEN.test(line.slice(0, colon))) throw new AnswerFramingError(`a malformed header line: ${JSON.stringify(line.slice(0, 40))}`);
+      // A bare CR or LF in a line is refused: another reader might end the line there.
+      if (colon === -1 || !TOKEN.test(line.slice(0, colon)) || BARE_CR_LF.test(line)) throw new AnswerFramingError(`a malformed header line: ${JSON.stringify(line.slice(0, 40))}`);
       const name = line.slice(0, colon).toLowerCase();
       const value = trimmed(line, colon + 1);
       if (name === 'content-type') contentType = value;

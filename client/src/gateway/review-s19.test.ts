@@ -21,6 +21,8 @@ describe('AnswerParser against a hostile upstream', () => {
   it('trims a header value of its spaces and tabs, and nothing else', () => {
     expect(headOf('HTTP/1.1 200 OK\r\ncontent-type: \t text/event-stream; a=" b " \t \r\ncontent-length: 0\r\n\r\n', 1024)).toEqual([{ status: 200, type: 'text/event-stream; a=" b "' }]);
     expect(headOf('HTTP/1.1 200 OK\r\ncontent-type:\r\ncontent-length: 0\r\n\r\n', 1024)).toEqual([{ status: 200, type: '' }]);
+    // A bare LF or CR inside a line is refused, not read as part of a value (another reader might end the line there).
+    for (const bare of ['\n', '\r']) expect(() => headOf(`HTTP/1.1 200 OK\r\nx: a${bare}content-length: 5\r\ncontent-length: 0\r\n\r\n`, 1024)).toThrow(AnswerFramingError);
   });
 
   // A value of a run of whitespace between two other bytes made the field-line pattern backtrack
