@@ -1,6 +1,7 @@
 /**
- * Attacks on what the lane's POST on sockets (socket-post.ts) reads from a hostile upstream,
- * each answered by the product code (review of session 19).
+ * Attacks on what session 19 landed in the gateway, with no database: what the lane's POST on
+ * sockets (socket-post.ts: AnswerParser) reads from a hostile upstream, and the lifecycle of the
+ * lane's streamed answer (laneReply) as serveLight and asResponse write it.
  */
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { describe, expect, it } from 'vitest';
