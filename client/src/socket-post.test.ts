@@ -16,7 +16,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { LanePost, PostAnswer } from './gateway/upstream.ts';
-import { AnswerFramingError, AnswerParser, socketPost } from './socket-post.ts';
+import { AnswerFramingError, AnswerParser } from './http1-answer.ts';
+import { socketPost } from './socket-post.ts';
 
 type Posted = ReturnType<LanePost>;
 

@@ -7,7 +7,7 @@ import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import { describe, expect, it } from 'vitest';
 import { asResponse, isStreamed } from '../light-http.ts';
 import { serveLight } from '../node-serve.ts';
-import { AnswerFramingError, AnswerParser } from '../socket-post.ts';
+import { AnswerFramingError, AnswerParser } from '../http1-answer.ts';
 import { laneReply } from './lane.ts';
 
 function headOf(head: string, maxHeaderBytes: number): { status: number; type: string | null }[] {
