@@ -55,6 +55,8 @@ export interface GatewayOptions {
   post?: LanePost;
   /** Interaction log batching (interaction-log.ts). */
   logFlushMs?: number;
+  /** How long a plain call's upstream SSE answer is read on after its response (default 5 s; upstream.ts). */
+  afterResponseMs?: number;
   /** Upstream timeout of one tool call, reset by progress. */
   callTimeoutMs?: number;
   /** A session idle this long is closed (default 30 min). */
@@ -127,7 +129,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     ...(options.logFlushMs !== undefined ? { flushMs: options.logFlushMs } : {}),
     onError: (error) => options.onError?.(error),
   });
-  const pool: UpstreamPool = upstreamPool({ store: options.store, ...(options.fetch ? { fetch: options.fetch } : {}), ...(options.post ? { post: options.post } : {}) });
+  const pool: UpstreamPool = upstreamPool({
+    store: options.store,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+    ...(options.post ? { post: options.post } : {}),
+    ...(options.afterResponseMs !== undefined ? { afterResponseMs: options.afterResponseMs } : {}),
+  });
   const cache = gatewayCache(options.changes);
   // Every request of a session presents the same token: its signature is checked once (and again
   // after at most a minute), its expiry on every request.

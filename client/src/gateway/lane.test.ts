@@ -29,6 +29,7 @@ const TOOLS: Tool[] = [
   { name: 'noisy', description: 'Logs at info, then answers.', inputSchema: { type: 'object', properties: {} } },
   { name: 'slow', description: 'Answers after 10 s, or never when cancelled.', inputSchema: { type: 'object', properties: {} } },
   { name: 'gated', description: 'Answers once the test lets it.', inputSchema: { type: 'object', properties: {} } },
+  { name: 'lingering', description: 'Answered on a stream the server never closes (by the test server, not the SDK).', inputSchema: { type: 'object', properties: {} } },
   { name: 'malformed', description: 'Answered with an error that has no code (by the test server, not the SDK).', inputSchema: { type: 'object', properties: {} } },
   {
     name: 'misshapen',
@@ -40,11 +41,13 @@ const TOOLS: Tool[] = [
 
 /**
  * The upstream: one SDK Server per session; the ids of the calls it got, and of those it was
- * told were cancelled; `open` lets the calls of `gated` waiting answer.
+ * told were cancelled, and of the `lingering` calls whose stream the gateway closed; `open` lets
+ * the calls of `gated` waiting answer.
  */
-async function upstreamServer(): Promise<{ served: Served; called: string[]; cancelled: string[]; open(): void }> {
+async function upstreamServer(): Promise<{ served: Served; called: string[]; cancelled: string[]; lingeringClosed: string[]; open(): void }> {
   const called: string[] = [];
   const cancelled: string[] = [];
+  const lingeringClosed: string[] = [];
   let opened: () => void = () => undefined;
   let gate = new Promise<void>((resolve) => (opened = resolve));
   const sessions = new Map<string, WebStandardStreamableHTTPServerTransport>();
@@ -54,6 +57,16 @@ async function upstreamServer(): Promise<{ served: Served; called: string[]; can
     if (body.includes('"name":"malformed"')) {
       const { id } = JSON.parse(body) as { id: string };
       return Response.json({ jsonrpc: '2.0', id, error: { message: 'no code' } });
+    }
+    // A call of `lingering` is answered on an SSE stream left open after its response, until the client closes it.
+    if (body.includes('"name":"lingering"')) {
+      const { id } = JSON.parse(body) as { id: string };
+      const event = `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id, result: { content: [{ type: 'text', text: 'still here' }] } })}\n\n`;
+      const stream = new ReadableStream<Uint8Array>({
+        start: (controller) => controller.enqueue(new TextEncoder().encode(event)),
+        cancel: () => void lingeringClosed.push(id),
+      });
+      return new Response(stream, { headers: { 'content-type': 'text/event-stream' } });
     }
     const known = sessions.get(req.headers.get('mcp-session-id') ?? '');
     if (known) return known.handleRequest(req);
@@ -97,6 +110,7 @@ async function upstreamServer(): Promise<{ served: Served; called: string[]; can
     served,
     called,
     cancelled,
+    lingeringClosed,
     open() {
       opened();
       gate = new Promise<void>((resolve) => (opened = resolve));
@@ -138,7 +152,7 @@ beforeAll(async () => {
   apiKey = (await createAgentApiKey(org.ownerTransport, agentId, 'lane')).api_key;
   servicePool = new pg.Pool({ connectionString: databaseUrl(), max: 10, options: SERVICE_ROLE_OPTIONS });
   // Posting upstream as the Node entry does (socket-post.ts); gateway.test.ts's gateway posts over fetch.
-  gateway = createGateway({ store: sqlGatewayStore(servicePool), jwtKeys: JWT_SECRET, logFlushMs: 20, callTimeoutMs: 1_500, post: socketPost() });
+  gateway = createGateway({ store: sqlGatewayStore(servicePool), jwtKeys: JWT_SECRET, logFlushMs: 20, callTimeoutMs: 1_500, afterResponseMs: 300, post: socketPost() });
   served = await serveLight((req) => gateway.serve(req));
 }, 90_000);
 
@@ -254,6 +268,16 @@ describe('the lane', () => {
       upstream.open();
     }
     expect(await lastLogged()).toMatchObject({ tool_name: 'gated', outcome: 'success' });
+    await client.close();
+  });
+
+  it('reads an upstream’s stream on past its response for afterResponseMs at most: one the server never closes is closed then, its call answered at once', async () => {
+    const { client, post, names } = await session();
+    const [answer] = await messages(await post(call(1, names.lingering as string)));
+    expect(answer).toEqual({ jsonrpc: '2.0', id: 1, result: { content: [{ type: 'text', text: 'still here' }] } });
+    for (let i = 0; i < 60 && upstream.lingeringClosed.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(upstream.lingeringClosed).toEqual([expect.stringMatching(/^gateway-\d+$/)]);
+    expect(await lastLogged()).toMatchObject({ tool_name: 'lingering', outcome: 'success' });
     await client.close();
   });
 

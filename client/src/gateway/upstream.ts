@@ -91,6 +91,12 @@ export interface UpstreamPoolOptions {
   /** How the lane posts its requests (default: over `fetch`). */
   post?: LanePost;
   toolsTtlMs?: number;
+  /**
+   * How long the lane reads on an upstream's SSE answer after its response (default 5 s): for
+   * what the server still says before closing it, but not for ever (an upstream that never
+   * closes it would hold one of the connections to it until they were all held).
+   */
+  afterResponseMs?: number;
 }
 
 const MAX_PAGES = 100;
@@ -147,6 +153,7 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
   const sessions = new Map<string, Promise<Upstream>>();
   const post = options.post ?? fetchPost(options.fetch ?? ((input, init) => fetch(input, init)));
   const ttl = options.toolsTtlMs ?? 5_000;
+  const afterResponseMs = options.afterResponseMs ?? 5_000;
 
   async function open(serverId: string): Promise<Upstream> {
     const target = await options.store.upstream(serverId);
@@ -232,20 +239,26 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
     /**
      * Reads the answer to a lane request: its response goes to `respond`; every other message
      * (a log, a notification, a request of the server) to the SDK's client, as its transport
-     * would have delivered it. An SSE answer is read to its end (the connection is kept).
+     * would have delivered it. An SSE answer is read to its end (the connection is kept), or
+     * `afterResponseMs` past its response (the connection is closed).
      */
     async function readAnswer(answer: PostAnswer, id: string, respond: (message: UpstreamAnswer) => void, onStream?: () => void): Promise<void> {
       if (answer.status !== 200) {
         await answer.chunks.return?.();
         throw new StreamableHTTPError(answer.status, `the upstream answered HTTP ${answer.status}${answer.status >= 300 && answer.status < 400 ? ' (a redirect: not followed)' : ''}`);
       }
+      // An SSE answer is read on past its response for afterResponseMs at most (then closed).
+      let streamed = false;
+      let lingering: ReturnType<typeof setTimeout> | undefined;
       const deliver = (data: string): void => {
         const parsed: unknown = JSON.parse(data);
         for (const raw of Array.isArray(parsed) ? parsed : [parsed]) {
           // Held to the schema the SDK's transport holds every message to (it fails the same way).
           const message = JSONRPCMessageSchema.parse(raw);
-          if ('id' in message && message.id === id && !('method' in message)) respond(message as UpstreamAnswer);
-          else toClient?.(message);
+          if ('id' in message && message.id === id && !('method' in message)) {
+            respond(message as UpstreamAnswer);
+            if (streamed) lingering ??= setTimeout(() => void answer.chunks.return?.(), afterResponseMs);
+          } else toClient?.(message);
         }
       };
       const decoder = new TextDecoder();
@@ -266,6 +279,7 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
         await answer.chunks.return?.();
         throw new Error(`the upstream answered with content type ${answer.contentType}`);
       }
+      streamed = true;
       onStream?.();
       let failure: unknown;
       const parser = createParser({
@@ -278,12 +292,16 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
           }
         },
       });
-      for (let next = await answer.chunks.next(); !next.done; next = await answer.chunks.next()) {
-        parser.feed(decoder.decode(await counted(next.value), { stream: true }));
-        if (failure !== undefined) {
-          await answer.chunks.return?.();
-          throw failure;
+      try {
+        for (let next = await answer.chunks.next(); !next.done; next = await answer.chunks.next()) {
+          parser.feed(decoder.decode(await counted(next.value), { stream: true }));
+          if (failure !== undefined) {
+            await answer.chunks.return?.();
+            throw failure;
+          }
         }
+      } finally {
+        clearTimeout(lingering);
       }
     }
 
