@@ -14,7 +14,7 @@
  * `exchange` sends a request on the same session past the SDK's protocol layer (the call lane,
  * lane.ts): a POST with the session's headers (its id, protocol version and credential) and an
  * id of the gateway's own (`gateway-<n>`, never a number the SDK's client uses), whose answer
- * (JSON or SSE) is read here: the response goes back to the caller, every other message of
+ * (JSON or SSE) is read by lane-answer.ts: the response goes back to the caller, every other message of
  * the answer (a log, a notification, a server's request) to the SDK's client, as its transport
  * would have handed it over. A redirect is never followed (the SDK's transport follows
  * same-origin ones); an HTTP error (but 413, which refuses that request alone) or an answer
@@ -29,7 +29,6 @@ import {
   ResourceUpdatedNotificationSchema,
   McpError,
   ToolListChangedNotificationSchema,
-  JSONRPCMessageSchema,
   type JSONRPCErrorResponse,
   type JSONRPCResultResponse,
   type LoggingMessageNotification,
@@ -37,8 +36,8 @@ import {
   type Tool,
 } from '@modelcontextprotocol/sdk/types.js';
 import { sharedValidator } from '../chat/validator.ts';
-import { createParser } from 'eventsource-parser';
 import { chunksOf, collapsingFetch } from '../sse-fetch.ts';
+import { readLaneAnswer } from './lane-answer.ts';
 import type { GatewayStore } from './store.ts';
 
 export type LogSink = (notification: LoggingMessageNotification['params']) => void;
@@ -120,8 +119,6 @@ export function isTransportFailure(error: unknown): boolean {
   return !(error instanceof McpError) && !(error instanceof Error && error.name === 'AbortError');
 }
 
-/** The most the lane reads of one upstream answer (a result of images in base64 is large; no answer is endless). */
-export const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 
 /** The answer to a lane POST: its status, content type and body. */
 export interface PostAnswer {
@@ -217,14 +214,16 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
         const posted = post(url, { headers: laneHeaders, body: JSON.stringify({ jsonrpc: '2.0', id, method, params }) });
         posted.answer
           .then((answer) =>
-            readAnswer(
-              answer,
+            readLaneAnswer(answer, {
               id,
-              (message) => {
+              respond: (message) => {
                 if (settle()) resolve(message);
               },
-              onStream,
-            ),
+              // Every other message goes to the client, as its transport hands them over.
+              other: (message) => toClient?.(message),
+              ...(onStream ? { onStream } : {}),
+              afterResponseMs,
+            }),
           )
           .then(() => {
             if (settle()) reject(new Error('the upstream answered without a response to the request'));
@@ -235,75 +234,6 @@ export function upstreamPool(options: UpstreamPoolOptions): UpstreamPool {
       });
       return { answer, cancel: (reason) => giveUp(reason, Object.assign(new Error(`cancelled: ${reason}`), { name: 'AbortError' })) };
     };
-
-    /**
-     * Reads the answer to a lane request: its response goes to `respond`; every other message
-     * (a log, a notification, a request of the server) to the SDK's client, as its transport
-     * would have delivered it. An SSE answer is read to its end (the connection is kept), or
-     * `afterResponseMs` past its response (the connection is closed).
-     */
-    async function readAnswer(answer: PostAnswer, id: string, respond: (message: UpstreamAnswer) => void, onStream?: () => void): Promise<void> {
-      if (answer.status !== 200) {
-        await answer.chunks.return?.();
-        throw new StreamableHTTPError(answer.status, `the upstream answered HTTP ${answer.status}${answer.status >= 300 && answer.status < 400 ? ' (a redirect: not followed)' : ''}`);
-      }
-      // An SSE answer is read on past its response for afterResponseMs at most (then closed).
-      let streamed = false;
-      let lingering: ReturnType<typeof setTimeout> | undefined;
-      const deliver = (data: string): void => {
-        const parsed: unknown = JSON.parse(data);
-        for (const raw of Array.isArray(parsed) ? parsed : [parsed]) {
-          // Held to the schema the SDK's transport holds every message to (it fails the same way).
-          const message = JSONRPCMessageSchema.parse(raw);
-          if ('id' in message && message.id === id && !('method' in message)) {
-            respond(message as UpstreamAnswer);
-            if (streamed) lingering ??= setTimeout(() => void answer.chunks.return?.(), afterResponseMs);
-          } else toClient?.(message);
-        }
-      };
-      const decoder = new TextDecoder();
-      let read = 0;
-      const counted = async (chunk: Uint8Array): Promise<Uint8Array> => {
-        read += chunk.length;
-        if (read <= MAX_ANSWER_BYTES) return chunk;
-        await answer.chunks.return?.();
-        throw new Error(`the upstream's answer is larger than ${MAX_ANSWER_BYTES} bytes`);
-      };
-      if (/^\s*application\/json/i.test(answer.contentType ?? '')) {
-        let text = '';
-        for (let next = await answer.chunks.next(); !next.done; next = await answer.chunks.next()) text += decoder.decode(await counted(next.value), { stream: true });
-        deliver(text + decoder.decode());
-        return;
-      }
-      if (!/^\s*text\/event-stream/i.test(answer.contentType ?? '')) {
-        await answer.chunks.return?.();
-        throw new Error(`the upstream answered with content type ${answer.contentType}`);
-      }
-      streamed = true;
-      onStream?.();
-      let failure: unknown;
-      const parser = createParser({
-        onEvent: (event) => {
-          if (failure !== undefined || event.data === '' || (event.event !== undefined && event.event !== 'message')) return;
-          try {
-            deliver(event.data);
-          } catch (error) {
-            failure = error;
-          }
-        },
-      });
-      try {
-        for (let next = await answer.chunks.next(); !next.done; next = await answer.chunks.next()) {
-          parser.feed(decoder.decode(await counted(next.value), { stream: true }));
-          if (failure !== undefined) {
-            await answer.chunks.return?.();
-            throw failure;
-          }
-        }
-      } finally {
-        clearTimeout(lingering);
-      }
-    }
 
     const upstream: Upstream = {
       serverId,
