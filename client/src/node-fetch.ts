@@ -11,6 +11,7 @@ import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
+import { ChunkQueue } from './chunk-queue.ts';
 import { headersOf } from './node-serve.ts';
 import { collapseSse, collapsible, methodOf } from './sse-fetch.ts';
 
@@ -27,49 +28,17 @@ function keepAliveRequests(maxSockets = 256): Send {
   };
 }
 
-/**
- * A body's chunks as they arrive, read from the stream's events (which costs less per answer
- * than its async iterator); `return` destroys the stream.
- */
+/** A body's chunks as they arrive, read from the stream's events; `return` destroys the stream. */
 function chunksOfIncoming(incoming: http.IncomingMessage): AsyncIterator<Uint8Array> {
-  const queue: Uint8Array[] = [];
-  let ended = false;
-  let failure: Error | undefined;
-  let wake: (() => void) | undefined;
-  const woken = (): void => {
-    wake?.();
-    wake = undefined;
-  };
-  incoming.on('data', (chunk: Buffer) => {
-    queue.push(chunk);
-    woken();
-  });
-  incoming.once('end', () => {
-    ended = true;
-    woken();
-  });
-  incoming.once('error', (error) => {
-    failure = error;
-    woken();
-  });
+  const chunks = new ChunkQueue(() => incoming.destroy());
+  incoming.on('data', (chunk: Buffer) => chunks.push(chunk));
+  incoming.once('end', () => chunks.end());
+  incoming.once('error', (error) => chunks.fail(error));
   // Closed before its end (the connection broke): the body is incomplete.
   incoming.once('close', () => {
-    if (!incoming.complete) failure ??= new Error('the answer was cut off before its end');
-    woken();
+    if (!incoming.complete) chunks.fail(new Error('the answer was cut off before its end'));
   });
-  return {
-    async next() {
-      while (queue.length === 0 && !ended && failure === undefined) await new Promise<void>((resolve) => (wake = resolve));
-      const chunk = queue.shift();
-      if (chunk) return { done: false, value: chunk };
-      if (failure) throw failure;
-      return { done: true, value: undefined };
-    },
-    async return() {
-      incoming.destroy();
-      return { done: true, value: undefined };
-    },
-  };
+  return chunks;
 }
 
 export function nodeFetch(options: { maxSockets?: number } = {}): typeof fetch {

@@ -15,6 +15,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { LanePost, PostAnswer } from './gateway/upstream.ts';
+import { ChunkQueue } from './chunk-queue.ts';
 import { AnswerParser, TOKEN } from './http1-answer.ts';
 
 export interface SocketPostOptions {
@@ -35,50 +36,6 @@ const OWN_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'con
 function unexpected(this: net.Socket): void {
   this.destroy();
 }
-/** A body's chunks for the lane's reader; `stop` ends the request under it (the connection is closed). */
-class ChunkQueue implements AsyncIterator<Uint8Array> {
-  private readonly queue: Uint8Array[] = [];
-  private ended = false;
-  private failure: unknown;
-  private wake: (() => void) | undefined;
-
-  constructor(private readonly stop: () => void) {}
-
-  push(chunk: Uint8Array): void {
-    this.queue.push(chunk);
-    this.woken();
-  }
-
-  end(): void {
-    this.ended = true;
-    this.woken();
-  }
-
-  fail(error: unknown): void {
-    this.failure ??= error;
-    this.woken();
-  }
-
-  async next(): Promise<IteratorResult<Uint8Array>> {
-    while (this.queue.length === 0 && !this.ended && this.failure === undefined) await new Promise<void>((resolve) => (this.wake = resolve));
-    const chunk = this.queue.shift();
-    if (chunk) return { done: false, value: chunk };
-    if (this.failure !== undefined) throw this.failure;
-    return { done: true, value: undefined };
-  }
-
-  async return(): Promise<IteratorResult<Uint8Array>> {
-    if (!this.ended) this.stop();
-    this.ended = true;
-    return { done: true, value: undefined };
-  }
-
-  private woken(): void {
-    this.wake?.();
-    this.wake = undefined;
-  }
-}
-
 interface Origin {
   idle: net.Socket[];
   open: number;

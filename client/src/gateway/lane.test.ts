@@ -54,17 +54,15 @@ async function upstreamServer(): Promise<{ served: Served; called: string[]; can
   const served = await serveFetch(async (req) => {
     // A call of `malformed` is answered here with what no SDK would send: an error without a code.
     const body = req.method === 'POST' ? await req.clone().text() : '';
-    if (body.includes('"name":"malformed"')) {
-      const { id } = JSON.parse(body) as { id: string };
-      return Response.json({ jsonrpc: '2.0', id, error: { message: 'no code' } });
-    }
+    const id = (): string => (JSON.parse(body) as { id: string }).id;
+    if (body.includes('"name":"malformed"')) return Response.json({ jsonrpc: '2.0', id: id(), error: { message: 'no code' } });
     // A call of `lingering` is answered on an SSE stream left open after its response, until the client closes it.
     if (body.includes('"name":"lingering"')) {
-      const { id } = JSON.parse(body) as { id: string };
-      const event = `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id, result: { content: [{ type: 'text', text: 'still here' }] } })}\n\n`;
+      const called = id();
+      const event = `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', id: called, result: { content: [{ type: 'text', text: 'still here' }] } })}\n\n`;
       const stream = new ReadableStream<Uint8Array>({
         start: (controller) => controller.enqueue(new TextEncoder().encode(event)),
-        cancel: () => void lingeringClosed.push(id),
+        cancel: () => void lingeringClosed.push(called),
       });
       return new Response(stream, { headers: { 'content-type': 'text/event-stream' } });
     }
