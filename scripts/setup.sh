@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the project needs and skips what is already there:
-# Debian packages for PostgreSQL 15 and its extensions and Chromium, then the npm packages.
+# Debian packages for PostgreSQL 15 and its extensions, Chromium and openssl, then the npm packages.
 source "$(dirname "$0")/lib.sh"
 
 debs=(postgresql-15 postgresql-contrib postgresql-15-pgtap postgresql-15-cron
       postgresql-15-plpgsql-check libtap-parser-sourcehandler-pgtap-perl
-      chromium fonts-dejavu-core)  # headless Chromium for the console's browser tests
+      chromium fonts-dejavu-core   # headless Chromium for the console's browser tests
+      openssl)                     # the socketPost tests make a TLS certificate of their own
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
