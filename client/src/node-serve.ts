@@ -5,6 +5,7 @@
  * a client that goes away aborts the request's signal. Node-only; not exported by index.ts.
  */
 import http, { type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import type net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { isStreamed, type Answer, type PlainAnswer, type StreamedAnswer } from './light-http.ts';
 
@@ -67,34 +68,26 @@ export function requestOf(req: IncomingMessage, base: string, body: Uint8Array<A
 }
 
 /**
- * A Node request as a LightRequest (light-http.ts): headers read from Node's object, the body
- * as read, the web Request made only when asked. Its signal (made when first asked for) aborts
- * when the client leaves before the answer's end.
+ * A request as a LightRequest (light-http.ts), for the Node servers (serveLight here, serveHttp1
+ * in http1-serve.ts): headers read where the server keeps them, the body as read, the web
+ * Request made only when asked. Its signal (made when first asked for) aborts when the client
+ * leaves before the answer's end.
  */
 const utf8 = new TextDecoder();
 
 export class NodeRequest {
-  readonly method: string;
-  readonly url: string;
-  readonly headers: { get(name: string): string | null };
   private made: Request | undefined;
   private controller: AbortController | undefined;
 
   constructor(
-    private readonly incoming: IncomingMessage,
-    base: string,
+    readonly method: string,
+    /** The absolute URL (href). */
+    readonly url: string,
+    readonly headers: { get(name: string): string | null },
+    /** Every header as web Headers, for request(). */
+    private readonly allHeaders: () => Headers,
     private readonly body: Buffer | undefined,
-  ) {
-    this.method = incoming.method ?? 'GET';
-    this.url = new URL(incoming.url ?? '/', base).href;
-    const raw = incoming.headers;
-    this.headers = {
-      get(name) {
-        const value = raw[name.toLowerCase()];
-        return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value;
-      },
-    };
-  }
+  ) {}
 
   get signal(): AbortSignal {
     this.controller ??= new AbortController();
@@ -112,7 +105,7 @@ export class NodeRequest {
   }
 
   request(): Request {
-    this.made ??= requestOf(this.incoming, this.url, this.body ? new Uint8Array(this.body) : undefined, this.signal);
+    this.made ??= new Request(this.url, { method: this.method, headers: this.allHeaders(), signal: this.signal, ...(this.body ? { body: new Uint8Array(this.body) } : {}) });
     return this.made;
   }
 }
@@ -120,7 +113,14 @@ export class NodeRequest {
 async function toRequest(req: IncomingMessage, base: string, limit: number): Promise<NodeRequest> {
   const method = req.method ?? 'GET';
   const hasBody = method !== 'GET' && method !== 'HEAD';
-  return new NodeRequest(req, base, hasBody ? await readBody(req, limit) : undefined);
+  const raw = req.headers;
+  const headers = {
+    get(name: string): string | null {
+      const value = raw[name.toLowerCase()];
+      return value === undefined ? null : Array.isArray(value) ? value.join(', ') : value;
+    },
+  };
+  return new NodeRequest(method, new URL(req.url ?? '/', base).href, headers, () => headersOf(raw), hasBody ? await readBody(req, limit) : undefined);
 }
 
 /**
@@ -237,17 +237,22 @@ export async function serveLight(handler: (req: NodeRequest) => Promise<Answer>,
         res.end(JSON.stringify(options.errorBody ?? { jsonrpc: '2.0', error: { code: -32603, message: 'internal error' }, id: null }));
       });
   });
+  return listening(server, host, options.port ?? 0, () => server.closeAllConnections());
+}
+
+/** Starts `server` listening; its close ends the open connections (`closeConnections`) first. */
+export async function listening(server: net.Server, host: string, port: number, closeConnections: () => void): Promise<Served> {
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(options.port ?? 0, host, resolve);
+    server.listen(port, host, resolve);
   });
-  const { port } = server.address() as AddressInfo;
+  const address = server.address() as AddressInfo;
   return {
-    url: `http://${host}:${port}`,
-    port,
+    url: `http://${host}:${address.port}`,
+    port: address.port,
     close: () =>
       new Promise<void>((resolve) => {
-        server.closeAllConnections();
+        closeConnections();
         server.close(() => resolve());
       }),
   };

@@ -24,7 +24,7 @@ import { SERVICE_ROLE_OPTIONS, createGateway, listenForChanges, sqlGatewayStore 
 import { jwtKeysFromEnv } from '../../client/src/jwt.ts';
 import { nodeFetch } from '../../client/src/node-fetch.ts';
 import { socketPost } from '../../client/src/socket-post.ts';
-import { serveLight } from '../../client/src/node-serve.ts';
+import { serveHttp1 } from '../../client/src/http1-serve.ts';
 
 const list = (value: string | undefined): string[] | undefined => (value ? value.split(',').map((s) => s.trim()).filter(Boolean) : undefined);
 
@@ -43,8 +43,9 @@ const changes = process.env.GATEWAY_CHANGE_LISTENER === 'off' ? undefined : list
 });
 
 let gateway: ReturnType<typeof createGateway> | undefined;
-// Requests and JSON answers without web objects (client/src/light-http.ts): less CPU per call.
-const served = await serveLight((req) => (gateway as NonNullable<typeof gateway>).serve(req), { host, port });
+// HTTP/1.1 on raw sockets, requests and answers without web objects (client/src/http1-serve.ts,
+// light-http.ts): less time per call than node:http.
+const served = await serveHttp1((req) => (gateway as NonNullable<typeof gateway>).serve(req), { host, port });
 const publicUrl = process.env.GATEWAY_PUBLIC_URL ?? served.url;
 gateway = createGateway({
   store: sqlGatewayStore(pool),

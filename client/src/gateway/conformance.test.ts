@@ -1,8 +1,8 @@
 /**
  * The official MCP conformance suite (`@modelcontextprotocol/conformance`, its server scenarios)
  * against server-everything from npm behind the local DTMA, twice: directly at its DTMA endpoint
- * with the toolbox's token, and through the gateway with the key of an agent holding full_access
- * to it. Every scenario that passes directly must pass through the gateway.
+ * with the toolbox's token, and through the gateway (served as its Node entry serves it: raw
+ * HTTP/1.1 sockets, http1-serve.ts) with the key of an agent holding full_access to it. Every scenario that passes directly must pass through the gateway.
  *
  * The suite needs Node 22 or newer; it runs on the Node binary of the npm package `node`, installed
  * with it in test/conformance/ (its own package, so that the binary never lands in the project's
@@ -32,7 +32,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { databaseUrl } from '../../../test/support/db.ts';
 import { ownDtma } from '../../../test/support/gateway-dtma.ts';
 import { JWT_SECRET, createAgent, createOrganization, deployServer, removeServers, testPool, type Organization } from '../../../test/support/stack.ts';
-import { serveFetch, type Served } from '../node-serve.ts';
+import { serveHttp1 } from '../http1-serve.ts';
+import type { Served } from '../node-serve.ts';
+import { socketPost } from '../socket-post.ts';
 import { SERVICE_ROLE_OPTIONS, createAgentApiKey, createGateway, sqlGatewayStore, type Gateway } from './index.ts';
 
 const SUITE_DIR = fileURLToPath(new URL('../../../test/conformance/', import.meta.url));
@@ -134,8 +136,9 @@ beforeAll(async () => {
   org = await createOrganization(pool, dtma);
   everything = await deployServer(pool, org, { catalog: 'everything' });
   servicePool = new pg.Pool({ connectionString: databaseUrl(), max: 10, options: SERVICE_ROLE_OPTIONS });
-  gateway = createGateway({ store: sqlGatewayStore(servicePool), jwtKeys: JWT_SECRET, logFlushMs: 50 });
-  served = await serveFetch((req) => gateway.handle(req));
+  // Served and posting upstream as the Node entry does (scripts/gateway/main.ts).
+  gateway = createGateway({ store: sqlGatewayStore(servicePool), jwtKeys: JWT_SECRET, logFlushMs: 50, post: socketPost() });
+  served = await serveHttp1((req) => gateway.serve(req));
 }, 90_000);
 
 afterAll(async () => {

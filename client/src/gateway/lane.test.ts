@@ -1,6 +1,6 @@
 /**
  * The gateway's call lane (lane.ts) against the real stack, served as the Node entry serves it
- * (serveLight: light requests, plain answers): a plain tools/call is answered past the SDK's
+ * (serveHttp1: raw sockets, light requests, plain and streamed answers): a plain tools/call is answered past the SDK's
  * protocol layer with what the SDK's path would answer; everything else is the SDK's.
  *
  * The upstream here is an MCP server of the test's own, built on the official SDK, with tools
@@ -20,7 +20,8 @@ import { databaseUrl } from '../../../test/support/db.ts';
 import { mcpRefusal } from '../../../test/support/gateway-dtma.ts';
 import { JWT_SECRET, createAgent, createOrganization, createUser, deployServer, removeServers, testPool, userJwt, type Organization } from '../../../test/support/stack.ts';
 import { signJwt } from '../jwt.ts';
-import { serveFetch, serveLight, type Served } from '../node-serve.ts';
+import { serveHttp1 } from '../http1-serve.ts';
+import { serveFetch, type Served } from '../node-serve.ts';
 import { socketPost } from '../socket-post.ts';
 import { GatewayErrorCode, SERVICE_ROLE_OPTIONS, createAgentApiKey, createGateway, sqlGatewayStore, type Gateway } from './index.ts';
 
@@ -151,7 +152,7 @@ beforeAll(async () => {
   servicePool = new pg.Pool({ connectionString: databaseUrl(), max: 10, options: SERVICE_ROLE_OPTIONS });
   // Posting upstream as the Node entry does (socket-post.ts); gateway.test.ts's gateway posts over fetch.
   gateway = createGateway({ store: sqlGatewayStore(servicePool), jwtKeys: JWT_SECRET, logFlushMs: 20, callTimeoutMs: 1_500, afterResponseMs: 300, post: socketPost() });
-  served = await serveLight((req) => gateway.serve(req));
+  served = await serveHttp1((req) => gateway.serve(req));
 }, 90_000);
 
 afterAll(async () => {
@@ -366,7 +367,7 @@ describe('the lane', () => {
 
   it('a call in flight when the gateway closes ends at once with Connection closed, and is logged before the log closes', async () => {
     const closing = createGateway({ store: sqlGatewayStore(servicePool), logFlushMs: 20 });
-    const closingServed = await serveLight((req) => closing.serve(req));
+    const closingServed = await serveHttp1((req) => closing.serve(req));
     try {
       const client = new Client({ name: 'closing', version: '1.0.0' });
       await client.connect(new StreamableHTTPClientTransport(new URL(`${closingServed.url}/mcp`), { requestInit: { headers: { authorization: `Bearer ${apiKey}` } } }));
