@@ -5,7 +5,7 @@
  * whether the connection may carry another request after it. Malformed or oversized framing
  * throws AnswerFramingError.
  */
-import { BARE_CR_LF, Http1Reader, TOKEN, trimmed } from './http1-framing.ts';
+import { Http1Reader, headerField } from './http1-framing.ts';
 
 export { TOKEN } from './http1-framing.ts';
 
@@ -81,11 +81,10 @@ export class AnswerParser extends Http1Reader {
     let codings: string[] | undefined;
     let close = statusLine[1] === '0';
     for (const line of lines.slice(1)) {
-      const colon = line.indexOf(':');
-      // A bare CR or LF in a line is refused: another reader might end the line there.
-      if (colon === -1 || !TOKEN.test(line.slice(0, colon)) || BARE_CR_LF.test(line)) throw new AnswerFramingError(`a malformed header line: ${JSON.stringify(line.slice(0, 40))}`);
-      const name = line.slice(0, colon).toLowerCase();
-      const value = trimmed(line, colon + 1);
+      const field = headerField(line);
+      // A bare CR or LF in a line is refused (another reader might end the line there), and any other control character.
+      if (field === undefined) throw new AnswerFramingError(`a malformed header line: ${JSON.stringify(line.slice(0, 40))}`);
+      const [name, value] = field;
       if (name === 'content-type') contentType = value;
       else if (name === 'content-length') {
         // Repeated (or listed) lengths must agree (RFC 9110, 8.6).

@@ -10,13 +10,16 @@
 
 /** An HTTP token (a method, a header's name). */
 export const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-/** A chunk's size (at most 8 hex digits) and its extensions (visible characters, spaces, tabs). */
-const CHUNK_SIZE = /^([0-9A-Fa-f]{1,8})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?$/;
+/**
+ * A chunk's size (at most 8 hex digits) and its extensions, each `;name` or `;name=value` (a
+ * token, or a quoted string), without whitespace: what every reader frames alike.
+ */
+const CHUNK_SIZE = /^([0-9A-Fa-f]{1,8})(?:;[!#$%&'*+.^_`|~0-9A-Za-z-]+(?:=(?:[!#$%&'*+.^_`|~0-9A-Za-z-]+|"(?:[\t\x20\x21\x23-\x5b\x5d-\x7e\x80-\xff]|\\[\t\x20-\x7e\x80-\xff])*"))?)*$/;
 const CRLF = Buffer.from('\r\n');
 export const HEAD_END = Buffer.from('\r\n\r\n');
-/** A bare CR or LF in a line: another reader might end the line there. */
-export const BARE_CR_LF = /[\r\n]/;
 const isBlank = (code: number): boolean => code === 32 || code === 9;
+/** A field value: no control character but the tab (obs-text, bytes 0x80 to 0xff read as latin1, allowed). */
+const VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 
 /**
  * `line` from `from` on, without the spaces and tabs around it: found by walking, in one pass (a
@@ -29,6 +32,18 @@ export function trimmed(line: string, from: number): string {
   while (start < end && isBlank(line.charCodeAt(start))) start++;
   while (end > start && isBlank(line.charCodeAt(end - 1))) end--;
   return line.slice(start, end);
+}
+
+/**
+ * A header (or trailer) line's name, in lower case, and value; undefined when the line is
+ * malformed: no colon, a name that is not a token (a space before the colon, a line folded onto
+ * the one before), or a control character (a bare CR or LF among them) in the value.
+ */
+export function headerField(line: string): [string, string] | undefined {
+  const colon = line.indexOf(':');
+  if (colon <= 0 || !TOKEN.test(line.slice(0, colon))) return undefined;
+  const value = trimmed(line, colon + 1);
+  return VALUE.test(value) ? [line.slice(0, colon).toLowerCase(), value] : undefined;
 }
 
 export type ReaderState = 'head' | 'length' | 'size' | 'data' | 'data-end' | 'trailers' | 'until-close' | 'done';
@@ -143,7 +158,11 @@ export abstract class Http1Reader {
       case 'trailers': {
         const line = this.line(this.maxHeaderBytes - this.trailerBytes, 'trailers', 431);
         if (line === undefined) return false;
-        if (BARE_CR_LF.test(line)) this.fail('a bare CR or LF in a trailer');
+        if (line !== '') {
+          // A framing field among the trailers is refused: it comes too late to frame anything, and a reader might act on it.
+          const name = headerField(line)?.[0];
+          if (name === undefined || name === 'content-length' || name === 'transfer-encoding') this.fail(`a malformed trailer line: ${JSON.stringify(line.slice(0, 60))}`);
+        }
         this.trailerBytes += line.length + 2;
         if (line === '') this.finish();
         return !this.finished;
