@@ -97,6 +97,8 @@ class Connection {
   private ending = false;
   /** Bytes of the current request's answer have been written. */
   private written = false;
+  /** The last answer waits in memory for the client to read it. */
+  private draining = false;
 
   constructor(
     readonly socket: net.Socket,
@@ -126,15 +128,20 @@ class Connection {
     context.connections.add(this);
   }
 
+  /** A request is being answered, or its answer has yet to leave. */
+  private get busy(): boolean {
+    return this.current !== undefined || this.draining;
+  }
+
   get idle(): boolean {
-    return this.current === undefined && this.since === 0 && !this.closing;
+    return !this.busy && this.since === 0 && !this.closing;
   }
 
   private data(data: Buffer): void {
     if (this.closing) return;
-    if (this.current === undefined && this.since === 0) this.since = performance.now();
+    if (!this.busy && this.since === 0) this.since = performance.now();
     this.read(() => this.parser.feed(data));
-    if (this.current !== undefined && this.parser.buffered > HELD_BYTES) this.socket.pause();
+    if (this.busy && this.parser.buffered > HELD_BYTES) this.socket.pause();
   }
 
   /** Runs a step of the parser; a refused request is answered and the connection closed. */
@@ -300,6 +307,21 @@ class Connection {
       this.close();
       return;
     }
+    // A client that does not read its answers is read no further until they have left (as node:http does).
+    if (this.socket.writableNeedDrain) {
+      this.draining = true;
+      this.socket.once('drain', () => {
+        this.draining = false;
+        this.proceed();
+      });
+      return;
+    }
+    this.proceed();
+  }
+
+  /** Reads the next request: from the bytes held, then from the socket. */
+  private proceed(): void {
+    if (this.closing) return;
     this.idleSince = performance.now();
     if (this.socket.isPaused()) this.socket.resume();
     if (this.parser.buffered > 0) this.since = performance.now();
