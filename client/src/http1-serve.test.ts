@@ -1,0 +1,1189 @@
+/**
+ * The gateway's HTTP/1.1 server on raw sockets (http1-serve.ts), written from its specification
+ * and attacked from raw sockets: what it accepts (keep-alive, pipelining, bodies split at every
+ * byte, chunked bodies, 100-continue), how it answers (framing, streaming, HEAD, no response
+ * splitting), what it refuses (each refusal: its status, a JSON-RPC error, `connection: close`,
+ * the connection closed, the handler never called, and the bytes sent after it never read as a
+ * request), its two clocks (requestMs against a slowloris, idleMs), smuggling attempts, clients
+ * that leave, and a thousand seeded random inputs.
+ */
+import http from 'node:http';
+import net from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { serveHttp1 } from './http1-serve.ts';
+import type { Answer } from './light-http.ts';
+import type { Served } from './node-serve.ts';
+
+type Handler = Parameters<typeof serveHttp1>[0];
+type Http1Request = Parameters<Handler>[0];
+
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const HOST = 'example.test';
+const H = `Host: ${HOST}\r\n`;
+/** A valid request sent right after a refused one: it must never reach the handler. */
+const AFTER = `GET /after HTTP/1.1\r\n${H}\r\n`;
+
+/** Raw bytes written as given (each character one byte), so that a test can send any byte. */
+const bytes = (text: string): Buffer => Buffer.from(text, 'latin1');
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+// ---------------------------------------------------------------------------------------------
+// A client on a raw socket, and a strict reader of the answers it receives
+// ---------------------------------------------------------------------------------------------
+
+interface Parsed {
+  status: number;
+  reason: string;
+  /** The status line and header lines as received (latin1), without the blank line. */
+  head: string;
+  /** Header fields in order, names lower-cased, values without surrounding whitespace. */
+  fields: [string, string][];
+  body: Buffer;
+  text: string;
+  /** How many chunks the body came in (0 when it was not chunked). */
+  chunks: number;
+}
+
+/** A header's value (repeated ones joined with ", "), undefined when absent. */
+function header(answer: Parsed, name: string): string | undefined {
+  const values = answer.fields.filter(([n]) => n === name).map(([, v]) => v);
+  return values.length ? values.join(', ') : undefined;
+}
+
+const headerCount = (answer: Parsed, name: string): number => answer.fields.filter(([n]) => n === name).length;
+
+/**
+ * One answer read from `buf` at `from`: undefined while it is incomplete; throws when the bytes
+ * are not a well-formed HTTP/1.1 answer. `head` says the request was a HEAD (no body follows).
+ */
+function parseAnswer(buf: Buffer, from: number, head: boolean, ended: boolean): { answer: Parsed; next: number } | undefined {
+  const headEnd = buf.indexOf('\r\n\r\n', from, 'latin1');
+  if (headEnd < 0) return undefined;
+  const headText = buf.toString('latin1', from, headEnd);
+  const [statusLine = '', ...lines] = headText.split('\r\n');
+  const status = /^HTTP\/1\.1 ([1-5]\d\d) ([\t\x20-\x7e\x80-\xff]*)$/.exec(statusLine);
+  if (!status) throw new Error(`not an HTTP/1.1 status line: ${JSON.stringify(statusLine)}`);
+  const fields: [string, string][] = [];
+  for (const line of lines) {
+    const colon = line.indexOf(':');
+    const name = line.slice(0, colon);
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    if (colon < 1 || !TOKEN.test(name) || /[\x00-\x08\x0a-\x1f\x7f]/.test(value)) throw new Error(`malformed header line: ${JSON.stringify(line)}`);
+    fields.push([name.toLowerCase(), value]);
+  }
+  const code = Number(status[1]);
+  const made = (body: Buffer, next: number, chunks = 0) => ({
+    answer: { status: code, reason: status[2] ?? '', head: headText, fields, body, text: body.toString('utf8'), chunks },
+    next,
+  });
+  let at = headEnd + 4;
+  if (head || code < 200 || code === 204 || code === 304) return made(Buffer.alloc(0), at);
+  const partial = made(Buffer.alloc(0), at).answer;
+  const te = header(partial, 'transfer-encoding');
+  const cl = header(partial, 'content-length');
+  if (te !== undefined) {
+    if (te !== 'chunked' || cl !== undefined) throw new Error(`bad framing: transfer-encoding ${te}, content-length ${cl}`);
+    const parts: Buffer[] = [];
+    for (;;) {
+      const lineEnd = buf.indexOf('\r\n', at, 'latin1');
+      if (lineEnd < 0) return undefined;
+      const sizeText = buf.toString('latin1', at, lineEnd).split(';')[0] ?? '';
+      if (!/^[0-9a-fA-F]{1,8}$/.test(sizeText)) throw new Error(`bad chunk size: ${JSON.stringify(sizeText)}`);
+      const size = parseInt(sizeText, 16);
+      at = lineEnd + 2;
+      if (size === 0) {
+        for (;;) {
+          const end = buf.indexOf('\r\n', at, 'latin1');
+          if (end < 0) return undefined;
+          const blank = end === at;
+          at = end + 2;
+          if (blank) return made(Buffer.concat(parts), at, parts.length);
+        }
+      }
+      if (buf.length < at + size + 2) return undefined;
+      if (buf.toString('latin1', at + size, at + size + 2) !== '\r\n') throw new Error('a chunk not followed by CRLF');
+      parts.push(buf.subarray(at, at + size));
+      at += size + 2;
+    }
+  }
+  if (cl !== undefined) {
+    if (!/^\d+$/.test(cl)) throw new Error(`bad content-length: ${cl}`);
+    const length = Number(cl);
+    if (buf.length < at + length) return undefined;
+    return made(buf.subarray(at, at + length), at + length);
+  }
+  if (!ended) return undefined;
+  return made(buf.subarray(at), buf.length);
+}
+
+const wires = new Set<Wire>();
+
+/** One client connection: what it received, whether the server has closed it, answers read in order. */
+class Wire {
+  data = Buffer.alloc(0);
+  /** The server closed (FIN or reset): nothing more will arrive. */
+  ended = false;
+  /** Where the next unread answer starts in `data`. */
+  private read = 0;
+  private readonly listeners = new Set<() => void>();
+
+  private constructor(readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.data = Buffer.concat([this.data, chunk]);
+      this.changed();
+    });
+    const end = (): void => {
+      this.ended = true;
+      this.changed();
+    };
+    socket.on('end', end);
+    socket.on('close', end);
+    socket.on('error', end);
+    wires.add(this);
+  }
+
+  static open(port: number): Promise<Wire> {
+    return new Promise((resolve, reject) => {
+      const socket = net.connect({ port, host: '127.0.0.1', noDelay: true });
+      socket.once('error', reject);
+      socket.once('connect', () => resolve(new Wire(socket)));
+    });
+  }
+
+  private changed(): void {
+    for (const listener of [...this.listeners]) listener();
+  }
+
+  /** Resolves once written (or once the socket can take no more: a closed server is no error here). */
+  write(data: string | Buffer): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.socket.destroyed || !this.socket.writable) {
+        resolve();
+        return;
+      }
+      this.socket.write(typeof data === 'string' ? bytes(data) : data, () => resolve());
+    });
+  }
+
+  /** Writes one byte at a time, each its own write and its own turn of the event loop. */
+  async dribble(data: string | Buffer, everyMs = 0): Promise<void> {
+    const all = typeof data === 'string' ? bytes(data) : data;
+    for (let i = 0; i < all.length; i++) {
+      await this.write(all.subarray(i, i + 1));
+      await (everyMs ? sleep(everyMs) : new Promise((resolve) => setImmediate(resolve)));
+    }
+  }
+
+  /** True once `ready()` holds, false if it did not within `ms`. */
+  until(ready: () => boolean, ms = 3000): Promise<boolean> {
+    if (ready()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const finish = (value: boolean): void => {
+        clearTimeout(timer);
+        this.listeners.delete(check);
+        resolve(value);
+      };
+      const check = (): void => {
+        if (ready()) finish(true);
+      };
+      const timer = setTimeout(() => finish(false), ms);
+      this.listeners.add(check);
+    });
+  }
+
+  /** True once the server has closed the connection, false if it is still open after `ms`. */
+  closed(ms = 3000): Promise<boolean> {
+    return this.until(() => this.ended, ms);
+  }
+
+  /** The next answer (1xx included), once whole; throws if the connection ends first or it is malformed. */
+  async answer(options: { head?: boolean; ms?: number } = {}): Promise<Parsed> {
+    let got: { answer: Parsed; next: number } | undefined;
+    let failure: unknown;
+    const ready = (): boolean => {
+      try {
+        got = parseAnswer(this.data, this.read, options.head ?? false, this.ended);
+      } catch (error) {
+        failure = error;
+        return true;
+      }
+      return got !== undefined || this.ended;
+    };
+    const arrived = await this.until(ready, options.ms ?? 3000);
+    if (failure) throw failure;
+    if (!got) throw new Error(`${arrived ? 'the connection ended before a whole answer' : 'no whole answer in time'}; received: ${JSON.stringify(this.rest())}`);
+    this.read = got.next;
+    return got.answer;
+  }
+
+  /** What arrived past the answers read so far. */
+  rest(): string {
+    return this.data.toString('latin1', this.read);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+afterEach(() => {
+  for (const wire of wires) wire.destroy();
+  wires.clear();
+});
+
+/** A request with Host and, when it has a body, Content-Length. */
+function request(method: string, target: string, options: { headers?: string[]; body?: string } = {}): Buffer {
+  const body = options.body === undefined ? undefined : Buffer.from(options.body, 'utf8');
+  const lines = [`${method} ${target} HTTP/1.1`, `Host: ${HOST}`, ...(options.headers ?? [])];
+  if (body) lines.push(`Content-Length: ${body.length}`);
+  return Buffer.concat([bytes(`${lines.join('\r\n')}\r\n\r\n`), body ?? Buffer.alloc(0)]);
+}
+
+/** A whole exchange on a new connection: write, then read one answer. */
+async function ask(port: number, raw: string | Buffer, options: { head?: boolean } = {}): Promise<{ wire: Wire; answer: Parsed }> {
+  const wire = await Wire.open(port);
+  await wire.write(raw);
+  return { wire, answer: await wire.answer(options) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// The servers under test, and what their handler saw
+// ---------------------------------------------------------------------------------------------
+
+interface Call {
+  method: string;
+  url: string;
+  path: string;
+  text: string;
+  signal: AbortSignal;
+  started: number;
+  /** When the handler's answer ended (set by the answers that record it). */
+  ended?: number;
+}
+
+const calls: Call[] = [];
+const gates = new Map<string, () => void>();
+const byTag = (tag: string): Call[] => calls.filter((call) => new URL(call.url).searchParams.get('tag') === tag);
+
+/** Resolves when the test opens the gate named `tag` (or at once when there is no tag). */
+function gate(tag: string | null): Promise<void> {
+  if (!tag) return Promise.resolve();
+  return new Promise((resolve) => gates.set(tag, resolve));
+}
+
+async function waitGate(tag: string): Promise<() => void> {
+  await expect.poll(() => gates.has(tag), { timeout: 3000 }).toBe(true);
+  return gates.get(tag) as () => void;
+}
+
+const plain = (status: number, body: string, headers: Record<string, string> = {}): Answer => ({ status, headers: { 'content-type': 'text/plain; charset=utf-8', ...headers }, body });
+
+const UTF8_BODY = 'héllo wörld – 世界 🌍';
+
+async function handle(req: Http1Request): Promise<Answer> {
+  const started = performance.now();
+  const call: Call = { method: req.method, url: req.url, path: '', text: '', signal: req.signal, started };
+  calls.push(call);
+  call.text = await req.text();
+  const url = new URL(req.url);
+  call.path = url.pathname;
+  const tag = url.searchParams.get('tag');
+  switch (url.pathname) {
+    case '/throw':
+      throw new Error('the handler failed (on purpose)');
+    case '/utf8':
+      return plain(200, UTF8_BODY);
+    case '/status':
+      return plain(Number(url.searchParams.get('code')), 'status');
+    case '/slow': {
+      await sleep(Number(url.searchParams.get('ms') ?? 100));
+      return plain(200, 'slow');
+    }
+    case '/slow-stream':
+      // Ends 100 ms after its first chunk: a pipelined request behind it must wait for that end.
+      return {
+        status: 200,
+        headers: { 'content-type': 'text/plain' },
+        open(sink) {
+          sink.write('a');
+          setTimeout(() => {
+            call.ended = performance.now();
+            sink.end('b');
+          }, 100);
+        },
+      };
+    case '/stream': {
+      const read = gate(tag);
+      return {
+        status: 200,
+        headers: { 'content-type': 'text/event-stream' },
+        open(sink) {
+          sink.write('data: first\n\n');
+          void read.then(() => sink.end('data: last\n\n'));
+        },
+      };
+    }
+    case '/response': {
+      const read = gate(tag);
+      const encoder = new TextEncoder();
+      const body = new ReadableStream<Uint8Array>({
+        async start(controller) {
+          controller.enqueue(encoder.encode('data: first\n\n'));
+          await read;
+          controller.enqueue(encoder.encode('data: last\n\n'));
+          controller.close();
+        },
+      });
+      return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
+    }
+    case '/response-empty':
+      return new Response(null, { status: 204 });
+    case '/never':
+      return { status: 200, headers: { 'content-type': 'text/event-stream' }, open: (sink) => sink.write('data: open\n\n') };
+    case '/split':
+      return plain(200, 'split', { 'x-bad': 'a\r\nSet-Cookie: injected=1' });
+    case '/split-lf':
+      return plain(200, 'split', { 'x-bad': 'a\nSet-Cookie: injected=1' });
+    case '/split-cr':
+      return plain(200, 'split', { 'x-bad': 'a\rSet-Cookie: injected=1' });
+    case '/split-name':
+      return plain(200, 'split', { 'x-bad\r\nSet-Cookie: injected': '1' });
+    case '/framing-plain':
+      return plain(200, 'framed', { 'content-length': '999', 'transfer-encoding': 'chunked', connection: 'keep-alive' });
+    case '/framing-streamed':
+      return {
+        status: 200,
+        headers: { 'content-type': 'text/plain', 'content-length': '5', 'transfer-encoding': 'chunked', connection: 'keep-alive' },
+        open(sink) {
+          sink.write('ab');
+          sink.end('cd');
+        },
+      };
+    case '/request': {
+      const made = req.request();
+      return plain(200, JSON.stringify({ method: made.method, url: made.url, text: await made.text(), thing: made.headers.get('x-thing') }));
+    }
+    default: {
+      const headers = Object.fromEntries(url.searchParams.getAll('h').map((name) => [name, req.headers.get(name)]));
+      return { status: 200, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ method: req.method, url: req.url, text: call.text, headers }) };
+    }
+  }
+}
+
+/** The main handler; a path ending in /throw-sync throws before it returns a promise. */
+const handler: Handler = (req) => {
+  if (req.url.endsWith('/throw-sync')) throw new Error('the handler failed synchronously (on purpose)');
+  return handle(req);
+};
+
+/** Echo JSON of the default route. */
+interface Echo {
+  method: string;
+  url: string;
+  text: string;
+  headers: Record<string, string | null>;
+}
+const echo = (answer: Parsed): Echo => JSON.parse(answer.text) as Echo;
+
+const CUSTOM_ERROR = { jsonrpc: '2.0', error: { code: -32000, message: 'custom failure' }, id: null };
+
+/** Default limits. */
+let main: Served;
+/** maxBodyBytes 1024, a custom errorBody. */
+let small: Served;
+/** requestMs 300, idleMs 200. */
+let timed: Served;
+
+beforeAll(async () => {
+  main = await serveHttp1(handler);
+  small = await serveHttp1(handler, { maxBodyBytes: 1024, errorBody: CUSTOM_ERROR });
+  timed = await serveHttp1(handler, { requestMs: 300, idleMs: 200 });
+});
+
+afterAll(async () => {
+  await Promise.all([main?.close(), small?.close(), timed?.close()]);
+});
+
+/**
+ * Sends `raw` then a valid request in the same write, and asserts the refusal: one answer with
+ * `status`, a JSON-RPC invalid-request error, `connection: close`, then the connection closed,
+ * nothing more answered, and the handler never called (neither for `raw` nor for the request after).
+ */
+async function expectRefused(port: number, raw: string | Buffer, status: number | number[], options: { after?: boolean } = {}): Promise<Parsed> {
+  const before = calls.length;
+  const wire = await Wire.open(port);
+  await wire.write(Buffer.concat([typeof raw === 'string' ? bytes(raw) : raw, options.after === false ? Buffer.alloc(0) : bytes(AFTER)]));
+  const answer = await wire.answer();
+  expectRefusalAnswer(answer, status);
+  expect(await wire.closed()).toBe(true);
+  expect(wire.rest()).toBe('');
+  expect(calls.slice(before)).toEqual([]);
+  return answer;
+}
+
+function expectRefusalAnswer(answer: Parsed, status: number | number[]): void {
+  if (Array.isArray(status)) expect(status).toContain(answer.status);
+  else expect(answer.status).toBe(status);
+  expect(header(answer, 'content-type')).toMatch(/^application\/json/);
+  expect(header(answer, 'connection')?.toLowerCase()).toBe('close');
+  expect(JSON.parse(answer.text)).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.any(String) } });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe('accepted requests', () => {
+  it('a POST with Host and Content-Length reaches the handler with its method, absolute url and body', async () => {
+    const { wire, answer } = await ask(main.port, request('POST', '/path?q=1', { body: '{"a":1}', headers: ['Content-Type: application/json'] }));
+    expect(answer.status).toBe(200);
+    expect(echo(answer)).toMatchObject({ method: 'POST', url: `http://${HOST}/path?q=1`, text: '{"a":1}' });
+    expect(wire.ended).toBe(false);
+  });
+
+  it('the url is the Host header followed by the target, port included', async () => {
+    const { answer } = await ask(main.port, bytes('GET /a/b?c=d HTTP/1.1\r\nHost: example.test:8080\r\n\r\n'));
+    expect(echo(answer).url).toBe('http://example.test:8080/a/b?c=d');
+  });
+
+  it('a target starting with // does not move the url to another host', async () => {
+    const { answer } = await ask(main.port, request('GET', '//evil.test/x'));
+    expect(answer.status).toBe(200);
+    expect(new URL(echo(answer).url).host).toBe(HOST);
+  });
+
+  it('an IPv6 literal Host is accepted', async () => {
+    const { answer } = await ask(main.port, bytes('GET /v6 HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n'));
+    expect(answer.status).toBe(200);
+    expect(echo(answer).url).toBe('http://[::1]:8080/v6');
+  });
+
+  it('GET, DELETE, HEAD and OPTIONS without a body are answered on one connection', async () => {
+    const wire = await Wire.open(main.port);
+    for (const method of ['GET', 'DELETE', 'HEAD', 'OPTIONS']) {
+      await wire.write(request(method, `/m?tag=${method}`));
+      const answer = await wire.answer({ head: method === 'HEAD' });
+      expect(answer.status).toBe(200);
+      if (method !== 'HEAD') expect(echo(answer)).toMatchObject({ method, text: '' });
+      expect(byTag(method).map((call) => [call.method, call.text])).toEqual([[method, '']]);
+    }
+    expect(wire.ended).toBe(false);
+  });
+
+  it('keeps the connection alive: three requests one after another on one connection', async () => {
+    const wire = await Wire.open(main.port);
+    for (const n of [1, 2, 3]) {
+      await wire.write(request('POST', `/k${n}`, { body: `body ${n}` }));
+      const answer = await wire.answer();
+      expect(echo(answer)).toMatchObject({ url: `http://${HOST}/k${n}`, text: `body ${n}` });
+    }
+    expect(wire.ended).toBe(false);
+  });
+
+  it('answers pipelined requests in order, one at a time: the next handler starts after the previous answer has ended', async () => {
+    const wire = await Wire.open(main.port);
+    await wire.write(Buffer.concat([request('GET', '/slow-stream?tag=pipe'), request('POST', '/p2?tag=pipe', { body: 'two' }), request('GET', '/p3?tag=pipe')]));
+    const first = await wire.answer();
+    const second = await wire.answer();
+    const third = await wire.answer();
+    expect(first.text).toBe('ab');
+    expect(echo(second)).toMatchObject({ url: `http://${HOST}/p2?tag=pipe`, text: 'two' });
+    expect(echo(third).url).toBe(`http://${HOST}/p3?tag=pipe`);
+    const [one, two, three] = byTag('pipe');
+    expect(one?.ended).toBeDefined();
+    expect(two?.started).toBeGreaterThanOrEqual(one?.ended as number);
+    expect(three?.started).toBeGreaterThanOrEqual(two?.started as number);
+    expect(wire.ended).toBe(false);
+  });
+
+  it('a request written byte by byte (a multi-byte UTF-8 body split inside its characters) arrives whole', async () => {
+    const wire = await Wire.open(main.port);
+    await wire.dribble(request('POST', '/dribble', { body: UTF8_BODY }));
+    expect(echo(await wire.answer())).toMatchObject({ url: `http://${HOST}/dribble`, text: UTF8_BODY });
+  });
+
+  it('a chunked body with chunk extensions and trailers arrives whole', async () => {
+    const raw = `POST /chunked HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5;a=b\r\nhello\r\n6;x="y z";n\r\n world\r\nA\r\n 0123456789\r\n0\r\nX-Trailer: t\r\nX-Other: u\r\n\r\n`;
+    const { wire, answer } = await ask(main.port, raw);
+    expect(echo(answer)).toMatchObject({ method: 'POST', text: 'hello world 0123456789' });
+    // The trailers ended the request: the connection carries the next one.
+    await wire.write(request('GET', '/next'));
+    expect(echo(await wire.answer()).url).toBe(`http://${HOST}/next`);
+  });
+
+  it('a chunked body written byte by byte arrives whole', async () => {
+    const wire = await Wire.open(main.port);
+    await wire.dribble(`POST /chunked-dribble HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3;ext\r\nabc\r\n2\r\nde\r\n0\r\nT: 1\r\n\r\n`);
+    expect(echo(await wire.answer()).text).toBe('abcde');
+  });
+
+  it('a streamed request body from fetch (chunked) arrives whole', async () => {
+    const encoder = new TextEncoder();
+    const body = new ReadableStream<Uint8Array>({
+      start(controller) {
+        controller.enqueue(encoder.encode('part one, '));
+        controller.enqueue(encoder.encode('part two'));
+        controller.close();
+      },
+    });
+    const response = await fetch(`${main.url}/fetch-stream`, { method: 'POST', body, duplex: 'half' } as RequestInit);
+    expect(response.status).toBe(200);
+    expect(((await response.json()) as Echo).text).toBe('part one, part two');
+  });
+
+  it('fetch works: a JSON POST and its answer', async () => {
+    const response = await fetch(`${main.url}/fetch?h=content-type`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"jsonrpc":"2.0"}' });
+    expect(response.status).toBe(200);
+    const answer = (await response.json()) as Echo;
+    expect(answer).toMatchObject({ method: 'POST', url: `${main.url}/fetch?h=content-type`, text: '{"jsonrpc":"2.0"}', headers: { 'content-type': 'application/json' } });
+  });
+
+  it('Expect: 100-continue gets "HTTP/1.1 100 Continue" before the body is sent, then the answer', async () => {
+    const wire = await Wire.open(main.port);
+    await wire.write(`POST /continue HTTP/1.1\r\n${H}Expect: 100-continue\r\nContent-Length: 5\r\n\r\n`);
+    const interim = await wire.answer();
+    expect(interim.status).toBe(100);
+    expect(interim.head).toBe('HTTP/1.1 100 Continue');
+    await wire.write('hello');
+    const answer = await wire.answer();
+    expect(echo(answer)).toMatchObject({ url: `http://${HOST}/continue`, text: 'hello' });
+  });
+
+  it('a client that waits for 100 Continue (node:http) gets its answer', async () => {
+    const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = http.request(`${main.url}/continue-client`, { method: 'POST', headers: { expect: '100-continue', 'content-length': '4' } }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('continue', () => req.end('ping'));
+      req.on('error', reject);
+      req.setTimeout(3000, () => req.destroy(new Error('no answer')));
+    });
+    expect(answer.status).toBe(200);
+    expect((JSON.parse(answer.body) as Echo).text).toBe('ping');
+  });
+
+  it('Connection: close from the client: the server answers, then closes', async () => {
+    const { wire, answer } = await ask(main.port, request('GET', '/bye', { headers: ['Connection: close'] }));
+    expect(echo(answer).url).toBe(`http://${HOST}/bye`);
+    expect(await wire.closed()).toBe(true);
+    expect(wire.rest()).toBe('');
+  });
+
+  it('header names are case-insensitive; repeated headers are joined with ", "; absent ones are null', async () => {
+    const raw = `POST /case?h=x-thing&h=X-THING&h=accept&h=absent HTTP/1.1\r\nhOsT: ${HOST}\r\nX-Thing: one\r\nAccept: a\r\naccept: b\r\nCONTENT-length: 2\r\n\r\nok`;
+    const answer = echo((await ask(main.port, raw)).answer);
+    expect(answer.text).toBe('ok');
+    expect(answer.headers).toEqual({ 'x-thing': 'one', 'X-THING': 'one', accept: 'a, b', absent: null });
+  });
+
+  it('header values lose the whitespace around them; an empty value and a tab inside a value are kept', async () => {
+    const raw = `GET /ows?h=x-a&h=x-empty&h=x-tab HTTP/1.1\r\n${H}X-A: \t value  \t\r\nX-Empty:\r\nX-Tab: a\tb\r\n\r\n`;
+    expect(echo((await ask(main.port, raw)).answer).headers).toEqual({ 'x-a': 'value', 'x-empty': '', 'x-tab': 'a\tb' });
+  });
+
+  it('a few empty lines (CRLF) before a request line are ignored', async () => {
+    const { answer } = await ask(main.port, `\r\n\r\n\r\nGET /leading HTTP/1.1\r\n${H}\r\n`);
+    expect(answer.status).toBe(200);
+    expect(echo(answer).url).toBe(`http://${HOST}/leading`);
+  });
+
+  it('text() drops a leading byte order mark; request() is a web Request with the same method, url, headers and body', async () => {
+    const body = Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"é":1}', 'utf8')]);
+    const head = bytes(`POST /request HTTP/1.1\r\n${H}X-Thing: yes\r\nContent-Length: ${body.length}\r\n\r\n`);
+    const { answer } = await ask(main.port, Buffer.concat([head, body]));
+    expect(JSON.parse(answer.text)).toEqual({ method: 'POST', url: `http://${HOST}/request`, text: '{"é":1}', thing: 'yes' });
+    expect(calls.at(-1)?.text).toBe('{"é":1}');
+  });
+});
+
+describe('answers', () => {
+  it('a plain answer: status line, content-length in UTF-8 bytes, a date header, the body intact', async () => {
+    const { answer } = await ask(main.port, request('GET', '/utf8'));
+    expect(answer.head.split('\r\n')[0]).toBe('HTTP/1.1 200 OK');
+    expect(header(answer, 'content-length')).toBe(String(Buffer.byteLength(UTF8_BODY, 'utf8')));
+    expect(Buffer.byteLength(UTF8_BODY, 'utf8')).toBeGreaterThan(UTF8_BODY.length);
+    expect(answer.text).toBe(UTF8_BODY);
+    expect(header(answer, 'transfer-encoding')).toBeUndefined();
+    const date = Date.parse(header(answer, 'date') ?? '');
+    expect(Math.abs(date - Date.now())).toBeLessThan(60_000);
+  });
+
+  it('other statuses carry a reason phrase', async () => {
+    const { answer } = await ask(main.port, request('GET', '/status?code=404'));
+    expect(answer.status).toBe(404);
+    expect(answer.head.split('\r\n')[0]).toBe('HTTP/1.1 404 Not Found');
+  });
+
+  it('HEAD gets the headers with the would-be content-length, and no body', async () => {
+    const wire = await Wire.open(main.port);
+    await wire.write(request('HEAD', '/utf8'));
+    const answer = await wire.answer({ head: true });
+    expect(answer.status).toBe(200);
+    expect(header(answer, 'content-length')).toBe(String(Buffer.byteLength(UTF8_BODY, 'utf8')));
+    // No body bytes followed: the next answer on the connection starts right after the head.
+    await wire.write(request('GET', '/after-head'));
+    expect(echo(await wire.answer()).url).toBe(`http://${HOST}/after-head`);
+    expect(wire.rest()).toBe('');
+  });
+
+  it('a streamed answer is chunked, and its first chunk reaches the client before the answer ends', async () => {
+    const wire = await Wire.open(main.port);
+    await wire.write(request('GET', '/stream?tag=streamed'));
+    expect(await wire.until(() => wire.data.includes('data: first'))).toBe(true);
+    expect(wire.data.includes('0\r\n\r\n')).toBe(false);
+    (await waitGate('streamed'))();
+    const answer = await wire.answer();
+    expect(header(answer, 'transfer-encoding')).toBe('chunked');
+    expect(header(answer, 'content-length')).toBeUndefined();
+    expect(header(answer, 'content-type')).toBe('text/event-stream');
+    expect(answer.text).toBe('data: first\n\ndata: last\n\n');
+    expect(answer.chunks).toBeGreaterThanOrEqual(2);
+    expect(wire.ended).toBe(false);
+  });
+
+  it('a Response with a body is chunked and streamed: fetch reads its first event before the stream goes on', async () => {
+    const response = await fetch(`${main.url}/response?tag=web`);
+    expect(response.headers.get('transfer-encoding')).toBe('chunked');
+    const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+    const decoder = new TextDecoder();
+    let text = '';
+    while (!text.includes('first')) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    expect(text).toBe('data: first\n\n');
+    (await waitGate('web'))();
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      text += decoder.decode(value, { stream: true });
+    }
+    expect(text).toBe('data: first\n\ndata: last\n\n');
+  });
+
+  it('a Response without a body is answered without one, and the connection goes on', async () => {
+    const wire = await Wire.open(main.port);
+    await wire.write(request('GET', '/response-empty'));
+    const answer = await wire.answer();
+    expect(answer.status).toBe(204);
+    expect(answer.body.length).toBe(0);
+    await wire.write(request('GET', '/after-204'));
+    expect(echo(await wire.answer()).url).toBe(`http://${HOST}/after-204`);
+  });
+
+  it.each(['/split', '/split-lf', '/split-cr', '/split-name'])('a handler header with CR or LF (%s) never reaches the wire: 500 instead', async (path) => {
+    const wire = await Wire.open(main.port);
+    await wire.write(request('GET', path));
+    const answer = await wire.answer();
+    expect(answer.status).toBe(500);
+    expect(wire.data.toString('latin1').toLowerCase()).not.toContain('set-cookie');
+    expect(wire.data.toString('latin1')).not.toContain('injected');
+  });
+
+  it('the handler’s own content-length, transfer-encoding and connection do not duplicate the framing of a plain answer', async () => {
+    const wire = await Wire.open(main.port);
+    await wire.write(request('GET', '/framing-plain'));
+    const answer = await wire.answer();
+    expect(answer.text).toBe('framed');
+    expect(answer.fields.filter(([name]) => name === 'content-length')).toEqual([['content-length', '6']]);
+    expect(headerCount(answer, 'transfer-encoding')).toBe(0);
+    expect(headerCount(answer, 'connection')).toBeLessThanOrEqual(1);
+    await wire.write(request('GET', '/after-framing'));
+    expect(echo(await wire.answer()).url).toBe(`http://${HOST}/after-framing`);
+  });
+
+  it('the handler’s own content-length, transfer-encoding and connection do not duplicate the framing of a streamed answer', async () => {
+    const wire = await Wire.open(main.port);
+    await wire.write(request('GET', '/framing-streamed'));
+    const answer = await wire.answer();
+    expect(answer.text).toBe('abcd');
+    expect(headerCount(answer, 'content-length')).toBe(0);
+    expect(answer.fields.filter(([name]) => name === 'transfer-encoding')).toEqual([['transfer-encoding', 'chunked']]);
+    expect(headerCount(answer, 'connection')).toBeLessThanOrEqual(1);
+    await wire.write(request('GET', '/after-framing'));
+    expect(echo(await wire.answer()).url).toBe(`http://${HOST}/after-framing`);
+  });
+});
+
+describe('refusals', () => {
+  const chunked = `Transfer-Encoding: chunked\r\n\r\n`;
+  const bad400: [string, string][] = [
+    ['a bare LF ending the request line', `GET / HTTP/1.1\n${H}\r\n`],
+    ['a bare LF ending a header line', `GET / HTTP/1.1\r\nHost: ${HOST}\nX-A: a\r\n\r\n`],
+    ['a bare LF ending the head', `GET / HTTP/1.1\r\n${H}\n`],
+    ['a bare LF inside a header value', `GET / HTTP/1.1\r\n${H}X-A: a\nb\r\n\r\n`],
+    ['a bare CR inside the request line', `GET /\r HTTP/1.1\r\n${H}\r\n`],
+    ['a bare CR inside a header value', `GET / HTTP/1.1\r\n${H}X-A: a\rb\r\n\r\n`],
+    ['a bare CR before a CRLF', `GET / HTTP/1.1\r\n${H}X-A: a\r\r\n\r\n`],
+    ['obs-fold (a header line starting with a space)', `GET / HTTP/1.1\r\n${H}X-A: a\r\n b\r\n\r\n`],
+    ['obs-fold (a header line starting with a tab)', `GET / HTTP/1.1\r\n${H}X-A: a\r\n\tb\r\n\r\n`],
+    ['a first header line starting with a space', `GET / HTTP/1.1\r\n X-A: a\r\n${H}\r\n`],
+    ['a space between a header name and its colon', `GET / HTTP/1.1\r\n${H}X-A : a\r\n\r\n`],
+    ['a tab between a header name and its colon', `GET / HTTP/1.1\r\n${H}X-A\t: a\r\n\r\n`],
+    ['a header name with "("', `GET / HTTP/1.1\r\n${H}X(A): a\r\n\r\n`],
+    ['a header name with "@"', `GET / HTTP/1.1\r\n${H}X@A: a\r\n\r\n`],
+    ['a header name with a space inside', `GET / HTTP/1.1\r\n${H}X A: a\r\n\r\n`],
+    ['a header name with a byte over 0x7f', `GET / HTTP/1.1\r\n${H}X\xe9: a\r\n\r\n`],
+    ['an empty header name', `GET / HTTP/1.1\r\n${H}: a\r\n\r\n`],
+    ['a header line without a colon', `GET / HTTP/1.1\r\n${H}X-A a\r\n\r\n`],
+    ['a header value with \\x00', `GET / HTTP/1.1\r\n${H}X-A: a\x00b\r\n\r\n`],
+    ['a header value with \\x01', `GET / HTTP/1.1\r\n${H}X-A: a\x01b\r\n\r\n`],
+    ['a header value with \\x1b', `GET / HTTP/1.1\r\n${H}X-A: a\x1bb\r\n\r\n`],
+    ['a header value with \\x7f', `GET / HTTP/1.1\r\n${H}X-A: a\x7fb\r\n\r\n`],
+    ['a request line with two spaces', `GET  / HTTP/1.1\r\n${H}\r\n`],
+    ['a request line with a trailing space', `GET / HTTP/1.1 \r\n${H}\r\n`],
+    ['a request line separated by tabs', `GET\t/\tHTTP/1.1\r\n${H}\r\n`],
+    ['a request line without a version', `GET /\r\n${H}\r\n`],
+    ['a request line with only a method', `GET\r\n${H}\r\n`],
+    ['a lowercase http/1.1', `GET / http/1.1\r\n${H}\r\n`],
+    ['an absolute-form target', `GET http://x/ HTTP/1.1\r\n${H}\r\n`],
+    ['an asterisk target with POST', `POST * HTTP/1.1\r\n${H}Content-Length: 0\r\n\r\n`],
+    ['a target without a leading slash', `GET x HTTP/1.1\r\n${H}\r\n`],
+    ['a target with a byte over 0x7f', `GET /\xe9 HTTP/1.1\r\n${H}\r\n`],
+    ['a target with \\x7f', `GET /a\x7f HTTP/1.1\r\n${H}\r\n`],
+    ['a target with \\x00', `GET /a\x00 HTTP/1.1\r\n${H}\r\n`],
+    ['a missing Host', `GET / HTTP/1.1\r\nX-A: a\r\n\r\n`],
+    ['two Host headers with one value', `GET / HTTP/1.1\r\n${H}${H}\r\n`],
+    ['two Host headers with two values', `GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n`],
+    ['a Host with a space (a b)', `GET / HTTP/1.1\r\nHost: a b\r\n\r\n`],
+    ['a Host with a slash (a/b)', `GET / HTTP/1.1\r\nHost: a/b\r\n\r\n`],
+    ['a Host with userinfo (a@b)', `GET / HTTP/1.1\r\nHost: a@b\r\n\r\n`],
+    ['a Host with a fragment (a#b)', `GET / HTTP/1.1\r\nHost: a#b\r\n\r\n`],
+    ['a Host with a query (a?b)', `GET / HTTP/1.1\r\nHost: a?b\r\n\r\n`],
+    ['Content-Length: +5', `POST / HTTP/1.1\r\n${H}Content-Length: +5\r\n\r\nhello`],
+    ['Content-Length: -1', `POST / HTTP/1.1\r\n${H}Content-Length: -1\r\n\r\nhello`],
+    ['Content-Length: 5 5', `POST / HTTP/1.1\r\n${H}Content-Length: 5 5\r\n\r\nhello`],
+    ['Content-Length: 0x5', `POST / HTTP/1.1\r\n${H}Content-Length: 0x5\r\n\r\nhello`],
+    ['Content-Length: 1,1', `POST / HTTP/1.1\r\n${H}Content-Length: 1,1\r\n\r\nh`],
+    ['an empty Content-Length', `POST / HTTP/1.1\r\n${H}Content-Length:\r\n\r\nhello`],
+    ['two Content-Length headers with the same value', `POST / HTTP/1.1\r\n${H}Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello`],
+    ['two Content-Length headers with different values', `POST / HTTP/1.1\r\n${H}Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!`],
+    ['Content-Length with Transfer-Encoding: chunked', `POST / HTTP/1.1\r\n${H}Content-Length: 5\r\n${chunked}0\r\n\r\n`],
+    ['a chunk size zz', `POST / HTTP/1.1\r\n${H}${chunked}zz\r\nhello\r\n0\r\n\r\n`],
+    ['a negative chunk size', `POST / HTTP/1.1\r\n${H}${chunked}-5\r\nhello\r\n0\r\n\r\n`],
+    ['a chunk size of 17 hex digits', `POST / HTTP/1.1\r\n${H}${chunked}fffffffffffffffff\r\nhello\r\n0\r\n\r\n`],
+    ['an empty chunk size', `POST / HTTP/1.1\r\n${H}${chunked}\r\nhello\r\n0\r\n\r\n`],
+    ['a chunk size line ending with a bare LF', `POST / HTTP/1.1\r\n${H}${chunked}5\nhello\r\n0\r\n\r\n`],
+    ['a chunk not followed by CRLF', `POST / HTTP/1.1\r\n${H}${chunked}5\r\nhelloXX0\r\n\r\n`],
+    ['a chunk followed by a bare LF', `POST / HTTP/1.1\r\n${H}${chunked}5\r\nhello\n0\r\n\r\n`],
+    ['a method with "("', `G(T / HTTP/1.1\r\n${H}\r\n`],
+    ['a method with \\x00', `G\x00T / HTTP/1.1\r\n${H}\r\n`],
+    ['a method with a byte over 0x7f', `G\xc9T / HTTP/1.1\r\n${H}\r\n`],
+    ['an empty method', ` / HTTP/1.1\r\n${H}\r\n`],
+  ];
+  it.each(bad400)('400: %s', (_, raw) => expectRefused(main.port, raw, 400));
+
+  const bad501: [string, string][] = [
+    ['Transfer-Encoding: gzip, chunked', 'Transfer-Encoding: gzip, chunked\r\n'],
+    ['Transfer-Encoding: chunked, chunked', 'Transfer-Encoding: chunked, chunked\r\n'],
+    ['Transfer-Encoding: identity', 'Transfer-Encoding: identity\r\n'],
+    ['Transfer-Encoding: xchunked', 'Transfer-Encoding: xchunked\r\n'],
+    ['Transfer-Encoding: gzip', 'Transfer-Encoding: gzip\r\n'],
+    ['two Transfer-Encoding: chunked headers', 'Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n'],
+    ['Transfer-Encoding: gzip then Transfer-Encoding: chunked', 'Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n'],
+  ];
+  it.each(bad501)('501: %s', (_, te) => expectRefused(main.port, `POST / HTTP/1.1\r\n${H}${te}\r\n5\r\nhello\r\n0\r\n\r\n`, 501));
+
+  it.each(['HTTP/1.0', 'HTTP/2.0', 'HTTP/1.2'])('505: version %s', (version) => expectRefused(main.port, `GET / ${version}\r\n${H}\r\n`, 505));
+
+  it('417: an Expect other than 100-continue', () => expectRefused(main.port, `POST / HTTP/1.1\r\n${H}Expect: 200-ok\r\nContent-Length: 2\r\n\r\nhi`, 417));
+
+  it('413: a Content-Length over the default 4 MiB, refused at once, before the body is sent', async () => {
+    const before = calls.length;
+    const wire = await Wire.open(main.port);
+    await wire.write(`POST / HTTP/1.1\r\n${H}Content-Length: ${4 * 1024 * 1024 + 1}\r\n\r\n`);
+    expectRefusalAnswer(await wire.answer(), 413);
+    expect(await wire.closed()).toBe(true);
+    expect(calls.length).toBe(before);
+  });
+
+  it('413: a Content-Length with 30 digits', () => expectRefused(main.port, `POST / HTTP/1.1\r\n${H}Content-Length: ${'9'.repeat(30)}\r\n\r\n`, 413));
+
+  it('413 with Expect: 100-continue: refused without a 100 Continue', () =>
+    expectRefused(small.port, `POST / HTTP/1.1\r\n${H}Expect: 100-continue\r\nContent-Length: 1025\r\n\r\n`, 413));
+
+  it('maxBodyBytes 1024: a body of 1024 bytes is accepted, one of 1025 refused with 413', async () => {
+    const { answer } = await ask(small.port, request('POST', '/limit', { body: 'x'.repeat(1024) }));
+    expect(echo(answer).text).toHaveLength(1024);
+    await expectRefused(small.port, request('POST', '/limit', { body: 'x'.repeat(1025) }), 413);
+  });
+
+  it('maxBodyBytes 1024: a chunked body of 1024 bytes is accepted, one that grows over it refused with 413', async () => {
+    const chunk = `200\r\n${'y'.repeat(512)}\r\n`;
+    const head = `POST /limit HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n`;
+    const { answer } = await ask(small.port, `${head}${chunk}${chunk}0\r\n\r\n`);
+    expect(echo(answer).text).toHaveLength(1024);
+    await expectRefused(small.port, `${head}${chunk}${chunk}${chunk}0\r\n\r\n`, 413);
+  });
+
+  it('431: a head over the default 16 KiB', () => expectRefused(main.port, `GET / HTTP/1.1\r\n${H}X-Big: ${'b'.repeat(17 * 1024)}\r\n\r\n`, 431));
+
+  it('a head just under 16 KiB is accepted', async () => {
+    const { answer } = await ask(main.port, `GET /big-head HTTP/1.1\r\n${H}X-Big: ${'b'.repeat(15 * 1024)}\r\n\r\n`);
+    expect(answer.status).toBe(200);
+  });
+
+  it('431: a head that never ends (100 KiB of header bytes, no blank line) is refused, not buffered', async () => {
+    const before = calls.length;
+    const wire = await Wire.open(main.port);
+    await wire.write(`GET / HTTP/1.1\r\n${H}`);
+    const line = `X-Pad: ${'p'.repeat(1000)}\r\n`;
+    for (let sent = 0; sent < 100 * 1024 && !wire.ended; sent += line.length) await wire.write(line);
+    expectRefusalAnswer(await wire.answer(), 431);
+    expect(await wire.closed()).toBe(true);
+    expect(calls.length).toBe(before);
+  });
+
+  it('431: more than the default 100 header lines; exactly 100 are accepted', async () => {
+    const lines = (n: number): string => Array.from({ length: n }, (_, i) => `X-H${i}: ${i}\r\n`).join('');
+    const { answer } = await ask(main.port, `GET /hundred HTTP/1.1\r\n${H}${lines(99)}\r\n`);
+    expect(answer.status).toBe(200);
+    await expectRefused(main.port, `GET / HTTP/1.1\r\n${H}${lines(100)}\r\n`, 431);
+  });
+
+  it('a flood of empty lines before a request line is cut off, not buffered or waited on forever', async () => {
+    const before = calls.length;
+    const wire = await Wire.open(timed.port);
+    for (let i = 0; i < 50 && !wire.ended; i++) await wire.write('\r\n'.repeat(1024));
+    expect(await wire.closed(2000)).toBe(true);
+    if (wire.data.length) expect((await wire.answer()).status).toBeGreaterThanOrEqual(400);
+    expect(calls.length).toBe(before);
+  });
+
+  it('after a refusal the connection is closed: a request sent after the bad one in a second write is never read', async () => {
+    const before = calls.length;
+    const wire = await Wire.open(main.port);
+    await wire.write(`GET / HTTP/1.0\r\n${H}\r\n`);
+    expectRefusalAnswer(await wire.answer(), 505);
+    await wire.write(AFTER);
+    expect(await wire.closed()).toBe(true);
+    expect(wire.rest()).toBe('');
+    expect(calls.length).toBe(before);
+  });
+
+  it('after a 413 on a Content-Length, the body sent anyway (holding a request) is never read as a request', () =>
+    expectRefused(small.port, `POST / HTTP/1.1\r\n${H}Content-Length: 2000\r\n\r\n${AFTER}${'z'.repeat(2000)}`, 413));
+});
+
+describe('request smuggling', () => {
+  it('Content-Length: 5 with Transfer-Encoding: chunked is refused (400), the request behind never read', () =>
+    expectRefused(main.port, `POST / HTTP/1.1\r\n${H}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\n${H}\r\n`, 400));
+
+  it('Transfer-Encoding with a space before its colon is refused (400)', () =>
+    expectRefused(main.port, `POST / HTTP/1.1\r\n${H}Transfer-Encoding : chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n`, 400));
+
+  it('Transfer-Encoding: \\x0bchunked is refused (400 or 501)', () =>
+    expectRefused(main.port, `POST / HTTP/1.1\r\n${H}Transfer-Encoding: \x0bchunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n`, [400, 501]));
+
+  it('a request inside a Content-Length body is body: the handler reads it in text() and is never called for it', async () => {
+    const inner = `GET /inner HTTP/1.1\r\n${H}\r\n`;
+    const wire = await Wire.open(main.port);
+    await wire.write(Buffer.concat([request('POST', '/outer?tag=cl-body', { body: inner }), request('GET', '/next?tag=cl-body')]));
+    expect(echo(await wire.answer()).text).toBe(inner);
+    expect(echo(await wire.answer()).url).toBe(`http://${HOST}/next?tag=cl-body`);
+    expect(await wire.until(() => false, 100)).toBe(false);
+    expect(wire.rest()).toBe('');
+    expect(calls.some((call) => call.url.includes('/inner'))).toBe(false);
+  });
+
+  it('a request inside a chunked body is body: the handler reads it in text() and is never called for it', async () => {
+    const inner = `GET /inner-chunk HTTP/1.1\r\n${H}\r\n`;
+    const raw = `POST /outer HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n${inner.length.toString(16)}\r\n${inner}\r\n0\r\n\r\n`;
+    const wire = await Wire.open(main.port);
+    await wire.write(raw);
+    expect(echo(await wire.answer()).text).toBe(inner);
+    expect(await wire.until(() => false, 100)).toBe(false);
+    expect(wire.rest()).toBe('');
+    expect(calls.some((call) => call.url.includes('/inner-chunk'))).toBe(false);
+  });
+
+  it('a GET with a Content-Length body holding a request: that request is never handled', async () => {
+    const inner = `GET /inner-get HTTP/1.1\r\n${H}\r\n`;
+    const wire = await Wire.open(main.port);
+    await wire.write(request('GET', '/outer-get', { body: inner }));
+    await wire.until(() => false, 200);
+    expect(calls.some((call) => call.url.includes('/inner-get'))).toBe(false);
+  });
+
+  it('a chunked body whose last chunk is followed by a request: the first is answered, the second handled as its own request only', async () => {
+    const wire = await Wire.open(main.port);
+    await wire.write(`POST /first HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /second HTTP/1.1\r\n${H}\r\n`);
+    const first = echo(await wire.answer());
+    const second = echo(await wire.answer());
+    expect([first.url, first.text, second.url, second.text]).toEqual([`http://${HOST}/first`, 'abc', `http://${HOST}/second`, '']);
+  });
+});
+
+describe('clocks', () => {
+  it('408: a slowloris sending one header byte every 50 ms is cut off at requestMs (300 ms)', async () => {
+    const before = calls.length;
+    const wire = await Wire.open(timed.port);
+    const start = performance.now();
+    await wire.write(`GET / HTTP/1.1\r\n${H}X-Slow: `);
+    const drip = setInterval(() => void wire.write('a'), 50);
+    try {
+      expectRefusalAnswer(await wire.answer({ ms: 2000 }), 408);
+      expect(await wire.closed(1000)).toBe(true);
+    } finally {
+      clearInterval(drip);
+    }
+    expect(performance.now() - start).toBeLessThan(1500);
+    expect(calls.length).toBe(before);
+  });
+
+  it('408: a body dripping a byte every 50 ms is cut off at requestMs', async () => {
+    const before = calls.length;
+    const wire = await Wire.open(timed.port);
+    await wire.write(`POST / HTTP/1.1\r\n${H}Content-Length: 100\r\n\r\n`);
+    const drip = setInterval(() => void wire.write('b'), 50);
+    try {
+      expectRefusalAnswer(await wire.answer({ ms: 2000 }), 408);
+      expect(await wire.closed(1000)).toBe(true);
+    } finally {
+      clearInterval(drip);
+    }
+    expect(calls.length).toBe(before);
+  });
+
+  it('408: a head that stops half-way', async () => {
+    const wire = await Wire.open(timed.port);
+    await wire.write(`GET / HTTP/1.1\r\n${H}`);
+    expectRefusalAnswer(await wire.answer({ ms: 2000 }), 408);
+    expect(await wire.closed(1000)).toBe(true);
+  });
+
+  it('a connection that never sends a byte is closed (after idleMs)', async () => {
+    const wire = await Wire.open(timed.port);
+    expect(await wire.closed(2000)).toBe(true);
+    if (wire.data.length) expect((await wire.answer()).status).toBe(408);
+  });
+
+  it('a keep-alive connection idle for idleMs (200 ms) is closed, without another answer', async () => {
+    const wire = await Wire.open(timed.port);
+    await wire.write(request('GET', '/idle'));
+    expect((await wire.answer()).status).toBe(200);
+    expect(await wire.closed(2000)).toBe(true);
+    expect(wire.rest()).toBe('');
+  });
+
+  it('a connection that sends a request every 100 ms stays open past idleMs and requestMs', async () => {
+    const wire = await Wire.open(timed.port);
+    for (let n = 0; n < 6; n++) {
+      await wire.write(request('GET', `/busy${n}`));
+      expect(echo(await wire.answer()).url).toBe(`http://${HOST}/busy${n}`);
+      await sleep(100);
+    }
+    expect(wire.ended).toBe(false);
+  });
+
+  it('the requestMs clock starts at a request’s first byte, not at the connection’s', async () => {
+    const wire = await Wire.open(timed.port);
+    await wire.write(request('GET', '/first'));
+    await wire.answer();
+    await sleep(150);
+    const second = request('POST', '/second', { body: 'xyz' });
+    for (let i = 0; i < 4; i++) {
+      await wire.write(second.subarray((i * second.length) / 4, ((i + 1) * second.length) / 4));
+      await sleep(50);
+    }
+    expect(echo(await wire.answer())).toMatchObject({ url: `http://${HOST}/second`, text: 'xyz' });
+  });
+
+  it('a handler slower than requestMs and idleMs is still answered', async () => {
+    const { answer } = await ask(timed.port, request('GET', '/slow?ms=500'));
+    expect([answer.status, answer.text]).toEqual([200, 'slow']);
+  });
+
+  it('a streamed answer open longer than requestMs and idleMs is delivered whole', async () => {
+    const wire = await Wire.open(timed.port);
+    await wire.write(request('GET', '/stream?tag=long'));
+    expect(await wire.until(() => wire.data.includes('data: first'))).toBe(true);
+    const open = await waitGate('long');
+    await sleep(500);
+    expect(wire.ended).toBe(false);
+    open();
+    expect((await wire.answer()).text).toBe('data: first\n\ndata: last\n\n');
+  });
+});
+
+describe('robustness', () => {
+  it('a client that closes mid-head or mid-body: no handler call, and the server serves the next client', async () => {
+    const before = calls.length;
+    const midHead = await Wire.open(main.port);
+    await midHead.write(`POST /mid HTTP/1.1\r\n${H}Content-Le`);
+    midHead.destroy();
+    const midBody = await Wire.open(main.port);
+    await midBody.write(`POST /mid HTTP/1.1\r\n${H}Content-Length: 100\r\n\r\n0123456789`);
+    midBody.destroy();
+    const halfClosed = await Wire.open(main.port);
+    await halfClosed.write(`POST /mid HTTP/1.1\r\n${H}Content-Length: 100\r\n\r\n0123456789`);
+    halfClosed.socket.end();
+    expect(await halfClosed.closed()).toBe(true);
+    await sleep(50);
+    expect(calls.length).toBe(before);
+    const response = await fetch(`${main.url}/still-there`);
+    expect(response.status).toBe(200);
+  });
+
+  it('a client that leaves while a streamed answer is open aborts its signal', async () => {
+    const wire = await Wire.open(main.port);
+    await wire.write(request('GET', '/never?tag=left'));
+    expect(await wire.until(() => wire.data.includes('data: open'))).toBe(true);
+    const signal = byTag('left')[0]?.signal as AbortSignal;
+    expect(signal.aborted).toBe(false);
+    wire.destroy();
+    await expect.poll(() => signal.aborted, { timeout: 3000 }).toBe(true);
+  });
+
+  it('a client that half-closes (FIN) while a streamed answer is open aborts its signal', async () => {
+    const wire = await Wire.open(main.port);
+    await wire.write(request('GET', '/never?tag=fin'));
+    expect(await wire.until(() => wire.data.includes('data: open'))).toBe(true);
+    const signal = byTag('fin')[0]?.signal as AbortSignal;
+    expect(signal.aborted).toBe(false);
+    wire.socket.end();
+    await expect.poll(() => signal.aborted, { timeout: 3000 }).toBe(true);
+  });
+
+  it('the signal of a request whose answer has ended is never aborted, whether the client then closes or half-closes', async () => {
+    const closing = await Wire.open(main.port);
+    await closing.write(request('POST', '/done?tag=done-close', { body: 'x' }));
+    await closing.answer();
+    const half = await Wire.open(main.port);
+    await half.write(request('GET', '/stream?tag=done-fin'));
+    (await waitGate('done-fin'))();
+    await half.answer();
+    closing.destroy();
+    half.socket.end();
+    expect(await half.closed()).toBe(true);
+    await sleep(100);
+    expect(byTag('done-close')[0]?.signal.aborted).toBe(false);
+    expect(byTag('done-fin')[0]?.signal.aborted).toBe(false);
+  });
+
+  it('a handler that throws: 500 with the default JSON-RPC error body, and the connection stays usable', async () => {
+    const wire = await Wire.open(main.port);
+    for (const path of ['/throw', '/throw-sync']) {
+      await wire.write(request('POST', path, { body: '{}' }));
+      const answer = await wire.answer();
+      expect(answer.status).toBe(500);
+      expect(JSON.parse(answer.text)).toEqual({ jsonrpc: '2.0', error: { code: -32603, message: 'internal error' }, id: null });
+    }
+    await wire.write(request('GET', '/after-throw'));
+    expect(echo(await wire.answer()).url).toBe(`http://${HOST}/after-throw`);
+  });
+
+  it('a handler that throws: 500 with the configured errorBody', async () => {
+    const { answer } = await ask(small.port, request('GET', '/throw'));
+    expect(answer.status).toBe(500);
+    expect(JSON.parse(answer.text)).toEqual(CUSTOM_ERROR);
+  });
+
+  it('close() ends open connections (idle and streaming) and stops listening', async () => {
+    const own = await serveHttp1(handler);
+    const idle = await Wire.open(own.port);
+    await idle.write(request('GET', '/before-close'));
+    await idle.answer();
+    const streaming = await Wire.open(own.port);
+    await streaming.write(request('GET', '/never?tag=closing'));
+    expect(await streaming.until(() => streaming.data.includes('data: open'))).toBe(true);
+    const closed = await Promise.race([own.close().then(() => true), sleep(3000).then(() => false)]);
+    expect(closed).toBe(true);
+    expect(await idle.closed(1000)).toBe(true);
+    expect(await streaming.closed(1000)).toBe(true);
+    await expect(Wire.open(own.port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+  });
+});
+
+describe('random input (seeded)', () => {
+  /** mulberry32: a tiny deterministic generator, so that a failure replays. */
+  function generator(seed: number): () => number {
+    let state = seed >>> 0;
+    return () => {
+      state = (state + 0x6d2b79f5) >>> 0;
+      let t = state;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  const TEMPLATES = [
+    `GET /f HTTP/1.1\r\nHost: a\r\n\r\n`,
+    `POST /f HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello`,
+    `POST /f HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;e=1\r\nhello\r\n0\r\nT: 1\r\n\r\n`,
+    `HEAD /f HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n`,
+    `POST /f HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi`,
+  ];
+  const PIECES = ['\r\n', '\r', '\n', ' ', '\t', ':', ';', '\x00', '\x0b', '\x7f', '\xff', 'GET ', 'POST ', ' HTTP/1.1', 'HTTP/1.0', 'Host: a\r\n', 'Content-Length: ', 'Transfer-Encoding: chunked\r\n', '0\r\n\r\n', 'ffffffff', '/', '%00', '-1', '\r\n\r\n'];
+
+  function input(random: () => number, i: number): Buffer {
+    const int = (n: number): number => Math.floor(random() * n);
+    if (i % 3 === 0) return Buffer.from(Array.from({ length: 1 + int(200) }, () => int(256)));
+    if (i % 3 === 1) return bytes(Array.from({ length: 1 + int(12) }, () => PIECES[int(PIECES.length)]).join(''));
+    let text = TEMPLATES[int(TEMPLATES.length)] as string;
+    for (let n = 1 + int(4); n > 0; n--) {
+      const at = int(text.length + 1);
+      switch (int(5)) {
+        case 0:
+          text = text.slice(0, at) + String.fromCharCode(int(256)) + text.slice(at + 1);
+          break;
+        case 1:
+          text = text.slice(0, at) + PIECES[int(PIECES.length)] + text.slice(at);
+          break;
+        case 2:
+          text = text.slice(0, at) + text.slice(at + 1 + int(8));
+          break;
+        case 3:
+          text = text.slice(0, at);
+          break;
+        default:
+          text += text;
+      }
+    }
+    return bytes(text);
+  }
+
+  it('1,000 random inputs: no crash, handler methods are upper-case tokens, every connection answered validly or closed in bounded time', async () => {
+    const methods: string[] = [];
+    const fuzzed = await serveHttp1(
+      async (req) => {
+        methods.push(req.method);
+        await req.text();
+        return { status: 200, headers: { 'content-type': 'text/plain' }, body: '' };
+      },
+      { requestMs: 300, idleMs: 200 },
+    );
+    const random = generator(0x5eed);
+    const inputs = Array.from({ length: 1000 }, (_, i) => input(random, i));
+    const failures: string[] = [];
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < inputs.length) {
+        const i = next++;
+        const raw = inputs[i] as Buffer;
+        const wire = await Wire.open(fuzzed.port);
+        await wire.write(raw);
+        if (!(await wire.closed(2000))) failures.push(`#${i} still open after 2 s: ${JSON.stringify(raw.toString('latin1'))}`);
+        try {
+          while (wire.rest() !== '') await wire.answer({ ms: 0 });
+        } catch (error) {
+          failures.push(`#${i} ${(error as Error).message}: sent ${JSON.stringify(raw.toString('latin1'))}`);
+        }
+        wire.destroy();
+      }
+    };
+    try {
+      await Promise.all(Array.from({ length: 100 }, worker));
+      expect(failures).toEqual([]);
+      expect(methods.filter((method) => !/^[A-Z]+$/.test(method))).toEqual([]);
+      const after = await ask(fuzzed.port, request('GET', '/after-fuzz'));
+      expect(after.answer.status).toBe(200);
+    } finally {
+      await fuzzed.close();
+    }
+  });
+});
