@@ -1030,6 +1030,17 @@ describe('refusals', () => {
     expect(calls.length).toBe(before);
   });
 
+  it('a bad request pipelined behind a streamed answer: the answer ends whole, then the refusal, never inside it', async () => {
+    const before = calls.length;
+    const wire = await Wire.open(main.port);
+    await wire.write(Buffer.concat([request('GET', '/slow-stream?tag=before-bad'), bytes(`GET / HTTP/1.0\r\n${H}\r\n`), bytes(AFTER)]));
+    expect((await wire.answer()).text).toBe('ab');
+    expectRefusalAnswer(await wire.answer(), 505);
+    expect(await wire.closed()).toBe(true);
+    expect(wire.rest()).toBe('');
+    expect(calls.slice(before).map((call) => call.path)).toEqual(['/slow-stream']);
+  });
+
   it('after a 413 on a Content-Length, the body sent anyway (holding a request) is never read as a request', () =>
     expectRefused(small.port, `POST / HTTP/1.1\r\n${H}Content-Length: 2000\r\n\r\n${AFTER}${'z'.repeat(2000)}`, 413));
 });
@@ -1136,6 +1147,41 @@ describe('clocks', () => {
   it('408: a head that stops half-way', async () => {
     const wire = await Wire.open(timed.port);
     await wire.write(`GET / HTTP/1.1\r\n${H}`);
+    expectRefusalAnswer(await wire.answer({ ms: 2000 }), 408);
+    expect(await wire.closed(1000)).toBe(true);
+  });
+
+  it('408 on a keep-alive connection: a slowloris second request is cut off at requestMs from its first byte', async () => {
+    const wire = await Wire.open(timed.port);
+    await wire.write(request('GET', '/first'));
+    expect((await wire.answer()).status).toBe(200);
+    const start = performance.now();
+    await wire.write('G');
+    const drip = setInterval(() => void wire.write('E'), 50);
+    try {
+      expectRefusalAnswer(await wire.answer({ ms: 2000 }), 408);
+      expect(await wire.closed(1000)).toBe(true);
+    } finally {
+      clearInterval(drip);
+    }
+    expect(performance.now() - start).toBeLessThan(1500);
+  });
+
+  it('a request that arrived whole behind a handler slower than requestMs is answered, not timed out', async () => {
+    const wire = await Wire.open(timed.port);
+    await wire.write(Buffer.concat([request('GET', '/slow?ms=500'), request('POST', '/behind-slow', { body: 'b' })]));
+    expect((await wire.answer()).text).toBe('slow');
+    expect(echo(await wire.answer())).toMatchObject({ url: `http://${HOST}/behind-slow`, text: 'b' });
+  });
+
+  it('a request cut off by requestMs behind a streamed answer: the stream ends whole before the 408', async () => {
+    const wire = await Wire.open(timed.port);
+    await wire.write(Buffer.concat([request('GET', '/stream?tag=before-408'), bytes(`GET /never-whole HTTP/1.1\r\n${H}`)]));
+    expect(await wire.until(() => wire.data.includes('data: first'))).toBe(true);
+    const open = await waitGate('before-408');
+    await sleep(500);
+    open();
+    expect((await wire.answer()).text).toBe('data: first\n\ndata: last\n\n');
     expectRefusalAnswer(await wire.answer({ ms: 2000 }), 408);
     expect(await wire.closed(1000)).toBe(true);
   });
