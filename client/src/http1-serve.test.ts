@@ -1172,7 +1172,7 @@ describe('clocks', () => {
 
   it('a request that arrived whole behind a handler slower than requestMs is answered, not timed out', async () => {
     const wire = await Wire.open(timed.port);
-    await wire.write(Buffer.concat([request('GET', '/slow?ms=500'), request('POST', '/behind-slow', { body: 'b' })]));
+    await wire.write(Buffer.concat([request('GET', '/slow?ms=350'), request('POST', '/behind-slow', { body: 'b' })]));
     expect((await wire.answer()).text).toBe('slow');
     expect(echo(await wire.answer())).toMatchObject({ url: `http://${HOST}/behind-slow`, text: 'b' });
   });
@@ -1182,7 +1182,7 @@ describe('clocks', () => {
     await wire.write(Buffer.concat([request('GET', '/stream?tag=before-408'), bytes(`GET /never-whole HTTP/1.1\r\n${H}`)]));
     expect(await wire.until(() => wire.data.includes('data: first'))).toBe(true);
     const open = await waitGate('before-408');
-    await sleep(500);
+    await sleep(350);
     open();
     expect((await wire.answer()).text).toBe('data: first\n\ndata: last\n\n');
     expectRefusalAnswer(await wire.answer({ ms: 2000 }), 408);
@@ -1205,7 +1205,7 @@ describe('clocks', () => {
 
   it('a connection that sends a request every 100 ms stays open past idleMs and requestMs', async () => {
     const wire = await Wire.open(timed.port);
-    for (let n = 0; n < 6; n++) {
+    for (let n = 0; n < 4; n++) {
       await wire.write(request('GET', `/busy${n}`));
       expect(echo(await wire.answer()).url).toBe(`http://${HOST}/busy${n}`);
       await sleep(100);
@@ -1227,7 +1227,7 @@ describe('clocks', () => {
   });
 
   it('a handler slower than requestMs and idleMs is still answered', async () => {
-    const { answer } = await ask(timed.port, request('GET', '/slow?ms=500'));
+    const { answer } = await ask(timed.port, request('GET', '/slow?ms=350'));
     expect([answer.status, answer.text]).toEqual([200, 'slow']);
   });
 
@@ -1236,7 +1236,7 @@ describe('clocks', () => {
     await wire.write(request('GET', '/stream?tag=long'));
     expect(await wire.until(() => wire.data.includes('data: first'))).toBe(true);
     const open = await waitGate('long');
-    await sleep(500);
+    await sleep(350);
     expect(wire.ended).toBe(false);
     open();
     expect((await wire.answer()).text).toBe('data: first\n\ndata: last\n\n');
@@ -1414,8 +1414,10 @@ describe('random input (seeded)', () => {
 
   function input(random: () => number, i: number): Buffer {
     const int = (n: number): number => Math.floor(random() * n);
-    if (i % 3 === 0) return Buffer.from(Array.from({ length: 1 + int(200) }, () => int(256)));
-    if (i % 3 === 1) return bytes(Array.from({ length: 1 + int(12) }, () => PIECES[int(PIECES.length)]).join(''));
+    if (i % 4 === 0) return Buffer.from(Array.from({ length: 1 + int(200) }, () => int(256)));
+    if (i % 4 === 1) return bytes(Array.from({ length: 1 + int(12) }, () => PIECES[int(PIECES.length)]).join(''));
+    // Valid requests, pipelined: where cutting them into pieces matters most.
+    if (i % 4 === 2) return bytes(Array.from({ length: 1 + int(3) }, () => TEMPLATES[int(TEMPLATES.length)]).join(''));
     let text = TEMPLATES[int(TEMPLATES.length)] as string;
     for (let n = 1 + int(4); n > 0; n--) {
       const at = int(text.length + 1);
@@ -1439,46 +1441,101 @@ describe('random input (seeded)', () => {
     return bytes(text);
   }
 
-  it('1,000 random inputs: no crash, handler methods are upper-case tokens, every connection answered validly or closed in bounded time', async () => {
-    const methods: string[] = [];
-    const fuzzed = await serveHttp1(
+  /** What one connection got: its final answers (status and what the handler saw), and whether it closed. */
+  interface Outcome {
+    answers: string[];
+    closed: boolean;
+    failure?: string;
+  }
+
+  let fuzzed: Served;
+  const methods: string[] = [];
+
+  beforeAll(async () => {
+    fuzzed = await serveHttp1(
       async (req) => {
         methods.push(req.method);
-        await req.text();
-        return { status: 200, headers: { 'content-type': 'text/plain', 'x-method': req.method }, body: '' };
+        const text = await req.text();
+        const seen = `${req.method} ${req.url} ${Buffer.byteLength(text)}`;
+        return { status: 200, headers: { 'content-type': 'text/plain', 'x-method': req.method, 'x-seen': encodeURIComponent(seen) }, body: '' };
       },
-      { requestMs: 300, idleMs: 200 },
+      { requestMs: 150, idleMs: 100 },
     );
+  });
+
+  afterAll(async () => {
+    await fuzzed?.close();
+  });
+
+  /** Sends `raw` (at once, or cut at `cuts`, each piece its own write and turn), then reads until the server closes. */
+  async function outcome(raw: Buffer, cuts: number[] = []): Promise<Outcome> {
+    const wire = await Wire.open(fuzzed.port);
+    let from = 0;
+    for (const cut of [...cuts, raw.length]) {
+      await wire.write(raw.subarray(from, cut));
+      from = cut;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    const closed = await wire.closed(2000);
+    const answers: string[] = [];
+    let failure: string | undefined;
+    try {
+      while (wire.rest() !== '') {
+        const answer = await wire.answer({ ms: 0 });
+        const method = header(answer, 'x-method');
+        if (method !== undefined && !/^[A-Z]+$/.test(method)) failure = `handled with the method ${JSON.stringify(method)}`;
+        if (answer.status >= 200) answers.push(`${answer.status} ${decodeURIComponent(header(answer, 'x-seen') ?? '')}`);
+      }
+    } catch (error) {
+      failure = (error as Error).message;
+    }
+    wire.destroy();
+    return { answers, closed, ...(failure ? { failure } : {}) };
+  }
+
+  /** Runs `work` on every item, `width` at a time. */
+  async function inParallel<T>(items: T[], width: number, work: (item: T, index: number) => Promise<void>): Promise<void> {
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < items.length) {
+        const index = next++;
+        await work(items[index] as T, index);
+      }
+    };
+    await Promise.all(Array.from({ length: width }, worker));
+  }
+
+  const shown = (raw: Buffer): string => JSON.stringify(raw.toString('latin1'));
+
+  it('1,000 random inputs: no crash, handler methods are upper-case tokens, every connection answered validly or closed in bounded time', async () => {
     const random = generator(0x5eed);
     const inputs = Array.from({ length: 1000 }, (_, i) => input(random, i));
     const failures: string[] = [];
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < inputs.length) {
-        const i = next++;
-        const raw = inputs[i] as Buffer;
-        const wire = await Wire.open(fuzzed.port);
-        await wire.write(raw);
-        if (!(await wire.closed(2000))) failures.push(`#${i} still open after 2 s: ${JSON.stringify(raw.toString('latin1'))}`);
-        try {
-          while (wire.rest() !== '') {
-            const method = header(await wire.answer({ ms: 0 }), 'x-method');
-            if (method !== undefined && !/^[A-Z]+$/.test(method)) failures.push(`#${i} handled with the method ${JSON.stringify(method)}: sent ${JSON.stringify(raw.toString('latin1'))}`);
-          }
-        } catch (error) {
-          failures.push(`#${i} ${(error as Error).message}: sent ${JSON.stringify(raw.toString('latin1'))}`);
-        }
-        wire.destroy();
-      }
-    };
-    try {
-      await Promise.all(Array.from({ length: 100 }, worker));
-      expect(failures).toEqual([]);
-      expect(methods.filter((method) => !/^[A-Z]+$/.test(method))).toEqual([]);
-      const after = await ask(fuzzed.port, request('GET', '/after-fuzz'));
-      expect(after.answer.status).toBe(200);
-    } finally {
-      await fuzzed.close();
-    }
+    await inParallel(inputs, 100, async (raw, i) => {
+      const got = await outcome(raw);
+      if (!got.closed) failures.push(`#${i} still open after 2 s: sent ${shown(raw)}`);
+      if (got.failure) failures.push(`#${i} ${got.failure}: sent ${shown(raw)}`);
+    });
+    expect(failures).toEqual([]);
+    expect(methods.filter((method) => !/^[A-Z]+$/.test(method))).toEqual([]);
+    const after = await ask(fuzzed.port, request('GET', '/after-fuzz'));
+    expect(after.answer.status).toBe(200);
+  });
+
+  it('400 random inputs cut into random pieces are answered exactly as when sent at once', async () => {
+    const random = generator(0xc075);
+    const int = (n: number): number => Math.floor(random() * n);
+    const cases = Array.from({ length: 400 }, (_, i) => {
+      const raw = input(random, i);
+      const cuts = [...new Set(Array.from({ length: 1 + int(6) }, () => int(raw.length)))].sort((a, b) => a - b);
+      return { raw, cuts };
+    });
+    const failures: string[] = [];
+    await inParallel(cases, 100, async ({ raw, cuts }, i) => {
+      const whole = await outcome(raw);
+      const pieces = await outcome(raw, cuts);
+      if (JSON.stringify(whole) !== JSON.stringify(pieces)) failures.push(`#${i} at once ${JSON.stringify(whole)}, cut at ${cuts.join(',')} ${JSON.stringify(pieces)}: sent ${shown(raw)}`);
+    });
+    expect(failures).toEqual([]);
   });
 });
