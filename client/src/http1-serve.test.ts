@@ -298,6 +298,30 @@ async function handle(req: Http1Request): Promise<Answer> {
       return plain(200, UTF8_BODY);
     case '/status':
       return plain(Number(url.searchParams.get('code')), 'status');
+    case '/stream-utf8':
+      // Empty writes in between: an empty chunk on the wire would end the body early.
+      return {
+        status: 200,
+        headers: { 'content-type': 'text/plain; charset=utf-8' },
+        open(sink) {
+          sink.write('héllo ');
+          sink.write('');
+          sink.write('wörld – 世界');
+          sink.end(' 🌍');
+        },
+      };
+    case '/response-utf8': {
+      const encoder = new TextEncoder();
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(encoder.encode('héllo '));
+          controller.enqueue(new Uint8Array(0));
+          controller.enqueue(encoder.encode('wörld – 世界 🌍'));
+          controller.close();
+        },
+      });
+      return new Response(body, { headers: { 'content-type': 'text/plain; charset=utf-8' } });
+    }
     case '/slow': {
       await sleep(Number(url.searchParams.get('ms') ?? 100));
       return plain(200, 'slow');
@@ -753,6 +777,24 @@ describe('answers', () => {
       text += decoder.decode(value, { stream: true });
     }
     expect(text).toBe('data: first\n\ndata: last\n\n');
+  });
+
+  it.each(['/stream-utf8', '/response-utf8'])('%s: multi-byte chunks sized in bytes, empty writes skipped, the connection goes on', async (path) => {
+    const wire = await Wire.open(main.port);
+    await wire.write(Buffer.concat([request('GET', path), request('GET', '/after-utf8')]));
+    expect((await wire.answer()).text).toBe(UTF8_BODY);
+    expect(echo(await wire.answer()).url).toBe(`http://${HOST}/after-utf8`);
+  });
+
+  it('a handler status outside 200-599 (0, 99, 600, 1000, NaN, 1xx) never reaches the wire: 500 instead, and the connection stays in step', async () => {
+    const codes = ['0', '99', '600', '1000', 'NaN', '100', '101', '199'];
+    const wire = await Wire.open(main.port);
+    const seen: string[] = [];
+    for (const code of codes) {
+      await wire.write(Buffer.concat([request('GET', `/status?code=${code}`), request('GET', `/after-status-${code}`)]));
+      seen.push(`${code}: ${(await wire.answer()).status}, then ${echo(await wire.answer()).url}`);
+    }
+    expect(seen).toEqual(codes.map((code) => `${code}: 500, then http://${HOST}/after-status-${code}`));
   });
 
   it('a Response without a body is answered without one, and the connection goes on', async () => {
