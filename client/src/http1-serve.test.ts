@@ -539,6 +539,14 @@ describe('accepted requests', () => {
     expect(new URL(echo(answer).url).host).toBe(HOST);
   });
 
+  it('a target with a backslash or an @ does not move the url to another host either', async () => {
+    for (const target of ['/\\evil.test/x', '/@evil.test/x', '/..//evil.test/x']) {
+      const { answer } = await ask(main.port, request('GET', target));
+      expect(answer.status).toBe(200);
+      expect(new URL(echo(answer).url).host).toBe(HOST);
+    }
+  });
+
   it('an IPv6 literal Host is accepted', async () => {
     const { answer } = await ask(main.port, bytes('GET /v6 HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n'));
     expect(answer.status).toBe(200);
@@ -922,6 +930,7 @@ describe('refusals', () => {
     ['Content-Length: 1,1', `POST / HTTP/1.1\r\n${H}Content-Length: 1,1\r\n\r\nh`],
     ['an empty Content-Length', `POST / HTTP/1.1\r\n${H}Content-Length:\r\n\r\nhello`],
     ['two Content-Length headers with the same value', `POST / HTTP/1.1\r\n${H}Content-Length: 5\r\nContent-Length: 5\r\n\r\nhello`],
+    ['two Content-Length headers differing in case only', `POST / HTTP/1.1\r\n${H}Content-Length: 5\r\ncontent-length: 5\r\n\r\nhello`],
     ['two Content-Length headers with different values', `POST / HTTP/1.1\r\n${H}Content-Length: 5\r\nContent-Length: 6\r\n\r\nhello!`],
     ['Content-Length with Transfer-Encoding: chunked', `POST / HTTP/1.1\r\n${H}Content-Length: 5\r\n${chunked}0\r\n\r\n`],
     ['a chunk size zz', `POST / HTTP/1.1\r\n${H}${chunked}zz\r\nhello\r\n0\r\n\r\n`],
@@ -946,6 +955,7 @@ describe('refusals', () => {
     ['Transfer-Encoding: gzip', 'Transfer-Encoding: gzip\r\n'],
     ['two Transfer-Encoding: chunked headers', 'Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n'],
     ['Transfer-Encoding: gzip then Transfer-Encoding: chunked', 'Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n'],
+    ['two Transfer-Encoding headers differing in case only', 'Transfer-Encoding: chunked\r\ntransfer-encoding: chunked\r\n'],
   ];
   it.each(bad501)('501: %s', (_, te) => expectRefused(main.port, `POST / HTTP/1.1\r\n${H}${te}\r\n5\r\nhello\r\n0\r\n\r\n`, 501));
 
