@@ -513,6 +513,36 @@ function expectRefusalAnswer(answer: Parsed, status: number | number[]): void {
   expect(JSON.parse(answer.text)).toMatchObject({ jsonrpc: '2.0', id: null, error: { code: -32600, message: expect.any(String) } });
 }
 
+/**
+ * Writes `start`, then `filler` again and again (100 KiB in all) while the connection is open: the
+ * server must refuse (with one of `statuses`) and close, having buffered a bounded part of it.
+ */
+async function expectRefusedUnbounded(port: number, start: string, filler: string, statuses: number[]): Promise<void> {
+  const before = calls.length;
+  const wire = await Wire.open(port);
+  await wire.write(start);
+  for (let sent = 0; sent < 100 * 1024 && !wire.ended; sent += filler.length) await wire.write(filler);
+  expectRefusalAnswer(await wire.answer({ ms: 2000 }), statuses);
+  expect(await wire.closed()).toBe(true);
+  expect(calls.length).toBe(before);
+}
+
+/** Writes `start`, then `byte` every 50 ms: the server must answer 408 and close well within 1.5 s. */
+async function expectCutOffAtRequestMs(wire: Wire, start: string, byte: string): Promise<void> {
+  const before = calls.length;
+  const began = performance.now();
+  await wire.write(start);
+  const drip = setInterval(() => void wire.write(byte), 50);
+  try {
+    expectRefusalAnswer(await wire.answer({ ms: 2000 }), 408);
+    expect(await wire.closed(1000)).toBe(true);
+  } finally {
+    clearInterval(drip);
+  }
+  expect(performance.now() - began).toBeLessThan(1500);
+  expect(calls.length).toBe(before);
+}
+
 // ---------------------------------------------------------------------------------------------
 
 describe('accepted requests', () => {
@@ -1022,41 +1052,12 @@ describe('refusals', () => {
     expect(calls.length).toBe(before);
   });
 
-  it('a chunk-size line that never ends (100 KiB of chunk extension) is refused, not buffered', async () => {
-    const before = calls.length;
-    const wire = await Wire.open(main.port);
-    await wire.write(`POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5;ext=`);
-    for (let sent = 0; sent < 100 * 1024 && !wire.ended; sent += 1024) await wire.write('e'.repeat(1024));
-    const answer = await wire.answer({ ms: 2000 });
-    expect(answer.status).toBeGreaterThanOrEqual(400);
-    expectRefusalAnswer(answer, answer.status);
-    expect(await wire.closed()).toBe(true);
-    expect(calls.length).toBe(before);
-  });
-
-  it('a trailer section that never ends (100 KiB of trailers) is refused, not buffered', async () => {
-    const before = calls.length;
-    const wire = await Wire.open(main.port);
-    await wire.write(`POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n`);
-    const line = `X-Trailer: ${'t'.repeat(1000)}\r\n`;
-    for (let sent = 0; sent < 100 * 1024 && !wire.ended; sent += line.length) await wire.write(line);
-    const answer = await wire.answer({ ms: 2000 });
-    expect(answer.status).toBeGreaterThanOrEqual(400);
-    expectRefusalAnswer(answer, answer.status);
-    expect(await wire.closed()).toBe(true);
-    expect(calls.length).toBe(before);
-  });
-
-  it('431: a head that never ends (100 KiB of header bytes, no blank line) is refused, not buffered', async () => {
-    const before = calls.length;
-    const wire = await Wire.open(main.port);
-    await wire.write(`GET / HTTP/1.1\r\n${H}`);
-    const line = `X-Pad: ${'p'.repeat(1000)}\r\n`;
-    for (let sent = 0; sent < 100 * 1024 && !wire.ended; sent += line.length) await wire.write(line);
-    expectRefusalAnswer(await wire.answer(), 431);
-    expect(await wire.closed()).toBe(true);
-    expect(calls.length).toBe(before);
-  });
+  const unbounded: [string, string, string, number[]][] = [
+    ['431: a head that never ends (100 KiB of header lines, no blank line)', `GET / HTTP/1.1\r\n${H}`, `X-Pad: ${'p'.repeat(1000)}\r\n`, [431]],
+    ['a chunk-size line that never ends (100 KiB of chunk extension)', `POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5;ext=`, 'e'.repeat(1024), [400, 413, 431]],
+    ['a trailer section that never ends (100 KiB of trailers)', `POST / HTTP/1.1\r\n${H}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n`, `X-Trailer: ${'t'.repeat(1000)}\r\n`, [400, 413, 431]],
+  ];
+  it.each(unbounded)('%s is refused, not buffered', (_, start, filler, statuses) => expectRefusedUnbounded(main.port, start, filler, statuses));
 
   it('431: more than the default 100 header lines; exactly 100 are accepted', async () => {
     const lines = (n: number): string => Array.from({ length: n }, (_, i) => `X-H${i}: ${i}\r\n`).join('');
@@ -1170,33 +1171,11 @@ describe('request smuggling', () => {
 
 describe('clocks', () => {
   it('408: a slowloris sending one header byte every 50 ms is cut off at requestMs (300 ms)', async () => {
-    const before = calls.length;
-    const wire = await Wire.open(timed.port);
-    const start = performance.now();
-    await wire.write(`GET / HTTP/1.1\r\n${H}X-Slow: `);
-    const drip = setInterval(() => void wire.write('a'), 50);
-    try {
-      expectRefusalAnswer(await wire.answer({ ms: 2000 }), 408);
-      expect(await wire.closed(1000)).toBe(true);
-    } finally {
-      clearInterval(drip);
-    }
-    expect(performance.now() - start).toBeLessThan(1500);
-    expect(calls.length).toBe(before);
+    await expectCutOffAtRequestMs(await Wire.open(timed.port), `GET / HTTP/1.1\r\n${H}X-Slow: `, 'a');
   });
 
   it('408: a body dripping a byte every 50 ms is cut off at requestMs', async () => {
-    const before = calls.length;
-    const wire = await Wire.open(timed.port);
-    await wire.write(`POST / HTTP/1.1\r\n${H}Content-Length: 100\r\n\r\n`);
-    const drip = setInterval(() => void wire.write('b'), 50);
-    try {
-      expectRefusalAnswer(await wire.answer({ ms: 2000 }), 408);
-      expect(await wire.closed(1000)).toBe(true);
-    } finally {
-      clearInterval(drip);
-    }
-    expect(calls.length).toBe(before);
+    await expectCutOffAtRequestMs(await Wire.open(timed.port), `POST / HTTP/1.1\r\n${H}Content-Length: 100\r\n\r\n`, 'b');
   });
 
   it('408: a head that stops half-way', async () => {
@@ -1210,16 +1189,7 @@ describe('clocks', () => {
     const wire = await Wire.open(timed.port);
     await wire.write(request('GET', '/first'));
     expect((await wire.answer()).status).toBe(200);
-    const start = performance.now();
-    await wire.write('G');
-    const drip = setInterval(() => void wire.write('E'), 50);
-    try {
-      expectRefusalAnswer(await wire.answer({ ms: 2000 }), 408);
-      expect(await wire.closed(1000)).toBe(true);
-    } finally {
-      clearInterval(drip);
-    }
-    expect(performance.now() - start).toBeLessThan(1500);
+    await expectCutOffAtRequestMs(wire, 'G', 'E');
   });
 
   it('a request that arrived whole behind a handler slower than requestMs is answered, not timed out', async () => {
