@@ -681,6 +681,24 @@ describe('accepted requests', () => {
     expect(echo(answer)).toMatchObject({ url: `http://${HOST}/continue`, text: 'hello' });
   });
 
+  it('Expect: 100-continue with a chunked body: 100 Continue, then the chunks, then the answer', async () => {
+    const wire = await Wire.open(main.port);
+    await wire.write(`POST /continue-chunked HTTP/1.1\r\n${H}Expect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n`);
+    expect((await wire.answer()).status).toBe(100);
+    await wire.write('4\r\nbody\r\n0\r\n\r\n');
+    expect(echo(await wire.answer()).text).toBe('body');
+  });
+
+  it('100 concurrent fetches, each on its own connection or a pooled one, each get their own answer', async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 100 }, async (_, n) => {
+        const response = await fetch(`${main.url}/concurrent${n}`, { method: 'POST', body: `body ${n}` });
+        return (await response.json()) as Echo;
+      }),
+    );
+    expect(answers.map((answer) => [answer.url, answer.text])).toEqual(Array.from({ length: 100 }, (_, n) => [`${main.url}/concurrent${n}`, `body ${n}`]));
+  });
+
   it('a client that waits for 100 Continue (node:http) gets its answer', async () => {
     const answer = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = http.request(`${main.url}/continue-client`, { method: 'POST', headers: { expect: '100-continue', 'content-length': '4' } }, (res) => {
@@ -1335,7 +1353,7 @@ describe('robustness', () => {
 
   it('a client that pipelines large answers and does not read them: the server stops handling until it reads (backpressure)', async () => {
     const before = calls.length;
-    const count = 100;
+    const count = 160;
     const socket = net.connect({ port: main.port, host: '127.0.0.1' });
     socket.on('error', () => undefined);
     await new Promise((resolve) => socket.once('connect', resolve));
@@ -1343,7 +1361,7 @@ describe('robustness', () => {
     socket.write(Buffer.concat(Array.from({ length: count }, () => request('GET', '/big'))));
     await sleep(500);
     const handledUnread = calls.length - before;
-    // 100 answers of 256 KiB are 25 MiB: far more than the socket buffers hold.
+    // 160 answers of 256 KiB are 40 MiB; half of them, 20 MiB, is far more than the socket buffers hold.
     expect(handledUnread).toBeLessThan(count / 2);
     let received = 0;
     socket.on('data', (chunk: Buffer) => (received += chunk.length));
@@ -1404,11 +1422,18 @@ describe('robustness', () => {
     const streaming = await Wire.open(own.port);
     await streaming.write(request('GET', '/never?tag=closing'));
     expect(await streaming.until(() => streaming.data.includes('data: open'))).toBe(true);
+    // A handler still at work when the server closes: its late answer goes nowhere, without a crash.
+    const working = await Wire.open(own.port);
+    await working.write(request('GET', '/slow?ms=150&tag=closing-slow'));
+    await expect.poll(() => byTag('closing-slow').length, { timeout: 3000 }).toBe(1);
     const closed = await Promise.race([own.close().then(() => true), sleep(3000).then(() => false)]);
     expect(closed).toBe(true);
     expect(await idle.closed(1000)).toBe(true);
     expect(await streaming.closed(1000)).toBe(true);
+    expect(await working.closed(1000)).toBe(true);
     await expect(Wire.open(own.port)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    await sleep(200);
+    expect(working.data.length).toBe(0);
   });
 });
 
