@@ -62,7 +62,8 @@ interface RequestEvents {
 const REQUEST_LINE = /^([^ ]+) ([^ ]+) (HTTP\/\d\.\d)$/;
 /** The methods read; another token is answered 501 (RFC 9110, 9.1). */
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH']);
-const TARGET = /^\/[\x21-\x7e]*$/;
+/** An absolute path and query: visible characters, no fragment (RFC 9112, 3.2.1). */
+const TARGET = /^\/[\x21\x22\x24-\x7e]*$/;
 const HOST = /^(?:[A-Za-z0-9._-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
 const LENGTH = /^\d{1,15}$/;
 const EMPTY_LINE = 0x0a0d; // "\r\n" read as a little-endian 16-bit number

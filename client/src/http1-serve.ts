@@ -60,6 +60,8 @@ function date(): string {
 
 /** An answer's head; throws TypeError for a header that could split the answer. */
 function answerHead(status: number, headers: Record<string, string> | Headers, framing: string, keepAlive: string | undefined): string {
+  // A final status only: a 1xx would be read as an interim answer, and the client would take the next answer for this one.
+  if (!Number.isInteger(status) || status < 200 || status > 599) throw new TypeError(`an invalid answer status ${status}`);
   let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\ndate: ${date()}\r\n`;
   const add = (value: string, name: string): void => {
     if (!TOKEN.test(name) || !FIELD_VALUE.test(value)) throw new TypeError(`an invalid answer header ${JSON.stringify(name)}`);
@@ -67,10 +69,10 @@ function answerHead(status: number, headers: Record<string, string> | Headers, f
   };
   if (headers instanceof Headers) headers.forEach(add);
   else for (const name in headers) add(headers[name] as string, name);
-  return `${head}${framing}${keepAlive === undefined ? 'connection: close\r\n' : keepAlive}\r\n`;
+  return `${head}${framing}${keepAlive ?? 'connection: close\r\n'}\r\n`;
 }
 
-const bodiless = (status: number): boolean => status < 200 || status === 204 || status === 304;
+const bodiless = (status: number): boolean => status === 204 || status === 304;
 const chunk = (text: string): string => (text === '' ? '' : `${Buffer.byteLength(text).toString(16)}\r\n${text}\r\n`);
 const refusalBody = (message: string): string => JSON.stringify({ jsonrpc: '2.0', error: { code: -32600, message }, id: null });
 
@@ -362,7 +364,8 @@ export async function serveHttp1(handler: (req: NodeRequest) => Promise<Answer>,
     handler,
     limits: { maxHeaderBytes: options.maxHeaderBytes ?? 16 * 1024, maxHeaders: options.maxHeaders ?? 100, maxBodyBytes: options.maxBodyBytes ?? MAX_BODY_BYTES },
     errorBody: JSON.stringify(options.errorBody ?? { jsonrpc: '2.0', error: { code: -32603, message: 'internal error' }, id: null }),
-    keepAlive: `keep-alive: timeout=${Math.max(1, Math.floor(idleMs / 1000))}\r\n`,
+    // The hint in whole seconds, never longer than the wait (none under a second).
+    keepAlive: idleMs >= 1000 ? `keep-alive: timeout=${Math.floor(idleMs / 1000)}\r\n` : '',
     connections: new Set(),
   };
   const server = net.createServer({ noDelay: true }, (socket) => new Connection(socket, context));
