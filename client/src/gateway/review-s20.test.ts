@@ -1,0 +1,84 @@
+/**
+ * Attacks on what session 20 landed: the gateway's HTTP/1.1 server on raw sockets
+ * (http1-serve.ts, http1-request.ts, http1-framing.ts), from a raw socket as an internet client
+ * would, with no database.
+ */
+import net from 'node:net';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { afterEach, describe, expect, it } from 'vitest';
+import { serveHttp1 } from '../http1-serve.ts';
+import type { Served } from '../node-serve.ts';
+
+type Handler = Parameters<typeof serveHttp1>[0];
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+let served: Served | undefined;
+
+afterEach(async () => {
+  await served?.close();
+  served = undefined;
+});
+
+async function serve(handler: Handler, options: Parameters<typeof serveHttp1>[1] = {}): Promise<Served> {
+  served = await serveHttp1(handler, options);
+  return served;
+}
+
+async function connect(port: number): Promise<net.Socket> {
+  const socket = net.connect(port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  await new Promise((resolve) => socket.once('connect', resolve));
+  return socket;
+}
+
+/** What the server sent until `until` holds of it, it closed the connection, or `ms` passed (latin1). */
+function received(socket: net.Socket, until: (text: string) => boolean = () => false, ms = 5000): Promise<string> {
+  return new Promise((resolve) => {
+    let text = '';
+    const done = (): void => resolve(text);
+    socket.on('data', (data: Buffer) => {
+      text += data.toString('latin1');
+      if (until(text)) done();
+    });
+    socket.once('close', done);
+    setTimeout(done, ms).unref();
+  });
+}
+
+const answered = (text: string): boolean => text.includes('\r\n\r\n');
+
+/** The JS heap in use after a full collection. */
+function heapUsed(): number {
+  v8.setFlagsFromString('--expose-gc');
+  (vm.runInNewContext('gc') as () => void)();
+  return process.memoryUsage().heapUsed;
+}
+
+describe('resource exhaustion', () => {
+  // A chunked body of 1-byte chunks costs the client 6 bytes per body byte; each chunk was kept as
+  // a Buffer view of its own (~100 bytes of heap) until the body's end: a 4 MiB body (24 MiB sent,
+  // no credential needed, the body is read before the handler runs) held ~400 MiB, and a few such
+  // connections at once exhausted the gateway's heap.
+  it('holds a body of a million 1-byte chunks in memory proportional to its bytes, not to its chunk count', async () => {
+    let length = -1;
+    const { port } = await serve(async (req) => {
+      length = (await req.text()).length;
+      return { status: 200, headers: {}, body: 'ok' };
+    });
+    const socket = await connect(port);
+    const answer = received(socket, answered);
+    const before = heapUsed();
+    const n = 1024 * 1024;
+    const head = Buffer.from('POST /mcp HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n', 'latin1');
+    await new Promise((resolve) => socket.write(Buffer.concat([head, Buffer.from('1\r\nx\r\n'.repeat(n), 'latin1')]), resolve));
+    await sleep(1500); // the server reads the 6 MiB
+    const held = heapUsed() - before;
+    socket.write('0\r\n\r\n');
+    expect((await answer).startsWith('HTTP/1.1 200 ')).toBe(true);
+    socket.destroy();
+    expect(length).toBe(n);
+    // The body's own bytes live outside the JS heap (a Buffer's store): what the heap holds is per-chunk overhead.
+    expect(held).toBeLessThan(16 * 1024 * 1024);
+  }, 30_000);
+});
