@@ -253,17 +253,28 @@ class Connection {
       this.send(pending + text);
       pending = '';
     };
-    answer.open({
-      write: (text) => {
-        if (!over && !empty) write(chunk(text));
-      },
-      end: (last) => {
-        if (over) return;
-        over = true;
-        write(empty ? '' : `${chunk(last ?? '')}0\r\n\r\n`);
-        this.ended(head);
-      },
-    });
+    try {
+      answer.open({
+        write: (text) => {
+          if (!over && !empty) write(chunk(text));
+        },
+        end: (last) => {
+          if (over) return;
+          over = true;
+          write(empty ? '' : `${chunk(last ?? '')}0\r\n\r\n`);
+          this.ended(head);
+        },
+      });
+    } catch (error) {
+      // Once ended, the answer is whole and the next request may be in hand: the failure path
+      // would answer that one. Before its end, the sink writes nothing more after what replaces it.
+      if (over) {
+        console.error('serve: an answer failed after its end:', error instanceof Error ? error.message : error);
+        return;
+      }
+      over = true;
+      throw error;
+    }
     if (pending !== '') write('');
   }
 
