@@ -138,3 +138,24 @@ describe('the answer lifecycle against a faulty handler', () => {
     expect(got).not.toContain('late');
   });
 });
+
+describe('the deadlines', () => {
+  // A client that pipelines requests and never reads their answers holds the connection in
+  // 'draining' (the next request is read only once the last answer has left): neither idle nor
+  // receiving a request, it was swept by neither deadline and stayed open for good, with the
+  // answers it would not read held in memory. Unauthenticated answers suffice: they are small, but
+  // the client pipelines as many as it likes.
+  it('closes a connection whose client reads none of its answers', async () => {
+    const big = 'x'.repeat(1024 * 1024);
+    const { port } = await serve(async () => ({ status: 200, headers: {}, body: big }), { idleMs: 200, requestMs: 400 });
+    const socket = await connect(port);
+    socket.pause();
+    const closed = new Promise<boolean>((resolve) => {
+      socket.once('close', () => resolve(true));
+      setTimeout(() => resolve(false), 4000).unref();
+    });
+    socket.write('GET /a HTTP/1.1\r\nHost: gw\r\n\r\n'.repeat(64));
+    expect(await closed).toBe(true);
+    socket.destroy();
+  }, 10_000);
+});
