@@ -101,8 +101,8 @@ class Connection {
   private ending = false;
   /** Bytes of the current request's answer have been written. */
   private written = false;
-  /** The last answer waits in memory for the client to read it. */
-  private draining = false;
+  /** Since when the last answer waits in memory for the client to read it (0: it does not). */
+  drainingSince = 0;
 
   constructor(
     readonly socket: net.Socket,
@@ -134,7 +134,7 @@ class Connection {
 
   /** A request is being answered, or its answer has yet to leave. */
   private get busy(): boolean {
-    return this.current !== undefined || this.draining;
+    return this.current !== undefined || this.drainingSince !== 0;
   }
 
   get idle(): boolean {
@@ -342,9 +342,9 @@ class Connection {
     }
     // A client that does not read its answers is read no further until they have left (as node:http does).
     if (this.socket.writableNeedDrain) {
-      this.draining = true;
+      this.drainingSince = performance.now();
       this.socket.once('drain', () => {
-        this.draining = false;
+        this.drainingSince = 0;
         this.proceed();
       });
       return;
@@ -407,6 +407,8 @@ export async function serveHttp1(handler: (req: NodeRequest) => Promise<Answer>,
       for (const connection of context.connections) {
         if (connection.since !== 0 && now - connection.since > requestMs) connection.refuse(408, `the request did not come whole within ${requestMs} ms`);
         else if (connection.idle && now - connection.idleSince > idleMs) connection.close();
+        // A client that reads none of its answers (pipelining more) is neither idle nor sending a request: cut off.
+        else if (connection.drainingSince !== 0 && now - connection.drainingSince > requestMs) connection.socket.destroy();
       }
     },
     Math.max(10, Math.min(1000, requestMs / 4, idleMs / 4)),
