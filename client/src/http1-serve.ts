@@ -10,7 +10,8 @@
  * - One request at a time per connection: pipelined requests wait, held (up to 64 KiB, then the
  *   socket is paused), until the answer before them has ended.
  * - A request must come whole within `requestMs` of its first byte (else 408), however it
- *   trickles in; a kept-alive connection idle for `idleMs` is closed.
+ *   trickles in; a kept-alive connection idle for `idleMs` is closed, and one whose client has
+ *   left an answer unread for `requestMs` (the next request waits for it) is cut off.
  * - `Expect: 100-continue` is answered 100 before the body is read; `Connection: close` closes
  *   after the answer. HTTP/1.1 only (another version: 505).
  * - The request's signal aborts when the client closes or half-closes the connection before the
