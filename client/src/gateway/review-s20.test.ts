@@ -166,3 +166,28 @@ describe('the deadlines', () => {
     socket.destroy();
   }, 10_000);
 });
+
+describe('a client that leaves', () => {
+  // A half-close aborts the request, which cancels a Response's body: the read loop then saw the
+  // body "done" and wrote the last chunk, so that what the client still reads looked like a whole
+  // answer although it was cut. A cut answer must not end as a whole one does.
+  it('a Response body cut by the client leaving is not ended with a last chunk', async () => {
+    const { port } = await serve(async () => {
+      const body = new ReadableStream<Uint8Array>({
+        start(controller) {
+          controller.enqueue(new TextEncoder().encode('data: first\n\n'));
+        },
+      });
+      return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
+    });
+    const socket = await connect(port);
+    const text = received(socket, () => false, 1500);
+    socket.write('GET /events HTTP/1.1\r\nHost: gw\r\n\r\n');
+    await sleep(100);
+    socket.end(); // half-close: the server takes it that the client has gone
+    const got = await text;
+    socket.destroy();
+    expect(got).toContain('data: first');
+    expect(got).not.toContain('\r\n0\r\n\r\n');
+  });
+});
