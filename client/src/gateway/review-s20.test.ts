@@ -165,6 +165,32 @@ describe('the deadlines', () => {
     expect(bytes).toBeLessThan(32 * 1024 * 1024);
     socket.destroy();
   }, 10_000);
+
+  // The cut is for a client that reads nothing: one that reads its answers slowly, however long
+  // they take to leave, keeps its connection.
+  it('keeps a connection whose client reads its answers slowly, past requestMs', async () => {
+    const big = 'x'.repeat(256 * 1024);
+    const { port } = await serve(async () => ({ status: 200, headers: {}, body: big }), { idleMs: 200, requestMs: 1500 });
+    const socket = await connect(port);
+    socket.pause();
+    let bytes = 0;
+    socket.on('data', (data: Buffer) => {
+      bytes += data.length;
+      socket.pause();
+    });
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    socket.write('GET /a HTTP/1.1\r\nHost: gw\r\n\r\n'.repeat(32));
+    // Read a piece every 25 ms: the answers take seconds to leave (TCP's own stalls stay under requestMs).
+    const reading = setInterval(() => socket.resume(), 25);
+    const total = 32 * (256 * 1024 + 60);
+    const began = performance.now();
+    while (bytes < total && !socket.destroyed && performance.now() - began < 20_000) await sleep(50);
+    clearInterval(reading);
+    expect(performance.now() - began).toBeGreaterThan(1500);
+    expect(bytes).toBeGreaterThanOrEqual(32 * 256 * 1024);
+    socket.destroy();
+    await closed;
+  }, 30_000);
 });
 
 describe('a client that leaves', () => {
