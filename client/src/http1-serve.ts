@@ -11,7 +11,7 @@
  *   socket is paused), until the answer before them has ended.
  * - A request must come whole within `requestMs` of its first byte (else 408), however it
  *   trickles in; a kept-alive connection idle for `idleMs` is closed, and one whose client has
- *   left an answer unread for `requestMs` (the next request waits for it) is cut off.
+ *   read nothing more of an answer for `requestMs` (the next request waits for it) is cut off.
  * - `Expect: 100-continue` is answered 100 before the body is read; `Connection: close` closes
  *   after the answer. HTTP/1.1 only (another version: 505).
  * - The request's signal aborts when the client closes or half-closes the connection before the
@@ -102,8 +102,10 @@ class Connection {
   private ending = false;
   /** Bytes of the current request's answer have been written. */
   private written = false;
-  /** Since when the last answer waits in memory for the client to read it (0: it does not). */
-  drainingSince = 0;
+  /** Since when the last answer waits in memory for the client to read more of it (0: it does not). */
+  private drainingSince = 0;
+  /** Its bytes still waiting then. */
+  private unreadBytes = 0;
 
   constructor(
     readonly socket: net.Socket,
@@ -344,6 +346,7 @@ class Connection {
     // A client that does not read its answers is read no further until they have left (as node:http does).
     if (this.socket.writableNeedDrain) {
       this.drainingSince = performance.now();
+      this.unreadBytes = this.socket.writableLength;
       this.socket.once('drain', () => {
         this.drainingSince = 0;
         this.proceed();
@@ -351,6 +354,16 @@ class Connection {
       return;
     }
     this.proceed();
+  }
+
+  /** The last answer has waited `limit` ms for the client to read any more of it (a slow reader's progress restarts the wait). */
+  unread(now: number, limit: number): boolean {
+    if (this.drainingSince === 0) return false;
+    if (this.socket.writableLength < this.unreadBytes) {
+      this.unreadBytes = this.socket.writableLength;
+      this.drainingSince = now;
+    }
+    return now - this.drainingSince > limit;
   }
 
   /** Reads the next request: from the bytes held, then from the socket. */
@@ -408,8 +421,8 @@ export async function serveHttp1(handler: (req: NodeRequest) => Promise<Answer>,
       for (const connection of context.connections) {
         if (connection.since !== 0 && now - connection.since > requestMs) connection.refuse(408, `the request did not come whole within ${requestMs} ms`);
         else if (connection.idle && now - connection.idleSince > idleMs) connection.close();
-        // A client that reads none of its answers (pipelining more) is neither idle nor sending a request: cut off.
-        else if (connection.drainingSince !== 0 && now - connection.drainingSince > requestMs) connection.socket.destroy();
+        // A client that reads nothing more of its answers (pipelining more) is neither idle nor sending a request: cut off.
+        else if (connection.unread(now, requestMs)) connection.socket.destroy();
       }
     },
     Math.max(10, Math.min(1000, requestMs / 4, idleMs / 4)),
