@@ -5,7 +5,8 @@
  * than the rest of the gateway's own work (README, Performance). Requests are read by the strict
  * parser of http1-request.ts: whatever it refuses is answered with its status (400, 413, 417,
  * 431, 501, 505; a JSON-RPC error body) and the connection closed, so no byte after a refused
- * request is read as a request.
+ * request is read as a request. Longer than 400 lines because a connection's life is one state
+ * machine (reading, answering in three forms, its deadlines), read best in one place.
  *
  * - One request at a time per connection: pipelined requests wait, held (up to 64 KiB, then the
  *   socket is paused), until the answer before them has ended.
