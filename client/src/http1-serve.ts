@@ -5,12 +5,14 @@
  * than the rest of the gateway's own work (README, Performance). Requests are read by the strict
  * parser of http1-request.ts: whatever it refuses is answered with its status (400, 413, 417,
  * 431, 501, 505; a JSON-RPC error body) and the connection closed, so no byte after a refused
- * request is read as a request.
+ * request is read as a request. Longer than 400 lines because a connection's life is one state
+ * machine (reading, answering in three forms, its deadlines), read best in one place.
  *
  * - One request at a time per connection: pipelined requests wait, held (up to 64 KiB, then the
  *   socket is paused), until the answer before them has ended.
  * - A request must come whole within `requestMs` of its first byte (else 408), however it
- *   trickles in; a kept-alive connection idle for `idleMs` is closed.
+ *   trickles in; a kept-alive connection idle for `idleMs` is closed, and one whose client has
+ *   read nothing more of an answer for `requestMs` (the next request waits for it) is cut off.
  * - `Expect: 100-continue` is answered 100 before the body is read; `Connection: close` closes
  *   after the answer. HTTP/1.1 only (another version: 505).
  * - The request's signal aborts when the client closes or half-closes the connection before the
@@ -88,7 +90,9 @@ interface Context {
 class Connection {
   private readonly parser: RequestParser;
   private head: RequestHead | undefined;
-  private chunks: Buffer[] = [];
+  /** The request's body so far: its first piece as given, then every piece copied into room that doubles. */
+  private room: Buffer = Buffer.alloc(0);
+  private size = 0;
   /** The request being handled or answered. */
   private current: NodeRequest | undefined;
   /** When the request being read began to come (0: none is). */
@@ -99,8 +103,10 @@ class Connection {
   private ending = false;
   /** Bytes of the current request's answer have been written. */
   private written = false;
-  /** The last answer waits in memory for the client to read it. */
-  private draining = false;
+  /** Since when the last answer waits in memory for the client to read more of it (0: it does not). */
+  private drainingSince = 0;
+  /** Its bytes still waiting then. */
+  private unreadBytes = 0;
 
   constructor(
     readonly socket: net.Socket,
@@ -110,7 +116,7 @@ class Connection {
     this.parser = new RequestParser(
       {
         head: (head) => this.started(head),
-        body: (data) => this.chunks.push(data),
+        body: (data) => this.take(data),
         done: () => this.received(),
       },
       context.limits,
@@ -132,7 +138,7 @@ class Connection {
 
   /** A request is being answered, or its answer has yet to leave. */
   private get busy(): boolean {
-    return this.current !== undefined || this.draining;
+    return this.current !== undefined || this.drainingSince !== 0;
   }
 
   get idle(): boolean {
@@ -158,17 +164,35 @@ class Connection {
 
   private started(head: RequestHead): void {
     this.head = head;
-    this.chunks = [];
+    this.room = Buffer.alloc(0);
+    this.size = 0;
     // The body is asked for only if it has not come with the head.
     if (head.expectContinue && (head.chunked || (head.length ?? 0) > this.parser.buffered)) this.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
+  }
+
+  /**
+   * A piece of the body. Pieces are not kept as they come: a body of a million 1-byte chunks would
+   * hold a Buffer view (~100 bytes of heap) per byte sent in 6, a few hundred MiB per connection.
+   */
+  private take(data: Buffer): void {
+    const length = this.size + data.length;
+    if (length > this.room.length) {
+      const most = this.head?.length ?? this.context.limits.maxBodyBytes;
+      const grown = this.size === 0 ? data : Buffer.allocUnsafe(Math.min(most, Math.max(2 * length, 4096)));
+      if (this.size > 0) this.room.copy(grown, 0, 0, this.size);
+      this.room = grown;
+    }
+    if (this.room !== data) data.copy(this.room, this.size);
+    this.size = length;
   }
 
   /** A request has come whole: handled now (the parser holds what follows until its answer has ended). */
   private received(): void {
     const head = this.head as RequestHead;
     this.since = 0;
-    const body = head.method === 'GET' || head.method === 'HEAD' ? undefined : this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
-    this.chunks = [];
+    const body = head.method === 'GET' || head.method === 'HEAD' ? undefined : this.room.subarray(0, this.size);
+    this.room = Buffer.alloc(0);
+    this.size = 0;
     const headers = head.headers;
     let url: string;
     try {
@@ -233,17 +257,28 @@ class Connection {
       this.send(pending + text);
       pending = '';
     };
-    answer.open({
-      write: (text) => {
-        if (!over && !empty) write(chunk(text));
-      },
-      end: (last) => {
-        if (over) return;
-        over = true;
-        write(empty ? '' : `${chunk(last ?? '')}0\r\n\r\n`);
-        this.ended(head);
-      },
-    });
+    try {
+      answer.open({
+        write: (text) => {
+          if (!over && !empty) write(chunk(text));
+        },
+        end: (last) => {
+          if (over) return;
+          over = true;
+          write(empty ? '' : `${chunk(last ?? '')}0\r\n\r\n`);
+          this.ended(head);
+        },
+      });
+    } catch (error) {
+      // Once ended, the answer is whole and the next request may be in hand: the failure path
+      // would answer that one. Before its end, the sink writes nothing more after what replaces it.
+      if (over) {
+        console.error('serve: an answer failed after its end:', error instanceof Error ? error.message : error);
+        return;
+      }
+      over = true;
+      throw error;
+    }
     if (pending !== '') write('');
   }
 
@@ -311,14 +346,25 @@ class Connection {
     }
     // A client that does not read its answers is read no further until they have left (as node:http does).
     if (this.socket.writableNeedDrain) {
-      this.draining = true;
+      this.drainingSince = performance.now();
+      this.unreadBytes = this.socket.writableLength;
       this.socket.once('drain', () => {
-        this.draining = false;
+        this.drainingSince = 0;
         this.proceed();
       });
       return;
     }
     this.proceed();
+  }
+
+  /** The last answer has waited `limit` ms for the client to read any more of it (a slow reader's progress restarts the wait). */
+  unread(now: number, limit: number): boolean {
+    if (this.drainingSince === 0) return false;
+    if (this.socket.writableLength < this.unreadBytes) {
+      this.unreadBytes = this.socket.writableLength;
+      this.drainingSince = now;
+    }
+    return now - this.drainingSince > limit;
   }
 
   /** Reads the next request: from the bytes held, then from the socket. */
@@ -376,6 +422,8 @@ export async function serveHttp1(handler: (req: NodeRequest) => Promise<Answer>,
       for (const connection of context.connections) {
         if (connection.since !== 0 && now - connection.since > requestMs) connection.refuse(408, `the request did not come whole within ${requestMs} ms`);
         else if (connection.idle && now - connection.idleSince > idleMs) connection.close();
+        // A client that reads nothing more of its answers (pipelining more) is neither idle nor sending a request: cut off.
+        else if (connection.unread(now, requestMs)) connection.socket.destroy();
       }
     },
     Math.max(10, Math.min(1000, requestMs / 4, idleMs / 4)),
