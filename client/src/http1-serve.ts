@@ -8,8 +8,9 @@
  * request is read as a request. Longer than 400 lines because a connection's life is one state
  * machine (reading, answering in three forms, its deadlines), read best in one place.
  *
- * - One request at a time per connection: pipelined requests wait, held (up to 64 KiB, then the
- *   socket is paused), until the answer before them has ended.
+ * - One request at a time per connection: pipelined requests wait, held, until the answer before
+ *   them has ended. The socket is never paused for them (a paused socket would not see its client
+ *   leave): a client that sends more than a whole request's worth ahead is cut off.
  * - A request must come whole within `requestMs` of its first byte (else 408), however it
  *   trickles in; a kept-alive connection idle for `idleMs` is closed, and one whose client has
  *   read nothing more of an answer for `requestMs` (the next request waits for it) is cut off.
@@ -42,7 +43,7 @@ export interface Http1ServeOptions extends ServeOptions {
   requestMs?: number;
 }
 
-/** Pipelined bytes held while an answer is written; past this the socket is paused. */
+/** Pipelined bytes held while an answer is written, beyond the largest request: past them the client is cut off. */
 const HELD_BYTES = 64 * 1024;
 const FIELD_VALUE = /^[\t\x20-\x7e]*$/;
 /** Framing headers are the server's to write. */
@@ -83,6 +84,8 @@ interface Context {
   limits: { maxHeaderBytes: number; maxHeaders: number; maxBodyBytes: number };
   errorBody: string;
   keepAlive: string;
+  /** The most pipelined bytes held while an answer is written. */
+  heldLimit: number;
   connections: Set<Connection>;
 }
 
@@ -149,7 +152,7 @@ class Connection {
     if (this.closing) return;
     if (!this.busy && this.since === 0) this.since = performance.now();
     this.read(() => this.parser.feed(data));
-    if (this.busy && this.parser.buffered > HELD_BYTES) this.socket.pause();
+    if (this.busy && this.parser.buffered > this.context.heldLimit) this.socket.destroy();
   }
 
   /** Runs a step of the parser; a refused request is answered and the connection closed. */
@@ -371,7 +374,6 @@ class Connection {
   private proceed(): void {
     if (this.closing) return;
     this.idleSince = performance.now();
-    if (this.socket.isPaused()) this.socket.resume();
     if (this.parser.buffered > 0) this.since = performance.now();
     this.read(() => this.parser.next());
   }
@@ -406,12 +408,14 @@ export async function serveHttp1(handler: (req: NodeRequest) => Promise<Answer>,
   const host = options.host ?? '127.0.0.1';
   const idleMs = options.idleMs ?? 5_000;
   const requestMs = options.requestMs ?? 30_000;
+  const limits = { maxHeaderBytes: options.maxHeaderBytes ?? 16 * 1024, maxHeaders: options.maxHeaders ?? 100, maxBodyBytes: options.maxBodyBytes ?? MAX_BODY_BYTES };
   const context: Context = {
     handler,
-    limits: { maxHeaderBytes: options.maxHeaderBytes ?? 16 * 1024, maxHeaders: options.maxHeaders ?? 100, maxBodyBytes: options.maxBodyBytes ?? MAX_BODY_BYTES },
+    limits,
     errorBody: JSON.stringify(options.errorBody ?? { jsonrpc: '2.0', error: { code: -32603, message: 'internal error' }, id: null }),
     // The hint in whole seconds, never longer than the wait (none under a second).
     keepAlive: idleMs >= 1000 ? `keep-alive: timeout=${Math.floor(idleMs / 1000)}\r\n` : '',
+    heldLimit: limits.maxHeaderBytes + limits.maxBodyBytes + HELD_BYTES,
     connections: new Set(),
   };
   const server = net.createServer({ noDelay: true }, (socket) => new Connection(socket, context));
