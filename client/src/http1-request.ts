@@ -82,11 +82,6 @@ export class RequestParser extends Http1Reader {
     throw new RequestFramingError(status, message);
   }
 
-  /** Bytes of a request that has not yet come whole are held (a head or a body begun). */
-  get receiving(): boolean {
-    return this.state !== 'done' && (this.state !== 'head' || this.buffer.length > 0);
-  }
-
   /** After a request's end, reads the next one from the bytes already held (and those to come). */
   next(): void {
     if (this.state !== 'done') return;
