@@ -7,8 +7,6 @@
  */
 import { Http1Reader, headerField } from './http1-framing.ts';
 
-export { TOKEN } from './http1-framing.ts';
-
 /** A malformed answer, or a connection that ended before its answer did. */
 export class AnswerFramingError extends Error {
   override name = 'AnswerFramingError';

@@ -34,6 +34,23 @@ export function trimmed(line: string, from: number): string {
   return line.slice(start, end);
 }
 
+/** A value this code writes: visible ASCII, spaces and tabs (no CR or LF that could split the message). */
+const WRITTEN_VALUE = /^[\t\x20-\x7e]*$/;
+
+/**
+ * The header lines a writer sends (`name: value` and CRLF each), leaving out the names in `own`
+ * (lower case: the framing the writer writes itself). A name that is not a token, or a value
+ * with a control character or a byte outside ASCII, throws TypeError: nothing is written.
+ */
+export function headerLines(headers: Iterable<[string, string]>, own: ReadonlySet<string>, what: string): string {
+  let lines = '';
+  for (const [name, value] of headers) {
+    if (!TOKEN.test(name) || !WRITTEN_VALUE.test(value)) throw new TypeError(`${what}: an invalid header ${JSON.stringify(name)}`);
+    if (!own.has(name.toLowerCase())) lines += `${name}: ${value}\r\n`;
+  }
+  return lines;
+}
+
 /**
  * A header (or trailer) line's name, in lower case, and value; undefined when the line is
  * malformed: no colon, a name that is not a token (a space before the colon, a line folded onto

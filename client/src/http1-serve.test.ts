@@ -14,6 +14,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { serveHttp1 } from './http1-serve.ts';
 import type { Answer } from './light-http.ts';
 import type { Served } from './node-serve.ts';
+import { twoEventStream } from '../../test/support/http.ts';
 
 type Handler = Parameters<typeof serveHttp1>[0];
 type Http1Request = Parameters<Handler>[0];
@@ -350,19 +351,8 @@ async function handle(req: Http1Request): Promise<Answer> {
         },
       };
     }
-    case '/response': {
-      const read = gate(tag);
-      const encoder = new TextEncoder();
-      const body = new ReadableStream<Uint8Array>({
-        async start(controller) {
-          controller.enqueue(encoder.encode('data: first\n\n'));
-          await read;
-          controller.enqueue(encoder.encode('data: last\n\n'));
-          controller.close();
-        },
-      });
-      return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
-    }
+    case '/response':
+      return twoEventStream(gate(tag));
     case '/response-now':
       return new Response('web body', { headers: { 'content-type': 'text/plain' } });
     case '/response-fails': {

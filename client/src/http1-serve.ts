@@ -27,7 +27,7 @@
  */
 import { STATUS_CODES } from 'node:http';
 import net from 'node:net';
-import { TOKEN } from './http1-framing.ts';
+import { headerLines } from './http1-framing.ts';
 import { RequestFramingError, RequestParser, type RequestHead } from './http1-request.ts';
 import { isStreamed, type Answer, type PlainAnswer, type StreamedAnswer } from './light-http.ts';
 import { MAX_BODY_BYTES, NodeRequest, listening, type ServeOptions, type Served } from './node-serve.ts';
@@ -45,7 +45,6 @@ export interface Http1ServeOptions extends ServeOptions {
 
 /** Pipelined bytes held while an answer is written, beyond the largest request: past them the client is cut off. */
 const HELD_BYTES = 64 * 1024;
-const FIELD_VALUE = /^[\t\x20-\x7e]*$/;
 /** Framing headers are the server's to write. */
 const OWN_HEADERS = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'date']);
 
@@ -65,14 +64,8 @@ function date(): string {
 function answerHead(status: number, headers: Record<string, string> | Headers, framing: string, keepAlive: string | undefined): string {
   // A final status only: a 1xx would be read as an interim answer, and the client would take the next answer for this one.
   if (!Number.isInteger(status) || status < 200 || status > 599) throw new TypeError(`an invalid answer status ${status}`);
-  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\ndate: ${date()}\r\n`;
-  const add = (value: string, name: string): void => {
-    if (!TOKEN.test(name) || !FIELD_VALUE.test(value)) throw new TypeError(`an invalid answer header ${JSON.stringify(name)}`);
-    if (!OWN_HEADERS.has(name.toLowerCase())) head += `${name}: ${value}\r\n`;
-  };
-  if (headers instanceof Headers) headers.forEach(add);
-  else for (const name in headers) add(headers[name] as string, name);
-  return `${head}${framing}${keepAlive ?? 'connection: close\r\n'}\r\n`;
+  const lines = headerLines(headers instanceof Headers ? headers : Object.entries(headers), OWN_HEADERS, 'serveHttp1');
+  return `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\ndate: ${date()}\r\n${lines}${framing}${keepAlive ?? 'connection: close\r\n'}\r\n`;
 }
 
 const bodiless = (status: number): boolean => status === 204 || status === 304;
@@ -286,11 +279,11 @@ class Connection {
   }
 
   private response(head: RequestHead, request: NodeRequest, response: Response): void {
-    const empty = bodiless(response.status) || head.method === 'HEAD' || !response.body;
-    const framing = bodiless(response.status) ? '' : response.body ? 'transfer-encoding: chunked\r\n' : 'content-length: 0\r\n';
+    const body = response.body;
+    const framing = bodiless(response.status) ? '' : body ? 'transfer-encoding: chunked\r\n' : 'content-length: 0\r\n';
     const text = answerHead(response.status, response.headers, framing, this.keepAlive(head));
-    if (empty || !response.body) {
-      void response.body?.cancel().catch(() => undefined);
+    if (!body || bodiless(response.status) || head.method === 'HEAD') {
+      void body?.cancel().catch(() => undefined);
       this.send(text);
       this.ended(head);
       return;
@@ -314,7 +307,7 @@ class Connection {
       }
     };
     hold();
-    const reader = response.body.getReader();
+    const reader = body.getReader();
     request.signal.addEventListener('abort', () => void reader.cancel().catch(() => undefined), { once: true });
     void (async () => {
       try {

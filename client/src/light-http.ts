@@ -1,7 +1,8 @@
 /**
  * Requests and answers a fetch handler may take and give without web streams. A web Request is
  * a LightRequest, and a Response an answer, so a handler written for them runs under Deno.serve
- * unchanged; under Node, node-serve.ts (serveLight) hands over a lighter request that makes its
+ * unchanged; under Node, node-serve.ts (serveLight) and http1-serve.ts (serveHttp1, the gateway's
+ * entry) hand over a lighter request that makes its
  * Request only when asked, writes a PlainAnswer's string straight to the socket, and a
  * StreamedAnswer's chunks as they come. Making a web Request and Response costs more CPU under
  * Node than a small MCP call itself.

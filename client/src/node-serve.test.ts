@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { serveFetch, serveLight, type Served } from './node-serve.ts';
+import { twoEventStream } from '../../test/support/http.ts';
 
 let served: Served;
 let handled = 0;
@@ -22,21 +23,11 @@ beforeAll(async () => {
         return new Response(new ReadableStream({ start: (c) => c.enqueue(new TextEncoder().encode('data: open\n\n')) }), { headers: { 'content-type': 'text/event-stream' } });
       }
       if (new URL(req.url).pathname === '/stream') {
-        const read = new Promise<void>((resolve) => {
-          firstEventRead = resolve;
-        });
-        const encoder = new TextEncoder();
-        const body = new ReadableStream<Uint8Array>({
-          async start(controller) {
-            controller.enqueue(encoder.encode('data: first\n\n'));
-            // The stream ends only once the client has read the first event: were the socket
-            // held until the end, neither would ever happen.
-            await read;
-            controller.enqueue(encoder.encode('data: last\n\n'));
-            controller.close();
-          },
-        });
-        return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
+        return twoEventStream(
+          new Promise<void>((resolve) => {
+            firstEventRead = resolve;
+          }),
+        );
       }
       const bytes = new Uint8Array(await req.arrayBuffer());
       let sum = 0;

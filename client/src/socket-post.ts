@@ -16,7 +16,8 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { LanePost, PostAnswer } from './gateway/upstream.ts';
 import { ChunkQueue } from './chunk-queue.ts';
-import { AnswerParser, TOKEN } from './http1-answer.ts';
+import { AnswerParser } from './http1-answer.ts';
+import { headerLines } from './http1-framing.ts';
 
 export interface SocketPostOptions {
   /** Connections per origin at most (default 256); requests beyond wait for one to be free. */
@@ -29,7 +30,6 @@ export interface SocketPostOptions {
   ca?: string | Buffer;
 }
 
-const FIELD_VALUE = /^[\t\x20-\x7e]*$/;
 /** Framing headers are this module's to write. */
 const OWN_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection']);
 /** Bytes on a connection no request is waiting for: it is out of step, and closed. */
@@ -44,13 +44,7 @@ interface Origin {
 
 /** The request's head: the lane's headers (validated: no CR, LF or other control byte), then Host and Content-Length. */
 function requestHead(url: URL, headers: Record<string, string>, length: number): string {
-  let head = `POST ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n`;
-  for (const [name, value] of Object.entries(headers)) {
-    if (!TOKEN.test(name) || !FIELD_VALUE.test(value)) throw new TypeError(`socketPost: an invalid header ${JSON.stringify(name)}`);
-    if (OWN_HEADERS.has(name.toLowerCase())) continue;
-    head += `${name}: ${value}\r\n`;
-  }
-  return `${head}content-length: ${length}\r\n\r\n`;
+  return `POST ${url.pathname}${url.search} HTTP/1.1\r\nhost: ${url.host}\r\n${headerLines(Object.entries(headers), OWN_HEADERS, 'socketPost')}content-length: ${length}\r\n\r\n`;
 }
 
 export function socketPost(options: SocketPostOptions = {}): LanePost {

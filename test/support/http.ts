@@ -31,3 +31,21 @@ export async function recordingServer(
   };
 }
 
+
+/**
+ * An SSE Response whose first event comes at once and whose last only once `read` settles (the
+ * test settles it when its client has read the first): a server that held its writes to the end
+ * of the body would never let either happen.
+ */
+export function twoEventStream(read: Promise<void>): Response {
+  const encoder = new TextEncoder();
+  const body = new ReadableStream<Uint8Array>({
+    async start(controller) {
+      controller.enqueue(encoder.encode('data: first\n\n'));
+      await read;
+      controller.enqueue(encoder.encode('data: last\n\n'));
+      controller.close();
+    },
+  });
+  return new Response(body, { headers: { 'content-type': 'text/event-stream' } });
+}
